@@ -1,0 +1,38 @@
+// Entry point: a CNI plugin when CNI_COMMAND is set, otherwise the operator CLI.
+import { runCni, type Handlers } from '../lib/cni/plugin.js';
+import { log } from '../lib/log.js';
+
+declare const TWILL_VERSION: string | undefined;
+export const version = typeof TWILL_VERSION === 'undefined' ? 'dev' : TWILL_VERSION;
+
+const verbs = () => import('../lib/verbs.js');
+const handlers: Handlers = {
+  ADD: async () => (await verbs()).ADD,
+  DEL: async () => (await verbs()).DEL,
+  CHECK: async () => (await verbs()).CHECK,
+  GC: async () => (await verbs()).GC,
+  STATUS: async () => (await verbs()).STATUS,
+};
+
+async function main(): Promise<number> {
+  if (process.env.CNI_COMMAND !== undefined) {
+    return runCni(process.env, handlers, {
+      stdout: (s) => process.stdout.write(`${s}\n`),
+      configureLog: (conf, env) => log.configure(conf, { verb: env.verb, network: conf.name, containerId: env.containerId, ifName: env.ifName }),
+      logError: (msg, err) => log.error(msg, { error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }),
+    });
+  }
+  const { runCli } = await import('../lib/cli/main.js');
+  return runCli(process.argv.slice(2), version);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    // Last resort: still one JSON document on stdout, never a stack trace.
+    process.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: err instanceof Error ? err.message : String(err) })}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,212 @@
+// ADD, DEL, CHECK, GC and STATUS of one attachment, composed from ipam/ and sys/.
+// Every kernel or store change of an ADD is undone if a later step fails.
+import { accessSync, constants } from 'node:fs';
+import { Code, CniError } from './cni/errors.js';
+import type { Dns, Result, Route } from './cni/result.js';
+import { parseResult } from './cni/result.js';
+import type { NetConf } from './config/types.js';
+import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type Addr, type Cidr } from './ipam/ip.js';
+import type { IpamOutcome } from './ipam/hostlocal.js';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamCall } from './ipam/ipam.js';
+import { log } from './log.js';
+import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
+import { openNetns, NetnsGone } from './sys/netns.js';
+import { attachPod, detachPod, hostLinksWithAlias, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
+
+export interface Call extends IpamCall {
+  netnsPath: string;
+}
+
+const hostName = (c: Call): string => hostVethName(c.conf.hostVethPrefix, c.containerId, c.ifName);
+
+function openPodNetns(path: string) {
+  try {
+    return openNetns(path);
+  } catch (e) {
+    if (e instanceof NetnsGone) throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path} does not exist`);
+    throw e;
+  }
+}
+
+/** Pod routes: each range's subnet and the configured routes, through the family's gateway. */
+export function podRoutes(ipam: IpamOutcome): { dst: Cidr; gw: Addr }[] {
+  const out = new Map<string, { dst: Cidr; gw: Addr }>();
+  const gwFor = (f: 4 | 6): Addr | undefined => ipam.ips.find((i) => i.cidr.addr.family === f)?.gateway;
+  for (const ip of ipam.ips) {
+    const dst = network(ip.cidr);
+    out.set(formatCidr(dst), { dst, gw: ip.gateway });
+  }
+  for (const r of ipam.routes) {
+    const dst = parseCidr(r.dst);
+    if (!dst) throw new CniError(Code.InvalidConfig, `invalid route destination "${r.dst}"`);
+    const gw = r.gw ? parseAddr(r.gw) : gwFor(dst.addr.family);
+    if (!gw) continue; // no address of that family: the route cannot apply to this pod
+    out.set(formatCidr(network(dst)), { dst: network(dst), gw });
+  }
+  return [...out.values()];
+}
+
+function mergeDns(a: Dns | undefined, b: Dns | undefined): Dns | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  return { ...b, ...a };
+}
+
+function runUndo(undo: (() => void)[], cause: unknown): void {
+  for (const step of undo.reverse()) {
+    try {
+      step();
+    } catch (e) {
+      log.error('cleanup after failed ADD failed', { error: (e as Error).message, cause: (cause as Error).message });
+    }
+  }
+}
+
+export function add(c: Call): Result {
+  const ns = openPodNetns(c.netnsPath);
+  const undo: (() => void)[] = [];
+  try {
+    const ipam = ipamAdd(c);
+    undo.push(() => ipamDel(c));
+    const name = hostName(c);
+    const hostMac = randomMac();
+    const podMac = randomMac();
+    attachPod({
+      hostName: name, hostMac, podIfName: c.ifName, podMac, mtu: c.conf.mtu, netns: ns,
+      alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
+      addrs: ipam.ips, routes: podRoutes(ipam),
+    });
+    undo.push(() => detachPod(name));
+    const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
+    const base = prev?.interfaces.length ?? 0;
+    const result: Result = {
+      interfaces: [...(prev?.interfaces ?? []), { name, mac: hostMac }, { name: c.ifName, mac: podMac, mtu: c.conf.mtu, sandbox: c.netnsPath }],
+      ips: [...(prev?.ips ?? []), ...ipam.ips.map((i) => ({ address: formatCidr(i.cidr), gateway: formatAddr(i.gateway), interface: base + 1 }))],
+      routes: [...(prev?.routes ?? []), ...ipam.routes],
+    };
+    const dns = mergeDns(c.conf.dns, ipam.dns);
+    if (dns) result.dns = dns;
+    log.info('attached', { host: name, ips: result.ips.map((i) => i.address) });
+    return result;
+  } catch (e) {
+    runUndo(undo, e);
+    throw e;
+  } finally {
+    ns.close();
+  }
+}
+
+/** Best effort to the end: releases the addresses and removes the veth, whatever is already gone. */
+export function del(c: Call): void {
+  const errors: string[] = [];
+  try {
+    const released = ipamDel(c);
+    log.info('released', { ips: released });
+  } catch (e) {
+    errors.push(`ipam: ${(e as Error).message}`);
+  }
+  const name = hostName(c);
+  try {
+    const removed = detachPod(name);
+    log.info(removed ? 'detached' : 'veth already gone', { host: name });
+  } catch (e) {
+    errors.push(`veth ${name}: ${(e as Error).message}`);
+  }
+  if (errors.length > 0) throw new CniError(Code.TryAgainLater, `DEL incomplete: ${errors.join('; ')}`);
+}
+
+function hasAddr(side: SideState, cidr: Cidr): boolean {
+  return side.addrs.some((a) => sameAddr(a.cidr.addr, cidr.addr) && a.cidr.prefix === cidr.prefix);
+}
+
+function hasRoute(side: SideState, dst: Cidr, gw?: Addr): boolean {
+  const net = network(dst);
+  return side.routes.some((r) => r.dst.prefix === net.prefix && sameAddr(r.dst.addr, net.addr) && (!gw || (r.gw !== undefined && sameAddr(r.gw, gw))));
+}
+
+export function check(c: Call): void {
+  if (!c.conf.prevResult) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult');
+  const prev = parseResult(c.conf.prevResult);
+  const podIdx = prev.interfaces.findIndex((i) => i.name === c.ifName && i.sandbox);
+  if (podIdx < 0) throw new CniError(Code.InvalidConfig, `prevResult has no interface ${c.ifName} with a sandbox`);
+  const ips = prev.ips.filter((i) => i.interface === podIdx).map((i) => ({ cidr: parseCidr(i.address), gw: i.gateway ? parseAddr(i.gateway) : undefined }));
+  const families = [...new Set(ips.map((i) => i.cidr?.addr.family ?? 4))];
+  const fail = (what: string): never => {
+    throw new CniError(Code.Internal, `CHECK failed: ${what}`);
+  };
+  const ns = openPodNetns(c.netnsPath);
+  let pod: SideState;
+  try {
+    pod = readPodSide(ns, c.ifName, families);
+  } finally {
+    ns.close();
+  }
+  if (!pod.link) fail(`interface ${c.ifName} is missing from ${c.netnsPath}`);
+  const want = prev.interfaces[podIdx]!;
+  if (want.mac && pod.link!.mac !== want.mac.toLowerCase()) fail(`${c.ifName} has MAC ${pod.link!.mac}, expected ${want.mac}`);
+  if (pod.link!.mtu !== c.conf.mtu) fail(`${c.ifName} has MTU ${pod.link!.mtu}, expected ${c.conf.mtu}`);
+  const name = hostName(c);
+  const host = readHostSide(name, families);
+  if (!host.link) fail(`host veth ${name} is missing`);
+  if (host.link!.index !== pod.link!.peerIndex) fail(`host veth ${name} is not the peer of ${c.ifName}`);
+  for (const ip of ips) {
+    if (!ip.cidr) fail('prevResult has an invalid address');
+    if (!hasAddr(pod, ip.cidr!)) fail(`${c.ifName} lacks address ${formatCidr(ip.cidr!)}`);
+    const hostRoute = { addr: ip.cidr!.addr, prefix: ip.cidr!.addr.family === 4 ? 32 : 128 };
+    if (!hasRoute(host, hostRoute)) fail(`host route to ${formatAddr(ip.cidr!.addr)} via ${name} is missing`);
+    if (ip.gw && !hasRoute(pod, { addr: ip.gw, prefix: ip.gw.family === 4 ? 32 : 128 })) fail(`pod route to gateway ${formatAddr(ip.gw)} is missing`);
+  }
+  for (const r of prev.routes) {
+    const dst = parseCidr(r.dst);
+    if (dst && families.includes(dst.addr.family) && !hasRoute(pod, dst)) fail(`pod route to ${r.dst} is missing`);
+  }
+  const held = ipamCheck(c);
+  if (held) {
+    for (const ip of ips) {
+      if (ip.cidr && !held.includes(formatAddr(ip.cidr.addr))) fail(`address ${formatAddr(ip.cidr.addr)} is not reserved for ${c.containerId}/${c.ifName}`);
+    }
+  }
+}
+
+export function gc(c: Call): void {
+  const valid = c.conf['cni.dev/valid-attachments'] ?? c.conf['cni.dev/attachments'];
+  if (valid === undefined) {
+    // cnitool sends no list at all: "unknown" must not be read as "nothing is valid".
+    log.info('GC without cni.dev/valid-attachments: nothing is known to be stale, nothing removed');
+    return;
+  }
+  const errors: string[] = [];
+  try {
+    const released = ipamGc(c, valid);
+    if (released.length > 0) log.info('GC released addresses', { released });
+  } catch (e) {
+    errors.push(`ipam: ${(e as Error).message}`);
+  }
+  const keep = new Set(valid.map((a) => hostVethName(c.conf.hostVethPrefix, a.containerID, a.ifname)));
+  for (const link of hostLinksWithAlias(aliasPrefix(c.conf.name))) {
+    if (keep.has(link.name)) continue;
+    try {
+      detachPod(link.name);
+      log.info('GC removed veth', { host: link.name, alias: link.alias });
+    } catch (e) {
+      errors.push(`veth ${link.name}: ${(e as Error).message}`);
+    }
+  }
+  if (errors.length > 0) throw new CniError(Code.TryAgainLater, `GC incomplete: ${errors.join('; ')}`);
+}
+
+export function status(c: Call): void {
+  if (c.conf.ipam?.type === 'host-local') {
+    const dir = `${c.conf.ipam.dataDir}`;
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.NotAvailable, `IPAM data directory ${dir} is not writable: ${(e as Error).message}`);
+    }
+  }
+  const usage = ipamStatus(c);
+  const full = usage?.find((u) => BigInt(u.used) >= u.size);
+  if (full) throw new CniError(Code.NotAvailable, `IP pool exhausted: range set ${full.rangeSet} (${full.ranges.join(', ')}) has ${full.used} of ${full.size} addresses in use`);
+}
+
+export type { Route };

@@ -1,0 +1,58 @@
+// The CNI_* environment, validated per verb before anything touches the host.
+import { parseCniArgs, type CniArgs } from './args.js';
+import { Code, CniError } from './errors.js';
+import { invalidContainerId, invalidIfName } from './names.js';
+
+export const VERBS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'] as const;
+export type Verb = (typeof VERBS)[number];
+
+export interface CniEnv {
+  verb: Verb;
+  containerId: string;
+  netns: string;
+  ifName: string;
+  args: CniArgs;
+  path: string[];
+}
+
+const need: Record<Verb, readonly ('CNI_CONTAINERID' | 'CNI_NETNS' | 'CNI_IFNAME')[]> = {
+  ADD: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
+  CHECK: ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME'],
+  DEL: ['CNI_CONTAINERID', 'CNI_IFNAME'],
+  VERSION: [],
+  STATUS: [],
+  GC: [],
+};
+
+export function isVerb(v: string | undefined): v is Verb {
+  return (VERBS as readonly string[]).includes(v ?? '');
+}
+
+export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
+  const verb = env.CNI_COMMAND;
+  if (!isVerb(verb)) throw new CniError(Code.InvalidEnv, `CNI_COMMAND: unknown command "${String(verb).slice(0, 32)}"`);
+  const missing = need[verb].filter((k) => !env[k]);
+  if (missing.length > 0) throw new CniError(Code.InvalidEnv, `required environment variables missing: ${missing.join(', ')}`);
+  const containerId = env.CNI_CONTAINERID ?? '';
+  const ifName = env.CNI_IFNAME ?? '';
+  const netns = env.CNI_NETNS ?? '';
+  if (containerId) {
+    const bad = invalidContainerId(containerId);
+    if (bad) throw new CniError(Code.InvalidEnv, `CNI_CONTAINERID ${bad}`);
+  }
+  if (ifName) {
+    const bad = invalidIfName(ifName);
+    if (bad) throw new CniError(Code.InvalidEnv, `CNI_IFNAME ${bad}`);
+  }
+  if (netns && (!netns.startsWith('/') || netns.includes('\0') || netns.length > 4096)) {
+    throw new CniError(Code.InvalidEnv, 'CNI_NETNS must be an absolute path');
+  }
+  return {
+    verb,
+    containerId,
+    netns,
+    ifName,
+    args: parseCniArgs(env.CNI_ARGS),
+    path: (env.CNI_PATH ?? '').split(':').filter((p) => p !== ''),
+  };
+}

@@ -1,0 +1,112 @@
+// The network configuration's JSON Schema: the single source of truth for every field,
+// its type, its default and its meaning. Compiled to a standalone validator at build time
+// (scripts/gen-validator.mjs) and rendered into docs/config.md.
+
+const NAME = '^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$';
+// Absolute, no ".." segment, no control characters.
+const ABS_PATH = '^/(?!.*(?:^|/)\\.\\.(?:/|$))[^\\u0000-\\u001f\\u007f]*$';
+
+const ipString = { type: 'string', maxLength: 64, description: 'An IPv4 or IPv6 address.' } as const;
+const cidrString = { type: 'string', maxLength: 64, description: 'A CIDR, e.g. 10.22.0.0/16 or fd00:22::/64.' } as const;
+
+const range = {
+  type: 'object',
+  required: ['subnet'],
+  properties: {
+    subnet: { ...cidrString, description: 'Subnet to allocate from (host bits must be zero).' },
+    rangeStart: { ...ipString, description: 'First allocatable address (default: network + 1).' },
+    rangeEnd: { ...ipString, description: 'Last allocatable address (default: broadcast - 1 for IPv4, last address for IPv6).' },
+    gateway: { ...ipString, description: 'Gateway the pod routes through (default: network + 1); never allocated.' },
+  },
+} as const;
+
+const rangeSet = { type: 'array', minItems: 1, maxItems: 64, items: range } as const;
+
+const route = {
+  type: 'object',
+  required: ['dst'],
+  properties: {
+    dst: { ...cidrString, description: 'Destination CIDR.' },
+    gw: { ...ipString, description: 'Next hop (default: the range set gateway of the same family).' },
+  },
+} as const;
+
+const attachment = {
+  type: 'object',
+  required: ['containerID', 'ifname'],
+  properties: { containerID: { type: 'string', maxLength: 253 }, ifname: { type: 'string', maxLength: 64 } },
+} as const;
+
+export const schema = {
+  $id: 'twill-netconf',
+  type: 'object',
+  required: ['cniVersion', 'name', 'type'],
+  properties: {
+    cniVersion: { type: 'string', maxLength: 16, description: 'CNI spec version of this configuration (0.3.0 to 1.1.0).' },
+    name: { type: 'string', maxLength: 253, pattern: NAME, description: 'Network name; also the name of the IPAM store directory.' },
+    type: { type: 'string', maxLength: 253, description: 'Plugin binary name: "twill".' },
+    mtu: { type: 'integer', minimum: 576, maximum: 65535, default: 1500, description: 'MTU of both ends of the pod veth.' },
+    datapath: {
+      enum: ['auto', 'ebpf', 'routed'],
+      default: 'auto',
+      description: 'Pod-to-pod path: "ebpf" (tc fast path, error if unavailable), "routed" (kernel routing only), "auto" (eBPF when the host allows it, else routed).',
+    },
+    backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached.' },
+    hostVethPrefix: {
+      type: 'string',
+      pattern: '^[a-z][a-z0-9]{0,3}$',
+      default: 'tw',
+      description: 'Prefix of host-side veth names (prefix + 11 hex characters of sha256(containerID, ifname)).',
+    },
+    logFile: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Append JSON-line logs to this absolute path (symlinks are not followed).' },
+    logLevel: { enum: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'Threshold for the log file; stderr gets warnings and errors only unless this is "debug".' },
+    stateDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/twill', description: 'Where twill keeps its own per-network state.' },
+    ipMasq: { type: 'boolean', default: false, description: 'Masquerade pod traffic leaving the cluster CIDR.' },
+    ipam: {
+      type: 'object',
+      required: ['type'],
+      description: 'Address management. "host-local" is served in-process; any other type is executed from CNI_PATH.',
+      properties: {
+        type: { type: 'string', maxLength: 253, pattern: NAME, description: 'IPAM plugin type.' },
+        ranges: { type: 'array', minItems: 1, maxItems: 16, items: rangeSet, description: 'Range sets; each yields one address (one v4 set + one v6 set = dual-stack).' },
+        subnet: { ...cidrString, description: 'Legacy single range (prepended as range set 0).' },
+        rangeStart: ipString,
+        rangeEnd: ipString,
+        gateway: ipString,
+        routes: { type: 'array', maxItems: 256, items: route, description: 'Routes installed in the pod.' },
+        dataDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/cni/networks', description: 'Base directory of the host-local store.' },
+        resolvConf: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'resolv.conf to report as the result\'s dns.' },
+      },
+    },
+    dns: {
+      type: 'object',
+      description: 'DNS settings passed through to the result.',
+      properties: {
+        nameservers: { type: 'array', maxItems: 16, items: ipString },
+        domain: { type: 'string', maxLength: 253 },
+        search: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 253 } },
+        options: { type: 'array', maxItems: 32, items: { type: 'string', maxLength: 253 } },
+      },
+    },
+    capabilities: { type: 'object', additionalProperties: { type: 'boolean' }, description: 'Capabilities the runtime may fill into runtimeConfig (ips, portMappings, bandwidth).' },
+    runtimeConfig: {
+      type: 'object',
+      description: 'Filled in by the runtime from the declared capabilities.',
+      properties: {
+        ips: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 64 } },
+        ipRanges: { type: 'array', maxItems: 16, items: rangeSet },
+        bandwidth: { type: 'object' },
+        portMappings: { type: 'array' },
+      },
+    },
+    args: {
+      type: 'object',
+      properties: {
+        cni: { type: 'object', properties: { ips: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 64 } } } },
+      },
+    },
+    prevResult: { type: 'object', description: 'Result of the previous plugin (chaining) or of ADD (CHECK, DEL).' },
+    'cni.dev/valid-attachments': { type: 'array', items: attachment, description: 'GC: attachments still in use.' },
+    'cni.dev/attachments': { type: 'array', items: attachment, description: 'GC: older spelling of cni.dev/valid-attachments.' },
+  },
+} as const;

@@ -1,0 +1,127 @@
+// The reference host-local's on-disk store (backend/disk): one file per reserved address,
+// named by the address, holding "containerID\r\nifname"; last_reserved_ip.N per range set;
+// flock on <dir>/lock. twill and host-local share a pool through it.
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { lockFile } from '../sys/flock.js';
+
+export const LINE_BREAK = '\r\n';
+const LAST_PREFIX = 'last_reserved_ip.';
+const TMP_PREFIX = '.twill-tmp-';
+
+export interface Reservation {
+  ip: string;
+  id: string;
+  ifname: string;
+}
+
+const ownerKey = (id: string, ifname: string): string => `${id.trim()}${LINE_BREAK}${ifname}`;
+
+/** Writes a file so that it appears whole or not at all (temp + fsync + rename or link). */
+export function writeAtomic(path: string, data: string, exclusive = false): boolean {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    if (!exclusive) {
+      renameSync(tmp, path);
+      return true;
+    }
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    if (exclusive) unlinkSync(tmp);
+  }
+}
+
+export class Store {
+  readonly dir: string;
+
+  constructor(dataDir: string, network: string) {
+    this.dir = `${dataDir}/${network}`;
+  }
+
+  ensureDir(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+  }
+
+  lock(): () => void {
+    this.ensureDir();
+    return lockFile(`${this.dir}/lock`);
+  }
+
+  /** Reserves ip for the owner; false when another reservation holds it. */
+  reserve(ip: string, id: string, ifname: string, rangeSet: number): boolean {
+    if (!writeAtomic(`${this.dir}/${ip}`, ownerKey(id, ifname), true)) return false;
+    writeAtomic(`${this.dir}/${LAST_PREFIX}${rangeSet}`, ip);
+    return true;
+  }
+
+  lastReserved(rangeSet: number): string | undefined {
+    try {
+      return readFileSync(`${this.dir}/${LAST_PREFIX}${rangeSet}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The owner of one address file, or undefined if it is not reserved. */
+  owner(ip: string): { id: string; ifname: string } | undefined {
+    let text: string;
+    try {
+      text = readFileSync(`${this.dir}/${ip}`, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const [id = '', ifname = ''] = text.trim().split(LINE_BREAK);
+    return { id: id.trim(), ifname };
+  }
+
+  /** True when ip is held by this owner (or by a legacy ID-only file of this container). */
+  ownedBy(ip: string, id: string, ifname: string): boolean {
+    const o = this.owner(ip);
+    return o !== undefined && o.id === id.trim() && (o.ifname === ifname || o.ifname === '');
+  }
+
+  release(ip: string): boolean {
+    try {
+      unlinkSync(`${this.dir}/${ip}`);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /** Every reservation in the store (a full scan: GC, STATUS and index misses only). */
+  list(): Reservation[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const out: Reservation[] = [];
+    for (const ip of names) {
+      if (ip === 'lock' || ip.startsWith(LAST_PREFIX) || ip.startsWith(TMP_PREFIX)) continue;
+      const o = this.owner(ip);
+      if (o) out.push({ ip, ...o });
+    }
+    return out;
+  }
+
+  findByOwner(id: string, ifname: string): string[] {
+    const exact = this.list().filter((r) => r.id === id.trim() && r.ifname === ifname);
+    // Legacy files hold only the container ID (host-local keeps honouring them).
+    return exact.length > 0 ? exact.map((r) => r.ip) : this.list().filter((r) => r.id === id.trim() && r.ifname === '').map((r) => r.ip);
+  }
+}

@@ -1,0 +1,59 @@
+// The few libc calls Node does not offer, bound lazily through koffi.
+import { koffi } from './native.js';
+
+export class SysError extends Error {
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+  ) {
+    super(`${call}: ${errnoName(errno)}`);
+  }
+}
+
+const NAMES: Record<number, string> = {
+  1: 'EPERM (operation not permitted)', 2: 'ENOENT (no such file or directory)', 3: 'ESRCH', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM',
+  13: 'EACCES (permission denied)', 16: 'EBUSY', 17: 'EEXIST (already exists)', 19: 'ENODEV (no such device)', 22: 'EINVAL (invalid argument)',
+  28: 'ENOSPC', 34: 'ERANGE', 95: 'EOPNOTSUPP (not supported)', 97: 'EAFNOSUPPORT', 99: 'EADDRNOTAVAIL', 101: 'ENETUNREACH (network unreachable)',
+  105: 'ENOBUFS', 113: 'EHOSTUNREACH',
+};
+export const errnoName = (e: number): string => NAMES[e] ?? `errno ${e}`;
+
+export const EEXIST = 17;
+export const ENOENT = 2;
+export const ENODEV = 19;
+export const ESRCH = 3;
+export const EADDRNOTAVAIL = 99;
+export const EINTR = 4;
+export const EWOULDBLOCK = 11;
+
+type Fn = (...args: unknown[]) => number | bigint;
+interface Libc {
+  socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn;
+}
+let bound: Libc | undefined;
+
+export function libc(): Libc {
+  if (bound) return bound;
+  const lib = koffi().load('libc.so.6');
+  bound = {
+    socket: lib.func('int socket(int, int, int)'),
+    bind: lib.func('int bind(int, const void *, uint32_t)'),
+    send: lib.func('long send(int, const void *, size_t, int)'),
+    recv: lib.func('long recv(int, _Out_ void *, size_t, int)'),
+    close: lib.func('int close(int)'),
+    setns: lib.func('int setns(int, int)'),
+    flock: lib.func('int flock(int, int)'),
+    syscall: lib.func('long syscall(long, ...)'),
+    ioctl: lib.func('int ioctl(int, unsigned long, void *)'),
+  };
+  return bound;
+}
+
+export const errno = (): number => koffi().errno();
+
+/** Calls fn, retrying on EINTR; throws SysError on -1. */
+export function check(call: string, r: number | bigint): number {
+  const n = Number(r);
+  if (n < 0) throw new SysError(call, errno());
+  return n;
+}

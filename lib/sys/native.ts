@@ -1,0 +1,58 @@
+// Loads the FFI addon (koffi). Inside the single executable it travels as an asset and is
+// written once to a content-addressed cache file, then dlopen'ed; in development it is
+// taken from node_modules. Nothing is downloaded at run time.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+
+declare const TWILL_KOFFI_SHA256: string | undefined;
+
+/** The part of koffi's API twill uses. */
+export interface Koffi {
+  load(path: string): { func(signature: string): (...args: unknown[]) => number | bigint };
+  errno(): number;
+  version: string;
+}
+
+const ASSET = 'koffi.node';
+let cached: Koffi | undefined;
+
+function cacheDir(): string {
+  const dir = process.getuid?.() === 0 ? '/run/twill/cache' : `${tmpdir()}/twill-${process.getuid?.() ?? 'u'}`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+function fromSea(): string | undefined {
+  if (typeof TWILL_KOFFI_SHA256 === 'undefined') return undefined;
+  const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
+  if (existsSync(path)) return path;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const sea = require('node:sea') as { getRawAsset(name: string): ArrayBuffer };
+  const bytes = Buffer.from(sea.getRawAsset(ASSET));
+  if (createHash('sha256').update(bytes).digest('hex') !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, bytes);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  return path;
+}
+
+function fromNodeModules(): string {
+  const req = createRequire(import.meta.url);
+  return req.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`);
+}
+
+export function koffi(): Koffi {
+  if (cached) return cached;
+  const path = fromSea() ?? fromNodeModules();
+  const mod = { exports: {} as Koffi };
+  process.dlopen(mod, path);
+  cached = mod.exports;
+  return cached;
+}

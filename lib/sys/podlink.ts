@@ -1,0 +1,148 @@
+// The routed veth of one pod: create, configure both ends, read back, delete.
+// Everything here talks to the kernel; the decisions are made by lib/attachment.ts.
+import { Code, CniError } from '../cni/errors.js';
+import { bits, type Addr, type Cidr } from '../ipam/ip.js';
+import { EEXIST } from './libc.js';
+import { Netlink, NetlinkError } from './netlink.js';
+import { inNetns, type Netns } from './netns.js';
+import {
+  addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
+  setLinkUp, type KernelRoute, type Link, type LinkAddr,
+} from './rtnl.js';
+import { ensureSysctl } from './sysctl.js';
+
+export interface PodLinkSpec {
+  hostName: string;
+  hostMac: string;
+  podIfName: string;
+  podMac: string;
+  mtu: number;
+  alias: string;
+  netns: Netns;
+  addrs: { cidr: Cidr; gateway: Addr }[];
+  /** Extra pod routes, each through the gateway of its family. */
+  routes: { dst: Cidr; gw: Addr }[];
+}
+
+export interface PodLink {
+  hostIndex: number;
+  podIndex: number;
+}
+
+const host = (a: Addr): Cidr => ({ addr: a, prefix: bits(a.family) });
+const addrFlags = (a: Addr): number => IFA_F_NOPREFIXROUTE | (a.family === 6 ? IFA_F_NODAD : 0);
+
+/** A netlink socket bound inside ns (sockets keep the netns they were created in). */
+export function socketIn(ns: Netns, prepare?: () => void): Netlink {
+  return inNetns(ns, () => {
+    prepare?.();
+    return new Netlink();
+  });
+}
+
+function create(nl: Netlink, s: PodLinkSpec): void {
+  const veth = { name: s.hostName, mac: s.hostMac, alias: s.alias, peerName: s.podIfName, peerMac: s.podMac, peerNetnsFd: s.netns.fd, mtu: s.mtu };
+  try {
+    createVeth(nl, veth);
+  } catch (e) {
+    if (!(e instanceof NetlinkError) || e.errno !== EEXIST) throw e;
+    // The host name is derived from (containerID, ifname): if it exists it is a leftover of an
+    // earlier attempt for this very attachment, safe to replace. Otherwise the pod already
+    // has an interface of that name, which the spec says is an error.
+    if (!getLink(nl, s.hostName)) throw new CniError(Code.InvalidConfig, `interface ${s.podIfName} already exists in ${s.netns.path}`);
+    deleteLink(nl, s.hostName);
+    createVeth(nl, veth);
+  }
+}
+
+export function attachPod(s: PodLinkSpec): PodLink {
+  const nl = new Netlink();
+  try {
+    create(nl, s);
+    const hasV6 = s.addrs.some((a) => a.cidr.addr.family === 6);
+    const pod = socketIn(s.netns, () => {
+      if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', s.podIfName, 'disable_ipv6'], '0');
+    });
+    let podIndex: number;
+    try {
+      podIndex = configurePod(pod, s);
+    } finally {
+      pod.close();
+    }
+    const hostLink = getLink(nl, s.hostName);
+    if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
+    for (const a of s.addrs) addAddress(nl, { index: hostLink.index, cidr: host(a.gateway), flags: IFA_F_NOPREFIXROUTE | IFA_F_NODAD });
+    setLinkUp(nl, hostLink.index);
+    for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
+    ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');
+    if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', 'all', 'forwarding'], '1');
+    return { hostIndex: hostLink.index, podIndex };
+  } finally {
+    nl.close();
+  }
+}
+
+function configurePod(pod: Netlink, s: PodLinkSpec): number {
+  setLinkUp(pod, 1); // loopback is ifindex 1 in every namespace
+  const link = getLink(pod, s.podIfName);
+  if (!link) throw new CniError(Code.TryAgainLater, `${s.podIfName} vanished from ${s.netns.path} during ADD`);
+  for (const a of s.addrs) addAddress(pod, { index: link.index, cidr: a.cidr, flags: addrFlags(a.cidr.addr) });
+  setLinkUp(pod, link.index);
+  for (const a of s.addrs) addRoute(pod, { dst: host(a.gateway), oif: link.index });
+  for (const r of s.routes) addRoute(pod, { dst: r.dst, gw: r.gw, oif: link.index });
+  return link.index;
+}
+
+/** Removes the pair by its host end; false when it was already gone. */
+export function detachPod(hostName: string): boolean {
+  const nl = new Netlink();
+  try {
+    return deleteLink(nl, hostName);
+  } finally {
+    nl.close();
+  }
+}
+
+export interface SideState {
+  link?: Link;
+  addrs: LinkAddr[];
+  routes: KernelRoute[];
+}
+
+function readSide(nl: Netlink, name: string, families: (4 | 6)[]): SideState {
+  const link = getLink(nl, name);
+  if (!link) return { addrs: [], routes: [] };
+  return {
+    link,
+    addrs: listAddresses(nl, link.index),
+    routes: families.flatMap((f) => listRoutes(nl, f)).filter((r) => r.oif === link.index),
+  };
+}
+
+export function readPodSide(ns: Netns, ifName: string, families: (4 | 6)[]): SideState {
+  const nl = socketIn(ns);
+  try {
+    return readSide(nl, ifName, families);
+  } finally {
+    nl.close();
+  }
+}
+
+export function readHostSide(name: string, families: (4 | 6)[]): SideState {
+  const nl = new Netlink();
+  try {
+    return readSide(nl, name, families);
+  } finally {
+    nl.close();
+  }
+}
+
+/** Host veths whose alias starts with prefix (GC's view of this network's attachments). */
+export function hostLinksWithAlias(prefix: string): Link[] {
+  const nl = new Netlink();
+  try {
+    return listLinks(nl).filter((l) => l.alias.startsWith(prefix));
+  } finally {
+    nl.close();
+  }
+}
