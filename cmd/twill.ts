@@ -14,8 +14,10 @@ const handlers: Handlers = {
   STATUS: async () => (await verbs()).STATUS,
 };
 
+const cniMode = process.env.CNI_COMMAND !== undefined;
+
 async function main(): Promise<number> {
-  if (process.env.CNI_COMMAND !== undefined) {
+  if (cniMode) {
     return runCni(process.env, handlers, {
       stdout: (s) => process.stdout.write(`${s}\n`),
       configureLog: (conf, env) => log.configure(conf, { verb: env.verb, network: conf.name, containerId: env.containerId, ifName: env.ifName }),
@@ -31,8 +33,10 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    // Last resort: still one JSON document on stdout, never a stack trace.
-    process.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: err instanceof Error ? err.message : String(err) })}\n`);
+    const msg = err instanceof Error ? err.message : String(err);
+    // Last resort: in CNI mode still one JSON document on stdout, never a stack trace.
+    if (cniMode) process.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg })}\n`);
+    else process.stderr.write(`twill: ${msg}\n`);
     process.exitCode = 1;
   },
 );

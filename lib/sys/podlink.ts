@@ -61,7 +61,11 @@ export function attachPod(s: PodLinkSpec): PodLink {
     create(nl, s);
     const hasV6 = s.addrs.some((a) => a.cidr.addr.family === 6);
     const pod = socketIn(s.netns, () => {
-      if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', s.podIfName, 'disable_ipv6'], '0');
+      if (!hasV6) return;
+      // The pod's addresses come from our pool: no DAD, so nothing (link-local included) is
+      // tentative and the first packet after ADD is answered.
+      ensureSysctl(['net', 'ipv6', 'conf', s.podIfName, 'disable_ipv6'], '0');
+      ensureSysctl(['net', 'ipv6', 'conf', s.podIfName, 'accept_dad'], '0');
     });
     let podIndex: number;
     try {
@@ -71,6 +75,10 @@ export function attachPod(s: PodLinkSpec): PodLink {
     }
     const hostLink = getLink(nl, s.hostName);
     if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
+    if (hasV6) {
+      ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_dad'], '0');
+      ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_ra'], '0');
+    }
     for (const a of s.addrs) addAddress(nl, { index: hostLink.index, cidr: host(a.gateway), flags: IFA_F_NOPREFIXROUTE | IFA_F_NODAD });
     setLinkUp(nl, hostLink.index);
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });

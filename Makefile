@@ -1,0 +1,40 @@
+# twill — see README.md. `make` builds dist/twill; `make test` is what CI runs.
+SHELL := /bin/bash
+NODE ?= node
+TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>/dev/null)
+
+.PHONY: all build deps test test-unit test-integration typecheck bench demo install clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+lib/config/validate.generated.js: lib/config/schema.ts scripts/gen-validator.mjs
+	$(NODE) scripts/gen-validator.mjs
+
+build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
+	npx --no-install tsc -p tsconfig.json
+	@touch $@
+
+dist/twill: build/.stamp scripts/build.mjs package-lock.json
+	$(NODE) scripts/build.mjs 2>&1 | grep -v "Can't find string offset" || true
+	@test -x dist/twill
+
+build: deps dist/twill
+
+typecheck: build/.stamp
+
+test-unit: build/.stamp
+	$(NODE) --test --test-reporter=spec build/test/unit/
+
+# Integration tests need root and run one file at a time: they inspect host-wide state.
+test-integration: dist/twill
+	@if [ "$$(id -u)" -ne 0 ]; then echo "integration tests need root" >&2; exit 1; fi
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/integration/
+
+test: deps build
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
+
+clean:
+	rm -rf build dist lib/config/validate.generated.js

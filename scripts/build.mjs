@@ -1,0 +1,55 @@
+// Builds dist/twill: one executable (Node single-executable application) holding the
+// bundled code, its V8 code cache and the FFI addon as an asset.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { build } from 'esbuild';
+
+const require = createRequire(import.meta.url);
+const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
+const nodeBin = process.env.TWILL_NODE ?? process.execPath;
+const koffiPath = require.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`);
+const koffiSha = createHash('sha256').update(readFileSync(koffiPath)).digest('hex');
+let rev = 'unknown';
+try {
+  rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+} catch {
+  // not a git checkout
+}
+
+mkdirSync('dist', { recursive: true });
+await build({
+  entryPoints: ['cmd/twill.ts'],
+  outfile: 'dist/twill.cjs',
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  // Bundled ESM packages (yargs) ask for import.meta.url; point it at the executable.
+  banner: { js: 'var __twill_import_meta_url=require("node:url").pathToFileURL(process.execPath).href;' },
+  define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
+});
+
+writeFileSync(
+  'dist/sea-config.json',
+  JSON.stringify({
+    main: 'dist/twill.cjs',
+    output: 'dist/twill.blob',
+    disableExperimentalSEAWarning: true,
+    useCodeCache: true,
+    assets: { 'koffi.node': koffiPath },
+  }),
+);
+execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });
+rmSync('dist/twill', { force: true });
+copyFileSync(nodeBin, 'dist/twill');
+chmodSync('dist/twill', 0o755);
+execFileSync(process.execPath, [
+  require.resolve('postject/dist/cli.js'), 'dist/twill', 'NODE_SEA_BLOB', 'dist/twill.blob',
+  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+], { stdio: ['ignore', 'ignore', 'inherit'] });
+process.stdout.write(`built dist/twill (${nodeBin}, node ${execFileSync(nodeBin, ['-v'], { encoding: 'utf8' }).trim()})\n`);

@@ -1,0 +1,39 @@
+// Network configs for the tests, each isolated in its own store and state directories.
+import { tempDir } from './twill.js';
+
+export type Stack = 'v4' | 'v6' | 'dual';
+
+let n = 0;
+
+export interface TestNet {
+  name: string;
+  dataDir: string;
+  stateDir: string;
+  conf(extra?: Record<string, unknown>): Record<string, any>;
+}
+
+export function testNet(opts: { stack?: Stack; cniVersion?: string; ranges?: unknown[][]; prefix?: string; ipam?: Record<string, unknown> } = {}): TestNet {
+  const id = `${process.pid % 1000}${n++}`;
+  const name = `twtest-${id}`;
+  const dataDir = tempDir('data');
+  const stateDir = tempDir('state');
+  const octet = 200 + (Number(id) % 50);
+  const v4 = [{ subnet: `10.${octet}.${n % 250}.0/24` }];
+  const v6 = [{ subnet: `fd77:${octet.toString(16)}:${(n % 250).toString(16)}::/64` }];
+  const stack = opts.stack ?? 'v4';
+  const ranges = opts.ranges ?? (stack === 'v4' ? [v4] : stack === 'v6' ? [v6] : [v4, v6]);
+  return {
+    name,
+    dataDir,
+    stateDir,
+    conf: (extra = {}) => ({
+      cniVersion: opts.cniVersion ?? '1.1.0',
+      name,
+      type: 'twill',
+      hostVethPrefix: opts.prefix ?? 'twt',
+      stateDir,
+      ipam: { type: 'host-local', dataDir, ranges, ...(opts.ipam ?? {}) },
+      ...extra,
+    }),
+  };
+}
