@@ -71,12 +71,13 @@ export function add(c: Call): Result {
     const name = hostName(c);
     const hostMac = randomMac();
     const podMac = randomMac();
+    // Registered before the attempt: attachPod may fail after creating the pair.
+    undo.push(() => detachPod(name));
     attachPod({
       hostName: name, hostMac, podIfName: c.ifName, podMac, mtu: c.conf.mtu, netns: ns,
       alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
       addrs: ipam.ips, routes: podRoutes(ipam),
     });
-    undo.push(() => detachPod(name));
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
     const result: Result = {

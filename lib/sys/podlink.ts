@@ -41,7 +41,7 @@ export function socketIn(ns: Netns, prepare?: () => void): Netlink {
 }
 
 function create(nl: Netlink, s: PodLinkSpec): void {
-  const veth = { name: s.hostName, mac: s.hostMac, alias: s.alias, peerName: s.podIfName, peerMac: s.podMac, peerNetnsFd: s.netns.fd, mtu: s.mtu };
+  const veth = { name: s.hostName, mac: s.hostMac, peerName: s.podIfName, peerMac: s.podMac, peerNetnsFd: s.netns.fd, mtu: s.mtu };
   try {
     createVeth(nl, veth);
   } catch (e) {
@@ -80,7 +80,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_ra'], '0');
     }
     for (const a of s.addrs) addAddress(nl, { index: hostLink.index, cidr: host(a.gateway), flags: IFA_F_NOPREFIXROUTE | IFA_F_NODAD });
-    setLinkUp(nl, hostLink.index);
+    setLinkUp(nl, hostLink.index, s.alias);
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
     ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');
     if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', 'all', 'forwarding'], '1');

@@ -75,7 +75,6 @@ export function listLinks(nl: Netlink): Link[] {
 export interface VethSpec {
   name: string;
   mac: string;
-  alias: string;
   peerName: string;
   peerMac: string;
   peerNetnsFd: number;
@@ -92,14 +91,15 @@ export function createVeth(nl: Netlink, s: VethSpec): void {
     [IFLA_IFNAME, str(s.name)],
     [IFLA_ADDRESS, macBytes(s.mac)],
     [IFLA_MTU, u32(s.mtu)],
-    [IFLA_IFALIAS, str(s.alias)],
     [IFLA_LINKINFO, [[IFLA_INFO_KIND, str('veth')], [IFLA_INFO_DATA, [[VETH_INFO_PEER, peer]]]]],
   ];
   nl.request(`create veth ${s.name}`, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfomsg(), encodeAttrs(attrs)]));
 }
 
-export function setLinkUp(nl: Netlink, index: number): void {
-  nl.request(`set link ${index} up`, RTM_NEWLINK, 0, ifinfomsg(index, IFF_UP, IFF_UP));
+/** Sets the link up, and its alias when given (the kernel ignores IFLA_IFALIAS on create). */
+export function setLinkUp(nl: Netlink, index: number, alias?: string): void {
+  const attrs = alias === undefined ? Buffer.alloc(0) : encodeAttrs([[IFLA_IFALIAS, str(alias)]]);
+  nl.request(`set link ${index} up`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index, IFF_UP, IFF_UP), attrs]));
 }
 
 /** Deletes a link by name; false when it was already gone. */
