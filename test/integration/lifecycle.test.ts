@@ -171,3 +171,33 @@ describe('GC and STATUS', () => {
     assert.equal(r.json.code, 50);
   });
 });
+
+describe('delegated IPAM', () => {
+  const net = testNet({ stack: 'v4', cniVersion: '1.0.0' });
+  const conf = {
+    ...net.conf(),
+    ipam: { type: 'static', addresses: [{ address: '10.249.7.9/24', gateway: '10.249.7.1' }], routes: [{ dst: '0.0.0.0/0' }] },
+  };
+  after(() => {
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+
+  it('runs any other ipam.type from CNI_PATH for ADD, CHECK and DEL', () => {
+    const ns = makeNetns();
+    const add = twill(envFor('ADD', 'static1', ns), conf);
+    assert.equal(add.code, 0, add.stdout);
+    assert.deepEqual(add.json.ips.map((i: { address: string }) => i.address), ['10.249.7.9/24']);
+    assert.match(inNs(ns, ['ip', 'route', 'show', 'default']), /via 10\.249\.7\.1/);
+    assert.equal(twill(envFor('CHECK', 'static1', ns), { ...conf, prevResult: add.json }).code, 0);
+    assert.equal(twill(envFor('DEL', 'static1', ns), conf).code, 0);
+    assert.deepEqual(hostLinks(add.json.interfaces[0].name), []);
+  });
+
+  it('reports a missing IPAM plugin clearly and leaves nothing', () => {
+    const ns = makeNetns();
+    const r = twill(envFor('ADD', 'nope', ns), { ...conf, ipam: { type: 'no-such-ipam' } });
+    assert.equal(r.json.code, 7);
+    assert.match(r.json.msg, /no-such-ipam.*not found/);
+  });
+});
