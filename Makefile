@@ -38,3 +38,6 @@ test: deps build
 
 clean:
 	rm -rf build dist lib/config/validate.generated.js
+
+demo: build
+	scripts/demo.sh
