@@ -17,8 +17,8 @@ build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
-dist/twill: build/.stamp scripts/build.mjs package-lock.json
-	$(NODE) scripts/build.mjs 2>&1 | grep -v "Can't find string offset" || true
+dist/twill: build/.stamp scripts/build.mjs scripts/fetch-node.sh package.json package-lock.json
+	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) scripts/build.mjs 2>&1 | grep -v "Can't find string offset" || true
 	@test -x dist/twill
 
 build: deps dist/twill
