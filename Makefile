@@ -41,3 +41,7 @@ clean:
 
 demo: build
 	scripts/demo.sh
+
+# Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
+bench: build
+	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) build/scripts/bench/run.js

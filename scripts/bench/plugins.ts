@@ -1,0 +1,64 @@
+// The plugins under comparison, each with its own pool, run exactly as a runtime runs them.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+export const REF_DIR = process.env.CNI_BIN_DIR ?? '/usr/lib/cni';
+
+export interface Timed {
+  ms: number;
+  code: number;
+  stdout: string;
+}
+
+export function timedRun(bin: string, env: Record<string, string>, stdin: string): Timed {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(bin, [], { input: stdin, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { ms, code: r.status ?? -1, stdout: r.stdout };
+}
+
+export interface Subject {
+  name: string;
+  bin: string;
+  conf: Record<string, unknown>;
+}
+
+export class Workspace {
+  readonly dir = mkdtempSync(`${tmpdir()}/twill-bench-`);
+  readonly binDir = `${this.dir}/bin`;
+
+  constructor(twill: string) {
+    mkdirSync(this.binDir);
+    symlinkSync(twill, `${this.binDir}/twill`);
+    for (const p of ['ptp', 'bridge', 'host-local']) symlinkSync(`${REF_DIR}/${p}`, `${this.binDir}/${p}`);
+  }
+
+  subject(kind: 'twill' | 'twill-ebpf' | 'ptp' | 'bridge', octet: number): Subject {
+    const name = `bench-${kind}`;
+    const ipam = { type: 'host-local', dataDir: `${this.dir}/ipam`, ranges: [[{ subnet: `10.${octet}.0.0/16` }]], routes: [{ dst: '0.0.0.0/0' }] };
+    const base = { cniVersion: '1.0.0', name, ipam };
+    if (kind === 'twill') return { name: 'twill routed', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
+    if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    if (kind === 'ptp') return { name: 'ptp + host-local', bin: `${this.binDir}/ptp`, conf: { ...base, type: 'ptp' } };
+    return { name: 'bridge + host-local', bin: `${this.binDir}/bridge`, conf: { ...base, type: 'bridge', bridge: 'twbench0', isGateway: true } };
+  }
+
+  cleanup(): void {
+    spawnSync('ip', ['link', 'del', 'twbench0']);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+let nsCounter = 0;
+export function newNetns(): string {
+  const name = `twb${process.pid}-${nsCounter++}`;
+  const r = spawnSync('ip', ['netns', 'add', name]);
+  if (r.status !== 0) throw new Error(`ip netns add ${name} failed`);
+  return name;
+}
+export const delNetns = (name: string): void => void spawnSync('ip', ['netns', 'del', name]);
+
+export function envFor(verb: string, id: string, ns: string, cniPath: string): Record<string, string> {
+  return { CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: cniPath };
+}

@@ -1,0 +1,188 @@
+// make bench: twill against the reference plugins, interleaved (A B A B …) in one run,
+// reported as medians and ratios; markdown on stdout, JSON in bench-results/.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { buildHello } from './hello.js';
+import { delNetns, envFor, newNetns, REF_DIR, timedRun, Workspace, type Subject } from './plugins.js';
+import { fmt, median, percentile, ratio, table, target } from './stats.js';
+
+const TWILL = process.env.TWILL_BIN ?? `${process.cwd()}/dist/twill`;
+const NODE_BIN = process.env.TWILL_NODE ?? process.execPath;
+const N = Number(process.env.BENCH_N ?? 100);
+const SCALE = Number(process.env.BENCH_SCALE ?? 500);
+const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling').split(',');
+
+const ws = new Workspace(TWILL);
+const out: Record<string, unknown> = { date: new Date().toISOString(), n: N };
+const report: string[] = [];
+const targets: ReturnType<typeof target>[] = [];
+const say = (s: string): void => {
+  report.push(s);
+  process.stdout.write(`${s}\n`);
+};
+
+function peak(bin: string, env: Record<string, string>, stdin: string): { rssMb: number; cpuMs: number } {
+  const r = spawnSync('/usr/bin/time', ['-f', '%M %U %S', bin], { input: stdin, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' });
+  const [kb, u, s] = (r.stderr.trim().split('\n').pop() ?? '0 0 0').split(' ').map(Number);
+  return { rssMb: (kb ?? 0) / 1024, cpuMs: ((u ?? 0) + (s ?? 0)) * 1000 };
+}
+
+function startup(): number {
+  const hello = buildHello(ws.dir, NODE_BIN);
+  const subjects = [
+    { name: 'bare SEA hello-world', bin: hello },
+    { name: 'twill VERSION', bin: TWILL },
+    { name: 'ptp VERSION (Go)', bin: `${REF_DIR}/ptp` },
+  ];
+  const t: number[][] = subjects.map(() => []);
+  const stdin = '{"cniVersion":"1.0.0"}';
+  for (let i = 0; i < N; i++) subjects.forEach((s, k) => t[k]!.push(timedRun(s.bin, { CNI_COMMAND: 'VERSION' }, stdin).ms));
+  const rss = subjects.map((s) => peak(s.bin, { CNI_COMMAND: 'VERSION' }, stdin).rssMb);
+  say('\n## Start-up floor\n');
+  say(table(['binary', 'p50 ms', 'p90 ms', 'vs hello-world', 'peak RSS MB', 'size MB'], subjects.map((s, k) => [
+    s.name, fmt(median(t[k]!)), fmt(percentile(t[k]!, 90)), ratio(median(t[k]!), median(t[0]!)), fmt(rss[k]!), fmt(statSync(s.bin).size / 2 ** 20),
+  ])));
+  out.startup = subjects.map((s, k) => ({ name: s.name, p50: median(t[k]!), p90: percentile(t[k]!, 90), rssMb: rss[k] }));
+  targets.push(target('VERSION vs bare SEA hello-world', median(t[1]!) / median(t[0]!), 1.1));
+  return median(t[1]!);
+}
+
+function lifecycle(versionP50: number): void {
+  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232)];
+  const lat = subjects.map(() => ({ ADD: [] as number[], CHECK: [] as number[], DEL: [] as number[] }));
+  for (let i = 0; i < N; i++) {
+    subjects.forEach((s, k) => {
+      const ns = newNetns();
+      const id = `lc-${k}-${i}`;
+      const stdin = JSON.stringify(s.conf);
+      const add = timedRun(s.bin, envFor('ADD', id, ns, ws.binDir), stdin);
+      if (add.code !== 0) throw new Error(`${s.name} ADD failed: ${add.stdout}`);
+      const withPrev = JSON.stringify({ ...s.conf, prevResult: JSON.parse(add.stdout) });
+      const check = timedRun(s.bin, envFor('CHECK', id, ns, ws.binDir), withPrev);
+      if (check.code !== 0) throw new Error(`${s.name} CHECK failed: ${check.stdout}`);
+      const del = timedRun(s.bin, envFor('DEL', id, ns, ws.binDir), withPrev);
+      lat[k]!.ADD.push(add.ms);
+      lat[k]!.CHECK.push(check.ms);
+      lat[k]!.DEL.push(del.ms);
+      delNetns(ns);
+    });
+  }
+  say(`\n## ADD / CHECK / DEL latency, sequential (N = ${N}, interleaved)\n`);
+  const rows: (string | number)[][] = [];
+  subjects.forEach((s, k) => {
+    for (const verb of ['ADD', 'CHECK', 'DEL'] as const) {
+      const xs = lat[k]![verb];
+      rows.push([s.name, verb, fmt(median(xs)), fmt(percentile(xs, 90)), fmt(percentile(xs, 99)), ratio(median(xs), median(lat[1]![verb]))]);
+    }
+  });
+  say(table(['plugin', 'verb', 'p50 ms', 'p90 ms', 'p99 ms', 'vs ptp'], rows));
+  out.lifecycle = subjects.map((s, k) => ({ name: s.name, ...Object.fromEntries(Object.entries(lat[k]!).map(([v, xs]) => [v, { p50: median(xs), p90: percentile(xs, 90), p99: percentile(xs, 99) }])) }));
+  targets.push(target('twill ADD p50 vs twill VERSION p50', median(lat[0]!.ADD) / versionP50, 1.25));
+  targets.push(target('twill CHECK p50 vs twill VERSION p50', median(lat[0]!.CHECK) / versionP50, 1.15));
+  targets.push(target('twill DEL p50 vs ptp DEL p50', median(lat[0]!.DEL) / median(lat[1]!.DEL), 1.0));
+  const ns = newNetns();
+  const m = peak(TWILL, envFor('ADD', 'rss', ns, ws.binDir), JSON.stringify(subjects[0]!.conf));
+  spawnSync(TWILL, [], { input: JSON.stringify(subjects[0]!.conf), env: envFor('DEL', 'rss', ns, ws.binDir) });
+  delNetns(ns);
+  say(`\ntwill ADD: peak RSS ${fmt(m.rssMb)} MB, CPU ${fmt(m.cpuMs)} ms`);
+  targets.push(target('twill ADD peak RSS', m.rssMb, 64, ' MB'));
+  out.addCpuMs = m.cpuMs;
+  out.addRssMb = m.rssMb;
+}
+
+async function concurrency(): Promise<void> {
+  const { spawn } = await import('node:child_process');
+  const callers = 8;
+  const pods = Math.max(callers * 5, Math.min(N, 200));
+  const subjects: Subject[] = [ws.subject('twill', 233), ws.subject('ptp', 234), ws.subject('bridge', 235)];
+  const run = (bin: string, env: Record<string, string>, stdin: string): Promise<number> =>
+    new Promise((res) => {
+      const p = spawn(bin, [], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'ignore', 'ignore'] });
+      p.on('close', (c) => res(c ?? -1));
+      p.stdin.end(stdin);
+    });
+  const rates: number[] = [];
+  for (const s of subjects) {
+    const nss = Array.from({ length: pods }, () => newNetns());
+    const stdin = JSON.stringify(s.conf);
+    let next = 0;
+    let failures = 0;
+    const t0 = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: callers }, async () => {
+      while (next < pods) {
+        const k = next++;
+        if ((await run(s.bin, envFor('ADD', `cc-${k}`, nss[k]!, ws.binDir), stdin)) !== 0) failures++;
+      }
+    }));
+    const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+    rates.push(pods / secs);
+    await Promise.all(nss.map((ns, k) => run(s.bin, envFor('DEL', `cc-${k}`, ns, ws.binDir), stdin)));
+    nss.forEach(delNetns);
+    if (failures > 0) say(`\n${s.name}: ${failures} ADDs failed under concurrency`);
+  }
+  say(`\n## Throughput, ${callers} concurrent callers (${pods} ADDs each)\n`);
+  say(table(['plugin', 'ADDs/s', 'vs ptp'], subjects.map((s, k) => [s.name, fmt(rates[k]!), ratio(rates[k]!, rates[1]!)])));
+  out.concurrency = subjects.map((s, k) => ({ name: s.name, addsPerSec: rates[k] }));
+  const cpu = Number(out.addCpuMs ?? 0);
+  if (cpu > 0) {
+    const ideal = (2 * 1000) / cpu;
+    say(`\nIdeal on 2 cores from twill's ADD CPU time (${fmt(cpu)} ms): ${fmt(ideal)} ADDs/s`);
+    targets.push(target('twill 8-caller throughput shortfall vs 0.8 x ideal', (0.8 * ideal) / rates[0]!, 1.0));
+  }
+}
+
+function scaling(): void {
+  const subjects: Subject[] = [ws.subject('twill', 236), ws.subject('ptp', 237)];
+  const add = subjects.map(() => [] as number[]);
+  const del = subjects.map(() => [] as number[]);
+  const nss: string[][] = subjects.map(() => []);
+  for (let i = 0; i < SCALE; i++) {
+    subjects.forEach((s, k) => {
+      const ns = newNetns();
+      nss[k]!.push(ns);
+      const r = timedRun(s.bin, envFor('ADD', `sc-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
+      if (r.code !== 0) throw new Error(`${s.name} ADD ${i} failed: ${r.stdout}`);
+      add[k]!.push(r.ms);
+    });
+  }
+  for (let i = SCALE - 1; i >= 0; i--) {
+    subjects.forEach((s, k) => {
+      del[k]!.unshift(timedRun(s.bin, envFor('DEL', `sc-${i}`, nss[k]![i]!, ws.binDir), JSON.stringify(s.conf)).ms);
+      delNetns(nss[k]![i]!);
+    });
+  }
+  const first = (xs: number[]): number => median(xs.slice(0, 20));
+  const last = (xs: number[]): number => median(xs.slice(-20));
+  say(`\n## Scaling: ${SCALE} pods on one node (p50 of the first and last 20)\n`);
+  say(table(['plugin', 'ADD 1-20 ms', `ADD ${SCALE - 19}-${SCALE} ms`, 'growth', 'DEL 1-20 ms', `DEL ${SCALE - 19}-${SCALE} ms`, 'growth'], subjects.map((s, k) => [
+    s.name, fmt(first(add[k]!)), fmt(last(add[k]!)), ratio(last(add[k]!), first(add[k]!)), fmt(first(del[k]!)), fmt(last(del[k]!)), ratio(last(del[k]!), first(del[k]!)),
+  ])));
+  out.scaling = subjects.map((s, k) => ({ name: s.name, addFirst: first(add[k]!), addLast: last(add[k]!), delFirst: first(del[k]!), delLast: last(del[k]!) }));
+  targets.push(target(`twill ADD growth, pods 1-20 → ${SCALE - 19}-${SCALE}`, last(add[0]!) / first(add[0]!), 1.1));
+}
+
+async function main(): Promise<void> {
+  say(`# twill benchmark (${new Date().toISOString()}, N = ${N})`);
+  try {
+    const versionP50 = only.includes('startup') ? startup() : NaN;
+    if (only.includes('lifecycle')) lifecycle(versionP50);
+    if (only.includes('concurrency')) await concurrency();
+    if (only.includes('scaling')) scaling();
+    if (only.includes('datapath')) {
+      const { datapath } = await import('./datapath.js');
+      datapath(ws, say, out, targets);
+    }
+  } finally {
+    ws.cleanup();
+  }
+  say('\n## Targets\n');
+  for (const t of targets) say(`- ${t.text}`);
+  out.targets = targets;
+  mkdirSync('bench-results', { recursive: true });
+  const file = `bench-results/bench-${Date.now()}.json`;
+  writeFileSync(file, JSON.stringify(out, null, 2));
+  writeFileSync('bench-results/latest.md', `${report.join('\n')}\n`);
+  process.stdout.write(`\nwrote ${file} and bench-results/latest.md\n`);
+}
+
+await main();
