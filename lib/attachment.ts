@@ -108,7 +108,7 @@ export function del(c: Call): void {
   }
   const name = hostName(c);
   try {
-    const removed = detachPod(name);
+    const removed = detachPod(name, true);
     log.info(removed ? 'detached' : 'veth already gone', { host: name });
   } catch (e) {
     errors.push(`veth ${name}: ${(e as Error).message}`);

@@ -16,14 +16,17 @@ export interface Reservation {
 
 const ownerKey = (id: string, ifname: string): string => `${id.trim()}${LINE_BREAK}${ifname}`;
 
-/** Writes a file so that it appears whole or not at all (temp + fsync + rename or link). */
-export function writeAtomic(path: string, data: string, exclusive = false): boolean {
+/**
+ * Writes a file so that it appears whole or not at all (temp + rename, or temp + link when
+ * exclusive). durable adds an fsync before it appears: reservations survive power loss.
+ */
+export function writeAtomic(path: string, data: string, exclusive = false, durable = exclusive): boolean {
   const dir = path.slice(0, path.lastIndexOf('/'));
   const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeSync(fd, data);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
@@ -61,6 +64,7 @@ export class Store {
   /** Reserves ip for the owner; false when another reservation holds it. */
   reserve(ip: string, id: string, ifname: string, rangeSet: number): boolean {
     if (!writeAtomic(`${this.dir}/${ip}`, ownerKey(id, ifname), true)) return false;
+    // A round-robin hint (host-local writes it without even an atomic rename): no fsync.
     writeAtomic(`${this.dir}/${LAST_PREFIX}${rangeSet}`, ip);
     return true;
   }

@@ -7,8 +7,9 @@ import { Netlink, NetlinkError } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
   addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
-  setLinkUp, type KernelRoute, type Link, type LinkAddr,
+  setLinkDown, setLinkUp, type KernelRoute, type Link, type LinkAddr,
 } from './rtnl.js';
+import { deleteLinkDetached } from './reaper.js';
 import { ensureSysctl } from './sysctl.js';
 
 export interface PodLinkSpec {
@@ -101,10 +102,19 @@ function configurePod(pod: Netlink, s: PodLinkSpec): number {
   return link.index;
 }
 
-/** Removes the pair by its host end; false when it was already gone. */
-export function detachPod(hostName: string): boolean {
+/**
+ * Removes the pair by its host end; false when it was already gone. With background set, the
+ * link is taken down now and deleted by a detached process (see reaper.ts).
+ */
+export function detachPod(hostName: string, background = false): boolean {
   const nl = new Netlink();
   try {
+    const link = getLink(nl, hostName);
+    if (!link) return false;
+    if (background) {
+      setLinkDown(nl, link.index);
+      if (deleteLinkDetached(hostName)) return true;
+    }
     return deleteLink(nl, hostName);
   } finally {
     nl.close();

@@ -102,6 +102,10 @@ export function setLinkUp(nl: Netlink, index: number, alias?: string): void {
   nl.request(`set link ${index} up`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index, IFF_UP, IFF_UP), attrs]));
 }
 
+export function setLinkDown(nl: Netlink, index: number): void {
+  nl.request(`set link ${index} down`, RTM_NEWLINK, 0, ifinfomsg(index, 0, IFF_UP));
+}
+
 /** Deletes a link by name; false when it was already gone. */
 export function deleteLink(nl: Netlink, name: string): boolean {
   try {

@@ -97,6 +97,20 @@ export function tempDir(tag: string): string {
 
 export const removeDir = (d: string): void => rmSync(d, { recursive: true, force: true });
 
+/**
+ * Host links whose names start with prefix, once pending deletions have settled: DEL hands
+ * the kernel's slow veth teardown to a background process, so absence is polled (≤ 3 s).
+ */
+export function hostLinksSettled(prefix: string): string[] {
+  const until = Date.now() + 3000;
+  let links = hostLinks(prefix);
+  while (links.length > 0 && Date.now() < until) {
+    spawnSync('sleep', ['0.05']);
+    links = hostLinks(prefix);
+  }
+  return links;
+}
+
 /** Host links whose names start with prefix. */
 export function hostLinks(prefix: string): string[] {
   const links = JSON.parse(sh('ip', ['-j', 'link', 'show'])) as { ifname: string }[];

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { testNet, type Stack } from '../helpers/netconf.js';
-import { cleanupNetns, hostLinks, inNs, makeNetns, netnsPath, pingOk, removeDir, twill, type Env } from '../helpers/twill.js';
+import { cleanupNetns, hostLinks, hostLinksSettled, inNs, makeNetns, netnsPath, pingOk, removeDir, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -87,7 +87,7 @@ for (const cniVersion of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
           const r = twill(envFor('DEL', 'c0', pods[0]!), { ...conf, prevResult: results[0] });
           assert.equal(r.code, 0, r.stdout);
         }
-        assert.deepEqual(hostLinks(host), []);
+        assert.deepEqual(hostLinksSettled(host), []);
         const again = twill(envFor('ADD', 'c2', pods[0]!), conf);
         assert.equal(again.code, 0, again.stdout);
         twill(envFor('DEL', 'c2', pods[0]!), conf);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
-import { CNI_BIN_DIR, cleanupNetns, hostLinks, makeNetns, netnsPath, removeDir, runPluginAsync, TWILL, type Env, type Run } from '../helpers/twill.js';
+import { CNI_BIN_DIR, cleanupNetns, hostLinks, hostLinksSettled, makeNetns, netnsPath, removeDir, runPluginAsync, TWILL, type Env, type Run } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -38,7 +38,7 @@ describe('sharing a pool with the reference host-local', () => {
     // host-local released twill's addresses; twill's veths remain for twill's own DEL.
     assert.deepEqual(reserved(store), []);
     await Promise.all(pods.map((p, i) => (i % 2 === 0 ? runPluginAsync(TWILL, envFor('DEL', `tw-${i}`, p), conf) : Promise.resolve())));
-    assert.deepEqual(hostLinks('twt'), []);
+    assert.deepEqual(hostLinksSettled('twt'), []);
   });
 });
 
@@ -63,6 +63,6 @@ describe('concurrency on one network', () => {
     const dels = await Promise.all(pods.map((p, k) => runPluginAsync(TWILL, envFor('DEL', `cc-${Math.floor(k / 8)}-${k % 8}`, p), conf)));
     dels.forEach((r) => assert.equal(r.code, 0, r.stdout + r.stderr));
     assert.deepEqual(reserved(`${net.dataDir}/${net.name}`), []);
-    assert.deepEqual(hostLinks('twt'), []);
+    assert.deepEqual(hostLinksSettled('twt'), []);
   });
 });

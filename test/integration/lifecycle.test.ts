@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
-import { cleanupNetns, deleteNetns, hostLinks, inNs, makeNetns, netnsPath, removeDir, sh, twill, type Env } from '../helpers/twill.js';
+import { cleanupNetns, deleteNetns, hostLinks, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, sh, twill, type Env } from '../helpers/twill.js';
 import { readdirSync } from 'node:fs';
 
 after(cleanupNetns);
@@ -43,7 +43,7 @@ describe('DEL never fails because something is gone', () => {
     const r = twill(envFor('DEL', 'gone-ns', ns), { ...conf, prevResult: add.json });
     assert.equal(r.code, 0, r.stdout);
     assert.deepEqual(reserved(net.dataDir, net.name), []);
-    assert.deepEqual(hostLinks(add.json.interfaces[0].name), []);
+    assert.deepEqual(hostLinksSettled(add.json.interfaces[0].name), []);
   });
 
   it('DEL after the host veth vanished releases the addresses', () => {
@@ -98,7 +98,7 @@ describe('a failed ADD leaves nothing behind', () => {
     assert.notEqual(r.code, 0);
     assert.match(r.json.msg, /already exists/);
     assert.deepEqual(reserved(net.dataDir, net.name), []);
-    assert.deepEqual(hostLinks('twt').filter((l) => l === r.json.interfaces?.[0]?.name), []);
+    assert.deepEqual(hostLinksSettled('twt').filter((l) => l === r.json.interfaces?.[0]?.name), []);
   });
 
   it('when a pod route cannot be installed after the veth exists', () => {
@@ -108,7 +108,7 @@ describe('a failed ADD leaves nothing behind', () => {
     const r = twill(envFor('ADD', 'badroute', ns), bad);
     assert.notEqual(r.code, 0);
     assert.deepEqual(reserved(net.dataDir, net.name), []);
-    assert.deepEqual(hostLinks('twt'), before);
+    assert.deepEqual(hostLinksSettled('twt'), before);
     assert.equal(inNs(ns, ['ip', '-br', 'link']).includes('eth0'), false);
   });
 
@@ -137,13 +137,13 @@ describe('GC and STATUS', () => {
     const r = twill({ CNI_COMMAND: 'GC' }, { ...small, 'cni.dev/valid-attachments': [{ containerID: 'gc1', ifname: 'eth0' }] });
     assert.equal(r.code, 0, r.stdout);
     assert.equal(reserved(net.dataDir, net.name).length, 1);
-    assert.deepEqual(hostLinks(adds[0]!.json.interfaces[0].name), []);
-    assert.deepEqual(hostLinks(adds[2]!.json.interfaces[0].name), []);
+    assert.deepEqual(hostLinksSettled(adds[0]!.json.interfaces[0].name), []);
+    assert.deepEqual(hostLinksSettled(adds[2]!.json.interfaces[0].name), []);
     assert.equal(hostLinks(adds[1]!.json.interfaces[0].name).length, 1);
     // The older spelling works too, and an empty list means "nothing is valid".
     assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...small, 'cni.dev/attachments': [] }).code, 0);
     assert.equal(reserved(net.dataDir, net.name).length, 0);
-    assert.deepEqual(hostLinks(adds[1]!.json.interfaces[0].name), []);
+    assert.deepEqual(hostLinksSettled(adds[1]!.json.interfaces[0].name), []);
   });
 
   it('STATUS reports an exhausted pool with code 50, and recovers when an address frees', () => {
@@ -191,7 +191,7 @@ describe('delegated IPAM', () => {
     assert.match(inNs(ns, ['ip', 'route', 'show', 'default']), /via 10\.249\.7\.1/);
     assert.equal(twill(envFor('CHECK', 'static1', ns), { ...conf, prevResult: add.json }).code, 0);
     assert.equal(twill(envFor('DEL', 'static1', ns), conf).code, 0);
-    assert.deepEqual(hostLinks(add.json.interfaces[0].name), []);
+    assert.deepEqual(hostLinksSettled(add.json.interfaces[0].name), []);
   });
 
   it('reports a missing IPAM plugin clearly and leaves nothing', () => {
