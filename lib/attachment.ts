@@ -206,6 +206,7 @@ export function status(c: Call): void {
     }
   }
   const usage = ipamStatus(c);
+  log.debug('status', { pool: usage?.map((u) => ({ rangeSet: u.rangeSet, used: u.used, size: String(u.size) })) });
   const full = usage?.find((u) => BigInt(u.used) >= u.size);
   if (full) throw new CniError(Code.NotAvailable, `IP pool exhausted: range set ${full.rangeSet} (${full.ranges.join(', ')}) has ${full.used} of ${full.size} addresses in use`);
 }

@@ -1,0 +1,54 @@
+// Logs: JSON lines in logFile, nothing but the result on stdout, symlinks not followed.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { testNet } from '../helpers/netconf.js';
+import { cleanupNetns, makeNetns, netnsPath, removeDir, tempDir, twill } from '../helpers/twill.js';
+
+after(cleanupNetns);
+
+describe('logging', () => {
+  const net = testNet();
+  const dir = tempDir('log');
+  after(() => {
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+    removeDir(dir);
+  });
+
+  it('writes JSON lines to logFile at logLevel, and only the result to stdout', () => {
+    const ns = makeNetns();
+    const logFile = `${dir}/twill.log`;
+    const conf = net.conf({ logFile, logLevel: 'debug' });
+    const env = { CNI_CONTAINERID: 'log1', CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' };
+    const add = twill({ ...env, CNI_COMMAND: 'ADD' }, conf);
+    assert.equal(add.code, 0, add.stdout);
+    assert.equal(add.stdout.trim().split('\n').length, 1);
+    assert.ok(twill({ ...env, CNI_COMMAND: 'DEL' }, conf).code === 0);
+    const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.some((l) => l.msg === 'attached' && l.verb === 'ADD' && l.containerId === 'log1' && l.network === net.name));
+    assert.ok(lines.some((l) => l.msg === 'released' && l.verb === 'DEL'));
+  });
+
+  it('logs a failed ADD with its reason', () => {
+    const ns = makeNetns();
+    const logFile = `${dir}/fail.log`;
+    const conf = net.conf({ logFile, ipam: { ...net.conf().ipam, routes: [{ dst: '192.0.2.0/24', gw: '198.51.100.1' }] } });
+    const r = twill({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'log2', CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' }, conf);
+    assert.notEqual(r.code, 0);
+    const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(lines.some((l) => l.level === 'error' && /ENETUNREACH/.test(l.error)), JSON.stringify(lines));
+  });
+
+  it('does not follow a symlink planted at the log path', () => {
+    const target = `${dir}/victim`;
+    writeFileSync(target, 'untouched');
+    const link = `${dir}/link.log`;
+    symlinkSync(target, link);
+    const r = twill({ CNI_COMMAND: 'STATUS' }, net.conf({ logFile: link, logLevel: 'debug' }));
+    assert.equal(r.code, 0, r.stdout);
+    assert.match(r.stderr, /cannot write log file/);
+    assert.equal(readFileSync(target, 'utf8'), 'untouched');
+    assert.ok(existsSync(link));
+  });
+});
