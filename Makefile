@@ -3,7 +3,9 @@ SHELL := /bin/bash
 NODE ?= node
 TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>/dev/null)
 
-.PHONY: all build deps test test-unit test-integration typecheck bench demo install clean
+BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
+
+.PHONY: all build deps bpf test test-unit test-integration typecheck bench demo install clean
 
 all: build
 
@@ -17,7 +19,7 @@ build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
-dist/twill: build/.stamp scripts/build.mjs scripts/fetch-node.sh package.json package-lock.json
+dist/twill: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/fetch-node.sh package.json package-lock.json
 	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) scripts/build.mjs 2>&1 | grep -v "Can't find string offset" || true
 	@test -x dist/twill
 
@@ -45,3 +47,7 @@ demo: build
 # Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
 bench: build
 	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) build/scripts/bench/run.js
+
+# The tc program is committed precompiled; `make bpf` rebuilds it (needs clang, libbpf-dev).
+bpf:
+	clang $(BPF_CFLAGS) -c bpf/twill_tc.c -o bpf/twill_tc.o

@@ -11,7 +11,9 @@ import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamCall } from '
 import { log } from './log.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
 import { openNetns, NetnsGone } from './sys/netns.js';
-import { attachPod, detachPod, hostLinksWithAlias, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
+import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
+import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath } from './datapath/select.js';
+import { ebpfGc, ebpfRead } from './datapath/ebpf.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;
@@ -73,11 +75,14 @@ export function add(c: Call): Result {
     const podMac = randomMac();
     // Registered before the attempt: attachPod may fail after creating the pair.
     undo.push(() => detachPod(name));
-    attachPod({
+    const link = attachPod({
       hostName: name, hostMac, podIfName: c.ifName, podMac, mtu: c.conf.mtu, netns: ns,
       alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
       addrs: ipam.ips, routes: podRoutes(ipam),
     });
+    const addrs = ipam.ips.map((i) => i.cidr.addr);
+    undo.push(() => teardownDatapath(c.conf, name, link.hostIndex, addrs));
+    const dp = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
     const result: Result = {
@@ -87,7 +92,7 @@ export function add(c: Call): Result {
     };
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
-    log.info('attached', { host: name, ips: result.ips.map((i) => i.address) });
+    log.info('attached', { host: name, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.attach ? { attach: dp.attach } : {}) });
     return result;
   } catch (e) {
     runUndo(undo, e);
@@ -98,15 +103,37 @@ export function add(c: Call): Result {
 }
 
 /** Best effort to the end: releases the addresses and removes the veth, whatever is already gone. */
+/** Pod addresses named by prevResult (DEL may find the IPAM already released). */
+function prevAddrs(c: Call): Addr[] {
+  try {
+    return c.conf.prevResult ? parseResult(c.conf.prevResult).ips.map((i) => parseCidr(i.address)?.addr).filter((a): a is Addr => a !== undefined) : [];
+  } catch {
+    return [];
+  }
+}
+
 export function del(c: Call): void {
   const errors: string[] = [];
+  const name = hostName(c);
+  let hostIndex: number | undefined;
   try {
-    const released = ipamDel(c);
+    hostIndex = hostLinkIndex(name);
+  } catch (e) {
+    errors.push(`veth ${name}: ${(e as Error).message}`);
+  }
+  let released: string[] = [];
+  try {
+    released = ipamDel(c);
     log.info('released', { ips: released });
   } catch (e) {
     errors.push(`ipam: ${(e as Error).message}`);
   }
-  const name = hostName(c);
+  try {
+    const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
+    teardownDatapath(c.conf, name, hostIndex, addrs);
+  } catch (e) {
+    errors.push(`ebpf: ${(e as Error).message}`);
+  }
   try {
     const removed = detachPod(name, true);
     log.info(removed ? 'detached' : 'veth already gone', { host: name });
@@ -161,12 +188,25 @@ export function check(c: Call): void {
     const dst = parseCidr(r.dst);
     if (dst && families.includes(dst.addr.family) && !hasRoute(pod, dst)) fail(`pod route to ${r.dst} is missing`);
   }
+  checkDatapath(c, name, host.link!.index, ips.map((i) => i.cidr!.addr), fail);
   const held = ipamCheck(c);
   if (held) {
     for (const ip of ips) {
       if (ip.cidr && !held.includes(formatAddr(ip.cidr.addr))) fail(`address ${formatAddr(ip.cidr.addr)} is not reserved for ${c.containerId}/${c.ifName}`);
     }
   }
+}
+
+function checkDatapath(c: Call, name: string, hostIndex: number, addrs: Addr[], fail: (what: string) => never): void {
+  if (c.conf.datapath === 'routed' || readDatapathState(c.conf)?.mode !== 'ebpf') return;
+  const st = ebpfRead(ebpfNet(c.conf), name, hostIndex, addrs);
+  if (!st) fail('eBPF maps of the network are not pinned');
+  for (const a of addrs) {
+    const e = st!.entries.find((x) => sameAddr(x.addr, a));
+    if (!e) fail(`endpoint map has no entry for ${formatAddr(a)}`);
+    if (e!.ep.ifindex !== hostIndex) fail(`endpoint map sends ${formatAddr(a)} to ifindex ${e!.ep.ifindex}, not ${name} (${hostIndex})`);
+  }
+  if (!st!.linkPinned && !st!.legacyFilter) fail(`no tc program is attached to ${name}`);
 }
 
 export function gc(c: Call): void {
@@ -184,6 +224,14 @@ export function gc(c: Call): void {
     errors.push(`ipam: ${(e as Error).message}`);
   }
   const keep = new Set(valid.map((a) => hostVethName(c.conf.hostVethPrefix, a.containerID, a.ifname)));
+  if (c.conf.datapath !== 'routed') {
+    try {
+      const removed = ebpfGc(ebpfNet(c.conf), keep, listHostLinkNames());
+      if (removed.length > 0) log.info('GC removed eBPF state', { removed });
+    } catch (e) {
+      errors.push(`ebpf: ${(e as Error).message}`);
+    }
+  }
   for (const link of hostLinksWithAlias(aliasPrefix(c.conf.name))) {
     if (keep.has(link.name)) continue;
     try {

@@ -11,6 +11,8 @@ const pkg = JSON.parse(readFileSync('package.json', 'utf8'));
 const nodeBin = process.env.TWILL_NODE ?? process.execPath;
 const koffiPath = require.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`);
 const koffiSha = createHash('sha256').update(readFileSync(koffiPath)).digest('hex');
+const bpfPath = 'bpf/twill_tc.o';
+const bpfSha = createHash('sha256').update(readFileSync(bpfPath)).digest('hex');
 let rev = 'unknown';
 try {
   rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
@@ -31,7 +33,7 @@ await build({
   logLevel: 'warning',
   // Bundled ESM packages (yargs) ask for import.meta.url; point it at the executable.
   banner: { js: 'var __twill_import_meta_url=require("node:url").pathToFileURL(process.execPath).href;' },
-  define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
+  define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_BPF_SHA256: JSON.stringify(bpfSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
 });
 
 writeFileSync(
@@ -41,7 +43,7 @@ writeFileSync(
     output: 'dist/twill.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    assets: { 'koffi.node': koffiPath },
+    assets: { 'koffi.node': koffiPath, 'twill_tc.o': bpfPath },
   }),
 );
 execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });

@@ -10,6 +10,18 @@ export async function runCli(argv: string[], version: string): Promise<number> {
     .command('version', 'print the version and the CNI spec versions supported', {}, () => {
       process.stdout.write(`twill ${version}\nCNI spec versions: ${SUPPORTED_VERSIONS.join(', ')}\n`);
     })
+    .command(
+      'endpoints',
+      'list the eBPF endpoint maps: address, pod interface, container, fast-path counters',
+      (y) => y
+        .option('bpffs-root', { type: 'string', default: '/sys/fs/bpf', describe: 'bpffs root the networks pin under' })
+        .option('network', { type: 'string', describe: 'only this network' })
+        .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+      async (a) => {
+        const { runEndpoints } = await import('./endpoints.js');
+        code = runEndpoints({ bpffsRoot: a['bpffs-root'], json: a.json, network: a.network });
+      },
+    )
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .version(version)

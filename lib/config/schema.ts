@@ -51,6 +51,12 @@ export const schema = {
       default: 'auto',
       description: 'Pod-to-pod path: "ebpf" (tc fast path, error if unavailable), "routed" (kernel routing only), "auto" (eBPF when the host allows it, else routed).',
     },
+    bpffsRoot: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/sys/fs/bpf', description: 'bpffs mount under which twill/<network>/ pins its maps, program and links (mounted if needed).' },
+    ebpfAttach: {
+      enum: ['auto', 'tcx', 'legacy'],
+      default: 'auto',
+      description: 'How the tc program is attached: tcx links (kernel 6.6+), legacy clsact + cls_bpf, or tcx with fallback to legacy.',
+    },
     backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached.' },
     hostVethPrefix: {
       type: 'string',

@@ -53,6 +53,8 @@ export interface NetConf {
   mtu: number;
   datapath: 'auto' | 'ebpf' | 'routed';
   backend: 'none' | 'vxlan' | 'hostgw';
+  bpffsRoot: string;
+  ebpfAttach: 'auto' | 'tcx' | 'legacy';
   hostVethPrefix: string;
   logFile?: string;
   logLevel: LogLevel;

@@ -28,7 +28,7 @@ export const EWOULDBLOCK = 11;
 
 type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {
-  socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn;
+  socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn; mount: Fn; statfs: Fn;
 }
 let bound: Libc | undefined;
 
@@ -43,7 +43,11 @@ export function libc(): Libc {
     close: lib.func('int close(int)'),
     setns: lib.func('int setns(int, int)'),
     flock: lib.func('int flock(int, int)'),
-    syscall: lib.func('long syscall(long, ...)'),
+    // Declared with fixed arguments: on Linux x86-64 and arm64 a variadic callee reads
+    // integer arguments from the same registers.
+    syscall: lib.func('long syscall(long, long, void *, unsigned long)'),
+    mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
+    statfs: lib.func('int statfs(const char *, _Out_ void *)'),
     ioctl: lib.func('int ioctl(int, unsigned long, void *)'),
   };
   return bound;

@@ -12,6 +12,8 @@ declare const TWILL_KOFFI_SHA256: string | undefined;
 export interface Koffi {
   load(path: string): { func(signature: string): (...args: unknown[]) => number | bigint };
   errno(): number;
+  /** Address of a Buffer's memory (stable: Node never moves a Buffer's backing store). */
+  address(value: Buffer): bigint;
   version: string;
 }
 
@@ -28,8 +30,7 @@ function fromSea(): string | undefined {
   if (typeof TWILL_KOFFI_SHA256 === 'undefined') return undefined;
   const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
   if (existsSync(path)) return path;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sea = require('node:sea') as { getRawAsset(name: string): ArrayBuffer };
+  const sea = process.getBuiltinModule('node:sea') as { getRawAsset(name: string): ArrayBuffer };
   const bytes = Buffer.from(sea.getRawAsset(ASSET));
   if (createHash('sha256').update(bytes).digest('hex') !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
   const tmp = `${path}.${process.pid}.tmp`;

@@ -164,3 +164,22 @@ export function hostLinksWithAlias(prefix: string): Link[] {
     nl.close();
   }
 }
+
+export function hostLinkIndex(name: string): number | undefined {
+  const nl = new Netlink();
+  try {
+    return getLink(nl, name)?.index;
+  } finally {
+    nl.close();
+  }
+}
+
+/** ifindex → name of every host link. */
+export function listHostLinkNames(): Map<number, string> {
+  const nl = new Netlink();
+  try {
+    return new Map(listLinks(nl).map((l) => [l.index, l.name]));
+  } finally {
+    nl.close();
+  }
+}

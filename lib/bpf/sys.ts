@@ -1,0 +1,191 @@
+// bpf(2): the commands twill uses, with their attribute layouts (union bpf_attr).
+import { readFileSync } from 'node:fs';
+import { check, libc } from '../sys/libc.js';
+import { koffi } from '../sys/native.js';
+
+const NR_BPF: Record<string, number> = { x64: 321, arm64: 280 };
+const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the tail to be zero
+
+const Cmd = {
+  MapCreate: 0, MapLookup: 1, MapUpdate: 2, MapDelete: 3, MapNextKey: 4, ProgLoad: 5, ObjPin: 6, ObjGet: 7,
+  ObjInfo: 15, LinkCreate: 28, LinkUpdate: 29,
+} as const;
+
+export const MapType = { Hash: 1, Array: 2, PercpuHash: 5, LruHash: 9 } as const;
+export const ProgType = { SchedCls: 3 } as const;
+export const AttachType = { TcxIngress: 46, TcxEgress: 47 } as const;
+export const BPF_ANY = 0;
+
+const ptr = (b: Buffer): bigint => koffi().address(b);
+
+function bpf(name: string, cmd: number, attr: Buffer): number {
+  const nr = NR_BPF[process.arch];
+  if (nr === undefined) throw new Error(`bpf(2) is not wired for ${process.arch}`);
+  return check(name, libc().syscall(nr, cmd, attr, attr.length));
+}
+
+const attr = (): Buffer => Buffer.alloc(ATTR_SIZE);
+
+export interface MapDef {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
+export function mapCreate(name: string, d: MapDef): number {
+  const a = attr();
+  a.writeUInt32LE(d.type, 0);
+  a.writeUInt32LE(d.keySize, 4);
+  a.writeUInt32LE(d.valueSize, 8);
+  a.writeUInt32LE(d.maxEntries, 12);
+  a.writeUInt32LE(d.flags, 16);
+  a.write(name.slice(0, 15), 28, 'latin1');
+  return bpf(`create map ${name}`, Cmd.MapCreate, a);
+}
+
+function elemAttr(fd: number, key: Buffer, value: Buffer | undefined, flags: number): Buffer {
+  const a = attr();
+  a.writeUInt32LE(fd, 0);
+  a.writeBigUInt64LE(ptr(key), 8);
+  if (value) a.writeBigUInt64LE(ptr(value), 16);
+  a.writeBigUInt64LE(BigInt(flags), 24);
+  return a;
+}
+
+export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_ANY): void {
+  bpf('map update', Cmd.MapUpdate, elemAttr(fd, key, value, flags));
+}
+
+/** Fills value and returns true, or false when the key is absent. */
+export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {
+  try {
+    bpf('map lookup', Cmd.MapLookup, elemAttr(fd, key, value, 0));
+    return true;
+  } catch (e) {
+    if ((e as { errno?: number }).errno === 2) return false;
+    throw e;
+  }
+}
+
+export function mapDelete(fd: number, key: Buffer): boolean {
+  try {
+    bpf('map delete', Cmd.MapDelete, elemAttr(fd, key, undefined, 0));
+    return true;
+  } catch (e) {
+    if ((e as { errno?: number }).errno === 2) return false;
+    throw e;
+  }
+}
+
+export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
+  let prev: Buffer | undefined;
+  for (;;) {
+    const next = Buffer.alloc(keySize);
+    const a = attr();
+    a.writeUInt32LE(fd, 0);
+    if (prev) a.writeBigUInt64LE(ptr(prev), 8);
+    a.writeBigUInt64LE(ptr(next), 16);
+    try {
+      bpf('map next key', Cmd.MapNextKey, a);
+    } catch (e) {
+      if ((e as { errno?: number }).errno === 2) return;
+      throw e;
+    }
+    yield next;
+    prev = next;
+  }
+}
+
+export class VerifierError extends Error {}
+
+export function progLoad(name: string, type: number, insns: Buffer, license: string): number {
+  const a = attr();
+  const lic = Buffer.from(`${license}\0`);
+  const logBuf = Buffer.alloc(1 << 20);
+  a.writeUInt32LE(type, 0);
+  a.writeUInt32LE(insns.length / 8, 4);
+  a.writeBigUInt64LE(ptr(insns), 8);
+  a.writeBigUInt64LE(ptr(lic), 16);
+  a.writeUInt32LE(1, 24); // log_level
+  a.writeUInt32LE(logBuf.length, 28);
+  a.writeBigUInt64LE(ptr(logBuf), 32);
+  a.write(name.slice(0, 15), 48, 'latin1');
+  try {
+    return bpf(`load program ${name}`, Cmd.ProgLoad, a);
+  } catch (e) {
+    const log = logBuf.toString('utf8').replace(/\0.*$/s, '').trim();
+    if (!log) throw e;
+    throw new VerifierError(`verifier rejected ${name}: ${(e as Error).message}\n${log.split('\n').slice(-20).join('\n')}`);
+  }
+}
+
+function pathAttr(path: string, fd = 0): { a: Buffer; p: Buffer } {
+  const a = attr();
+  const p = Buffer.from(`${path}\0`);
+  a.writeBigUInt64LE(ptr(p), 0);
+  a.writeUInt32LE(fd, 8);
+  return { a, p };
+}
+
+export function objPin(fd: number, path: string): void {
+  const { a, p } = pathAttr(path, fd);
+  bpf(`pin ${path}`, Cmd.ObjPin, a);
+  p.length; // keep the path alive across the call
+}
+
+/** Opens a pinned object; undefined when nothing is pinned there. */
+export function objGet(path: string): number | undefined {
+  const { a, p } = pathAttr(path);
+  try {
+    return bpf(`open pinned ${path}`, Cmd.ObjGet, a);
+  } catch (e) {
+    if ((e as { errno?: number }).errno === 2) return undefined;
+    throw e;
+  } finally {
+    p.length;
+  }
+}
+
+/** Raw bpf_{map,prog,link}_info of an fd. */
+export function objInfo(fd: number, size = 128): Buffer {
+  const info = Buffer.alloc(size);
+  const a = attr();
+  a.writeUInt32LE(fd, 0);
+  a.writeUInt32LE(size, 4);
+  a.writeBigUInt64LE(ptr(info), 8);
+  bpf('object info', Cmd.ObjInfo, a);
+  return info;
+}
+
+export function linkCreateTcx(progFd: number, ifindex: number, attachType: number): number {
+  const a = attr();
+  a.writeUInt32LE(progFd, 0);
+  a.writeUInt32LE(ifindex, 4);
+  a.writeUInt32LE(attachType, 8);
+  return bpf(`tcx attach to ifindex ${ifindex}`, Cmd.LinkCreate, a);
+}
+
+export function linkUpdate(linkFd: number, progFd: number): void {
+  const a = attr();
+  a.writeUInt32LE(linkFd, 0);
+  a.writeUInt32LE(progFd, 4);
+  bpf('link update', Cmd.LinkUpdate, a);
+}
+
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+let cpus: number | undefined;
+/** Possible CPUs: the value multiplier of per-CPU maps. */
+export function possibleCpus(): number {
+  if (cpus !== undefined) return cpus;
+  const text = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+  cpus = text.split(',').reduce((n, part) => {
+    const [a, b] = part.split('-').map(Number);
+    return n + (b === undefined ? 1 : b - a! + 1);
+  }, 0);
+  return cpus;
+}

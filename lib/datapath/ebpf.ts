@@ -1,0 +1,223 @@
+// The eBPF data path of one endpoint: attach the pinned program to the host veth and
+// publish the pod's addresses in the endpoint map; the reverse on DEL; verification on CHECK.
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
+import type { Addr } from '../ipam/ip.js';
+import { formatAddr } from '../ipam/ip.js';
+import { linksDir, loadNetwork, networkDir, openNetwork, type Loaded } from '../bpf/loader.js';
+import { COUNTERS_SIZE, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
+import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
+import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+
+export type AttachMode = 'auto' | 'tcx' | 'legacy';
+
+export interface EbpfNet {
+  root: string;
+  network: string;
+  attach: AttachMode;
+}
+
+export interface EndpointSpec {
+  hostName: string;
+  hostIndex: number;
+  hostMac: string;
+  podMac: string;
+  addrs: Addr[];
+  shaped: boolean;
+}
+
+const EEXIST = 17;
+const linkPin = (dir: string, hostName: string): string => `${linksDir(dir)}/${hostName}`;
+
+function attachTcx(l: Loaded, s: EndpointSpec): void {
+  const fd = linkCreateTcx(l.progFd, s.hostIndex, AttachType.TcxIngress);
+  try {
+    try {
+      objPin(fd, linkPin(l.dir, s.hostName));
+    } catch (e) {
+      if ((e as { errno?: number }).errno !== EEXIST) throw e;
+      unlinkSync(linkPin(l.dir, s.hostName)); // left by an earlier attempt for this attachment
+      objPin(fd, linkPin(l.dir, s.hostName));
+    }
+  } finally {
+    closeFd(fd); // the pin keeps the link alive after we exit
+  }
+}
+
+/** Attaches and publishes; returns the attach mode used. Undoes itself on failure. */
+export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' {
+  const l = loadNetwork(n.root, n.network);
+  try {
+    let mode: 'tcx' | 'legacy' = n.attach === 'legacy' ? 'legacy' : 'tcx';
+    if (mode === 'tcx') {
+      try {
+        attachTcx(l, s);
+      } catch (e) {
+        if (n.attach === 'tcx' || (e as { errno?: number }).errno !== 22) throw e;
+        mode = 'legacy'; // EINVAL: a kernel without tcx (before 6.6)
+      }
+    }
+    if (mode === 'legacy') attachClsact(s.hostIndex, l.progFd, 'twill');
+    const ep = epValue({ ifindex: s.hostIndex, flags: s.shaped ? EP_F_NO_FAST : 0, podMac: s.podMac, hostMac: s.hostMac });
+    const eps = l.maps.get('endpoints')!;
+    try {
+      for (const a of s.addrs) mapUpdate(eps, epKey(a), ep);
+    } catch (e) {
+      for (const a of s.addrs) mapDelete(eps, epKey(a));
+      unpin(l.dir, s.hostName);
+      throw e;
+    }
+    return mode;
+  } finally {
+    l.close();
+  }
+}
+
+function unpin(dir: string, hostName: string): void {
+  try {
+    unlinkSync(linkPin(dir, hostName));
+  } catch {
+    // not pinned
+  }
+}
+
+/**
+ * Removes the endpoint's entries (only those still pointing at its veth: an address may
+ * already belong to a new pod), its counters and its link pin. Nothing to do when the
+ * network never used eBPF on this host.
+ */
+export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefined, addrs: Addr[]): void {
+  const net = openNetwork(n.root, n.network);
+  if (!net) return;
+  try {
+    const eps = net.maps.get('endpoints')!;
+    const v = Buffer.alloc(EP_VALUE_SIZE);
+    for (const a of addrs) {
+      const k = epKey(a);
+      if (mapLookup(eps, k, v) && (hostIndex === undefined || parseEpValue(v).ifindex === hostIndex)) mapDelete(eps, k);
+    }
+    if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
+    unpin(net.dir, hostName);
+  } finally {
+    net.close();
+  }
+}
+
+export interface EbpfState {
+  entries: { addr: Addr; ep: Endpoint }[];
+  linkPinned: boolean;
+  legacyFilter: boolean;
+}
+
+export function ebpfRead(n: EbpfNet, hostName: string, hostIndex: number, addrs: Addr[]): EbpfState | undefined {
+  const net = openNetwork(n.root, n.network);
+  if (!net) return undefined;
+  try {
+    const eps = net.maps.get('endpoints')!;
+    const entries: EbpfState['entries'] = [];
+    const v = Buffer.alloc(EP_VALUE_SIZE);
+    for (const a of addrs) if (mapLookup(eps, epKey(a), v)) entries.push({ addr: a, ep: parseEpValue(v) });
+    return { entries, linkPinned: existsSync(linkPin(net.dir, hostName)), legacyFilter: hostIndex > 0 && hasIngressFilter(hostIndex) };
+  } finally {
+    net.close();
+  }
+}
+
+export interface MapEntry {
+  addr: Addr;
+  ep: Endpoint;
+}
+
+export function listEndpoints(root: string, network: string): MapEntry[] | undefined {
+  const net = openNetwork(root, network);
+  if (!net) return undefined;
+  try {
+    const eps = net.maps.get('endpoints')!;
+    const out: MapEntry[] = [];
+    const v = Buffer.alloc(EP_VALUE_SIZE);
+    for (const k of mapKeys(eps, EP_KEY_SIZE)) if (mapLookup(eps, k, v)) out.push({ addr: epKeyAddr(k), ep: parseEpValue(v) });
+    return out;
+  } finally {
+    net.close();
+  }
+}
+
+/** GC: drops entries and link pins of every veth not in keep (by host veth name / ifindex). */
+export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: ReadonlyMap<number, string>): string[] {
+  const net = openNetwork(n.root, n.network);
+  if (!net) return [];
+  const removed: string[] = [];
+  try {
+    const eps = net.maps.get('endpoints')!;
+    const v = Buffer.alloc(EP_VALUE_SIZE);
+    for (const k of [...mapKeys(eps, EP_KEY_SIZE)]) {
+      if (!mapLookup(eps, k, v)) continue;
+      const ifindex = parseEpValue(v).ifindex;
+      const name = liveIndexes.get(ifindex);
+      if (name === undefined || !keepNames.has(name)) {
+        mapDelete(eps, k);
+        mapDelete(net.maps.get('counters')!, ifindexKey(ifindex));
+        removed.push(formatAddr(epKeyAddr(k)));
+      }
+    }
+    for (const pin of readdirSync(linksDir(net.dir))) {
+      if (!keepNames.has(pin)) {
+        unpin(net.dir, pin);
+        removed.push(`link ${pin}`);
+      }
+    }
+    return removed;
+  } finally {
+    net.close();
+  }
+}
+
+export const ebpfInUse = (n: EbpfNet): boolean => existsSync(networkDir(n.root, n.network));
+
+export interface EndpointRow {
+  network: string;
+  addr: string;
+  hostIfName: string;
+  hostIndex: number;
+  podIfName: string;
+  containerId: string;
+  podMac: string;
+  fastPath: boolean;
+  counters?: Counters;
+}
+
+/** Every endpoint of every network pinned under root, with its per-CPU counters summed. */
+export function endpointTable(root: string, links: { index: number; name: string; alias: string }[]): EndpointRow[] {
+  const rows: EndpointRow[] = [];
+  let networks: string[] = [];
+  try {
+    networks = readdirSync(`${root}/twill`);
+  } catch {
+    return rows;
+  }
+  const byIndex = new Map(links.map((l) => [l.index, l]));
+  for (const network of networks.sort()) {
+    const net = openNetwork(root, network);
+    if (!net) continue;
+    try {
+      const eps = net.maps.get('endpoints')!;
+      const ctr = net.maps.get('counters')!;
+      const v = Buffer.alloc(EP_VALUE_SIZE);
+      const cv = Buffer.alloc(COUNTERS_SIZE * possibleCpus());
+      for (const k of mapKeys(eps, EP_KEY_SIZE)) {
+        if (!mapLookup(eps, k, v)) continue;
+        const ep = parseEpValue(v);
+        const link = byIndex.get(ep.ifindex);
+        // alias: twill:<network hash>:<ifname>:<containerID>
+        const [, , podIfName = '', ...id] = (link?.alias ?? '').split(':');
+        rows.push({
+          network, addr: formatAddr(epKeyAddr(k)), hostIfName: link?.name ?? '(gone)', hostIndex: ep.ifindex,
+          podIfName, containerId: id.join(':'), podMac: ep.podMac, fastPath: (ep.flags & EP_F_NO_FAST) === 0,
+          ...(mapLookup(ctr, ifindexKey(ep.ifindex), cv) ? { counters: sumCounters(cv, possibleCpus()) } : {}),
+        });
+      }
+    } finally {
+      net.close();
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,65 @@
+// Which data path a network runs on this host, and why: eBPF when asked for or possible,
+// the routed path otherwise. The decision is recorded for CHECK and `twill status`.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { Code, CniError } from '../cni/errors.js';
+import type { NetConf } from '../config/types.js';
+import type { Addr } from '../ipam/ip.js';
+import { writeAtomic } from '../ipam/store.js';
+import { log } from '../log.js';
+import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
+
+export interface DatapathState {
+  mode: 'ebpf' | 'routed';
+  attach?: 'tcx' | 'legacy';
+  reason?: string;
+}
+
+export const ebpfNet = (conf: NetConf): EbpfNet => ({ root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach });
+const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${conf.name}.json`;
+
+export function readDatapathState(conf: NetConf): DatapathState | undefined {
+  try {
+    return JSON.parse(readFileSync(statePath(conf), 'utf8')) as DatapathState;
+  } catch {
+    return undefined;
+  }
+}
+
+function record(conf: NetConf, st: DatapathState): void {
+  const prev = readDatapathState(conf);
+  if (prev && prev.mode === st.mode && prev.attach === st.attach && prev.reason === st.reason) return;
+  mkdirSync(`${conf.stateDir}/datapath`, { recursive: true, mode: 0o700 });
+  writeAtomic(statePath(conf), `${JSON.stringify(st)}\n`);
+}
+
+/** True when runtimeConfig.bandwidth asks the bandwidth plugin to shape this pod. */
+export function isShaped(conf: NetConf): boolean {
+  const bw = conf.runtimeConfig?.bandwidth;
+  if (!bw) return false;
+  return ['ingressRate', 'egressRate'].some((k) => typeof bw[k] === 'number' && (bw[k] as number) > 0);
+}
+
+export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState {
+  if (conf.datapath === 'routed') return { mode: 'routed', reason: 'configured' };
+  try {
+    const attach = ebpfAdd(ebpfNet(conf), spec);
+    if (attach === 'legacy' && conf.runtimeConfig?.bandwidth !== undefined) {
+      log.warn('legacy clsact attachment shares the ingress slot with the bandwidth plugin\'s "ingress" qdisc: chaining bandwidth will fail on this host (use a kernel with tcx, 6.6+)');
+    }
+    const st: DatapathState = { mode: 'ebpf', attach };
+    record(conf, st);
+    return st;
+  } catch (e) {
+    const reason = (e as Error).message;
+    if (conf.datapath === 'ebpf') throw new CniError(Code.NotAvailable, `eBPF data path unavailable: ${reason}`, 'set "datapath": "auto" to fall back to the routed path');
+    log.warn('eBPF data path unavailable, using the routed path', { reason });
+    const st: DatapathState = { mode: 'routed', reason: `eBPF unavailable: ${reason}` };
+    record(conf, st);
+    return st;
+  }
+}
+
+export function teardownDatapath(conf: NetConf, hostName: string, hostIndex: number | undefined, addrs: Addr[]): void {
+  if (conf.datapath === 'routed') return;
+  ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs);
+}
