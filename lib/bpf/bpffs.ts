@@ -1,6 +1,6 @@
 // The bpffs under which pins live: mounted on demand, checked by its filesystem magic.
-import { mkdirSync } from 'node:fs';
 import { check, libc } from '../sys/libc.js';
+import { mkdirs } from '../fsx.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11n;
 
@@ -13,6 +13,6 @@ export function isBpffs(path: string): boolean {
 /** Makes sure root is a bpffs mount, mounting one there if it is not. */
 export function ensureBpffs(root: string): void {
   if (isBpffs(root)) return;
-  mkdirSync(root, { recursive: true, mode: 0o700 });
+  mkdirs(root, 0o700);
   check(`mount bpffs at ${root}`, libc().mount('bpffs', root, 'bpf', 0, 'mode=0700'));
 }

@@ -1,11 +1,12 @@
 // Load once, reuse: the first ADD of a network creates and pins its maps and program under
 // <root>/twill/<network>/; later calls only open the pins. A program whose object hash
 // changed (an upgrade) is loaded anew and every pinned link is switched to it.
-import { mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { parseElf, linkMaps, type ElfMap } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { tcObject } from './object.js';
 import { closeFd, linkUpdate, mapCreate, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
+import { mkdirs } from '../fsx.js';
 
 const EEXIST = 17;
 
@@ -74,7 +75,7 @@ function replaceStale(dir: string, current: string, progFd: number): void {
 export function loadNetwork(root: string, network: string): Loaded {
   ensureBpffs(root);
   const dir = networkDir(root, network);
-  mkdirSync(linksDir(dir), { recursive: true, mode: 0o700 });
+  mkdirs(linksDir(dir), 0o700);
   const obj = tcObject();
   const progName = `prog_${obj.sha256.slice(0, 16)}`;
   const maps = new Map<string, number>();

@@ -1,12 +1,13 @@
 // Which data path a network runs on this host, and why: eBPF when asked for or possible,
 // the routed path otherwise. The decision is recorded for CHECK and `twill status`.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import type { Addr } from '../ipam/ip.js';
 import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
+import { mkdirs } from '../fsx.js';
 
 export interface DatapathState {
   mode: 'ebpf' | 'routed';
@@ -28,7 +29,7 @@ export function readDatapathState(conf: NetConf): DatapathState | undefined {
 function record(conf: NetConf, st: DatapathState): void {
   const prev = readDatapathState(conf);
   if (prev && prev.mode === st.mode && prev.attach === st.attach && prev.reason === st.reason) return;
-  mkdirSync(`${conf.stateDir}/datapath`, { recursive: true, mode: 0o700 });
+  mkdirs(`${conf.stateDir}/datapath`, 0o700);
   writeAtomic(statePath(conf), `${JSON.stringify(st)}\n`);
 }
 

@@ -2,8 +2,9 @@
 // ADD and DEL need not read every reservation file (host-local rescans on every call).
 // The store stays the truth: every index hit is verified against it, and a miss falls back
 // to a scan, so reservations made by the reference host-local are still found.
-import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { readFileSync, unlinkSync } from 'node:fs';
 import { writeAtomic } from './store.js';
+import { mkdirs } from '../fsx.js';
 
 export class OwnerIndex {
   readonly dir: string;
@@ -25,7 +26,7 @@ export class OwnerIndex {
   }
 
   set(id: string, ifname: string, ips: string[]): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    mkdirs(this.dir, 0o700);
     writeAtomic(this.path(id, ifname), `${ips.join('\n')}\n`);
   }
 

@@ -1,8 +1,9 @@
 // The reference host-local's on-disk store (backend/disk): one file per reserved address,
 // named by the address, holding "containerID\r\nifname"; last_reserved_ip.N per range set;
 // flock on <dir>/lock. twill and host-local share a pool through it.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lockFile } from '../sys/flock.js';
+import { mkdirs } from '../fsx.js';
 
 export const LINE_BREAK = '\r\n';
 const LAST_PREFIX = 'last_reserved_ip.';
@@ -53,7 +54,7 @@ export class Store {
   }
 
   ensureDir(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    mkdirs(this.dir, 0o700);
   }
 
   lock(): () => void {

@@ -2,9 +2,10 @@
 // written once to a content-addressed cache file, then dlopen'ed; in development it is
 // taken from node_modules. Nothing is downloaded at run time.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
+import { mkdirs } from '../fsx.js';
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
 
@@ -22,7 +23,7 @@ let cached: Koffi | undefined;
 
 function cacheDir(): string {
   const dir = process.getuid?.() === 0 ? '/run/twill/cache' : `${tmpdir()}/twill-${process.getuid?.() ?? 'u'}`;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  mkdirs(dir, 0o700);
   return dir;
 }
 

@@ -1,0 +1,40 @@
+// Traffic between test namespaces: iperf3 throughput and TCP reachability, always bounded.
+import { spawnSync } from 'node:child_process';
+import { inNs, sh, tempDir } from './twill.js';
+
+let port = 5300;
+
+/** Starts a one-shot iperf3 server in ns; returns its port. */
+export function iperfServer(ns: string): number {
+  const p = port++;
+  inNs(ns, ['iperf3', '-s', '-1', '-D', '-p', String(p)]);
+  spawnSync('sleep', ['0.2']);
+  return p;
+}
+
+/** Bits per second received, or 0 when the transfer failed. */
+export function iperf(ns: string | undefined, addr: string, p: number, seconds = 1, reverse = false): number {
+  const args = ['iperf3', '-c', addr, '-p', String(p), '-t', String(seconds), '-J', '--connect-timeout', '2000', ...(reverse ? ['-R'] : [])];
+  const r = ns ? spawnSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 20_000 });
+  try {
+    return JSON.parse(r.stdout).end.sum_received.bits_per_second as number;
+  } catch {
+    return 0;
+  }
+}
+
+/** A throw-away bpffs mount point; release() unmounts it. */
+export function tempBpffs(): { root: string; release(): void } {
+  const root = tempDir('bpffs');
+  return {
+    root,
+    release: () => {
+      sh('umount', [root], { allowFail: true });
+      sh('rm', ['-rf', root], { allowFail: true });
+    },
+  };
+}
+
+export function endpointsJson(root: string): { network: string; addr: string; hostIfName: string; containerId: string; fastPath: boolean; counters?: { redirectPackets: number; passPackets: number } }[] {
+  return JSON.parse(sh(process.env.TWILL_BIN ?? 'dist/twill', ['endpoints', '--json', '--bpffs-root', root]));
+}

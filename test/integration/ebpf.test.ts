@@ -1,0 +1,159 @@
+// The eBPF data path for real: redirect counters, both families, cleanup, attach modes,
+// per-network pins, upgrades and fallback.
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { testNet } from '../helpers/netconf.js';
+import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
+import { cleanupNetns, hostLinksSettled, makeNetns, netnsPath, pingOk, removeDir, sh, TWILL, twill, type Env } from '../helpers/twill.js';
+
+after(cleanupNetns);
+
+const envFor = (verb: string, id: string, ns: string): Env => ({ CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' });
+const addr = (r: Record<string, any>, v6 = false): string => r.ips.find((i: { address: string }) => i.address.includes(':') === v6).address.split('/')[0];
+const endpoints = (root: string) => endpointsJson(root).map((e) => ({ ...e, redirected: e.counters?.redirectPackets ?? 0 }));
+
+function ebpfNet(extra: Record<string, unknown> = {}) {
+  const net = testNet({ stack: 'dual' });
+  const bpffs = tempBpffs();
+  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root, ...extra });
+  conf.ipam.routes = [{ dst: '0.0.0.0/0' }, { dst: '::/0' }];
+  after(() => {
+    bpffs.release();
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+  return { net, bpffs, conf };
+}
+
+for (const attach of ['tcx', 'legacy'] as const) {
+  describe(`eBPF fast path (${attach} attachment)`, () => {
+    const { net, bpffs, conf } = ebpfNet({ ebpfAttach: attach });
+    const pods = [makeNetns(), makeNetns()];
+    const res: Record<string, any>[] = [];
+
+    it('attaches two pods and publishes them in the pinned endpoint map', () => {
+      pods.forEach((p, i) => {
+        const r = twill(envFor('ADD', `eb${i}`, p), conf);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        res.push(r.json);
+      });
+      const eps = endpoints(bpffs.root);
+      assert.equal(eps.length, 4, JSON.stringify(eps));
+      assert.ok(eps.every((e) => e.network === net.name && e.fastPath));
+      assert.ok(existsSync(`${bpffs.root}/twill/${net.name}/endpoints`));
+      if (attach === 'tcx') assert.equal(readdirSync(`${bpffs.root}/twill/${net.name}/links`).length, 2);
+      else assert.match(sh('tc', ['filter', 'show', 'dev', res[0]!.interfaces[0].name, 'ingress']), /bpf/);
+    });
+
+    it('pod-to-pod traffic takes the redirect, IPv4 and IPv6 (the counters prove it)', () => {
+      for (const v6 of [false, true]) {
+        assert.ok(pingOk(pods[0], addr(res[1]!, v6)), `pod0 → pod1 ${v6 ? 'v6' : 'v4'}`);
+        assert.ok(pingOk(pods[1], addr(res[0]!, v6)), `pod1 → pod0 ${v6 ? 'v6' : 'v4'}`);
+      }
+      for (const e of endpoints(bpffs.root)) assert.ok(e.redirected > 0, `${e.addr} redirected ${e.redirected}`);
+    });
+
+    it('pod → host and host → pod still work through the stack', () => {
+      for (const v6 of [false, true]) {
+        assert.ok(pingOk(undefined, addr(res[0]!, v6)));
+        assert.ok(pingOk(pods[0], res[0]!.ips.find((i: { address: string }) => i.address.includes(':') === v6).gateway));
+      }
+    });
+
+    it('CHECK verifies the map entries and the attachment', () => {
+      assert.equal(twill(envFor('CHECK', 'eb0', pods[0]!), { ...conf, prevResult: res[0] }).code, 0);
+      if (attach === 'tcx') {
+        sh('rm', [`${bpffs.root}/twill/${net.name}/links/${res[0]!.interfaces[0].name}`]);
+        const r = twill(envFor('CHECK', 'eb0', pods[0]!), { ...conf, prevResult: res[0] });
+        assert.notEqual(r.code, 0);
+        assert.match(r.json.msg, /no tc program is attached/);
+      }
+    });
+
+    it('DEL leaves no map entry, counter or link pin behind', () => {
+      pods.forEach((p, i) => assert.equal(twill(envFor('DEL', `eb${i}`, p), { ...conf, prevResult: res[i] }).code, 0));
+      assert.deepEqual(endpoints(bpffs.root), []);
+      assert.deepEqual(readdirSync(`${bpffs.root}/twill/${net.name}/links`), []);
+      assert.deepEqual(hostLinksSettled('twt').filter((l) => res.some((r) => r.interfaces[0].name === l)), []);
+    });
+  });
+}
+
+describe('eBPF state across pods, networks and upgrades', () => {
+  const a = ebpfNet();
+  const b = testNet({ stack: 'v4' });
+  const bConf = b.conf({ datapath: 'ebpf', bpffsRoot: a.bpffs.root });
+  after(() => {
+    removeDir(b.dataDir);
+    removeDir(b.stateDir);
+  });
+
+  it('a second network keeps its own pins; GC removes exactly the stale endpoints', () => {
+    const [p1, p2, p3] = [makeNetns(), makeNetns(), makeNetns()];
+    for (const [id, p] of [['g1', p1], ['g2', p2]] as const) assert.equal(twill(envFor('ADD', id, p!), a.conf).code, 0);
+    assert.equal(twill(envFor('ADD', 'other', p3!), bConf).code, 0);
+    assert.deepEqual(readdirSync(`${a.bpffs.root}/twill`).sort(), [a.net.name, b.name].sort());
+    const gc = twill({ CNI_COMMAND: 'GC' }, { ...a.conf, 'cni.dev/valid-attachments': [{ containerID: 'g1', ifname: 'eth0' }] });
+    assert.equal(gc.code, 0, gc.stdout);
+    const eps = endpoints(a.bpffs.root);
+    assert.equal(eps.filter((e) => e.network === a.net.name).length, 2); // g1: v4 + v6
+    assert.ok(eps.filter((e) => e.network === a.net.name).every((e) => e.containerId === 'g1'));
+    assert.equal(eps.filter((e) => e.network === b.name).length, 1);
+    assert.equal(readdirSync(`${a.bpffs.root}/twill/${a.net.name}/links`).length, 1);
+    assert.equal(twill(envFor('DEL', 'g1', p1!), a.conf).code, 0);
+    assert.equal(twill(envFor('DEL', 'other', p3!), bConf).code, 0);
+  });
+
+  it('replaces a stale program (object changed) and moves existing links to the new one', () => {
+    const [p1, p2] = [makeNetns(), makeNetns()];
+    const r1 = twill(envFor('ADD', 'up1', p1!), a.conf);
+    assert.equal(r1.code, 0);
+    const dir = `${a.bpffs.root}/twill/${a.net.name}`;
+    const current = readdirSync(dir).find((f) => f.startsWith('prog_'))!;
+    renameSync(`${dir}/${current}`, `${dir}/prog_0000000000000000`); // as if pinned by an older twill
+    const r2 = twill(envFor('ADD', 'up2', p2!), a.conf);
+    assert.equal(r2.code, 0, r2.stdout);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('prog_')), [current]);
+    assert.ok(pingOk(p1, addr(r2.json)));
+    assert.ok(pingOk(p2, addr(r1.json)));
+    assert.ok(endpoints(a.bpffs.root).every((e) => e.redirected > 0));
+    twill(envFor('DEL', 'up1', p1!), a.conf);
+    twill(envFor('DEL', 'up2', p2!), a.conf);
+  });
+});
+
+describe('fallback when eBPF cannot be used', () => {
+  const net = testNet({ stack: 'v4' });
+  after(() => {
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+  // A bpffs root that cannot be created or mounted: eBPF is unavailable for real.
+  const unusable = '/proc/twill-no-bpffs';
+
+  it('datapath=auto attaches on the routed path and records why', () => {
+    const ns = makeNetns();
+    const logFile = `${net.stateDir}/log`;
+    const r = twill(envFor('ADD', 'fb1', ns), net.conf({ datapath: 'auto', bpffsRoot: unusable, logFile }));
+    assert.equal(r.code, 0, r.stdout);
+    assert.ok(pingOk(undefined, addr(r.json)));
+    const st = JSON.parse(readFileSync(`${net.stateDir}/datapath/${net.name}.json`, 'utf8'));
+    assert.equal(st.mode, 'routed');
+    assert.match(st.reason, /eBPF unavailable/);
+    assert.match(readFileSync(logFile, 'utf8'), /eBPF data path unavailable, using the routed path/);
+    assert.equal(twill(envFor('CHECK', 'fb1', ns), { ...net.conf({ datapath: 'auto', bpffsRoot: unusable }), prevResult: r.json }).code, 0);
+    assert.equal(twill(envFor('DEL', 'fb1', ns), net.conf({ datapath: 'auto', bpffsRoot: unusable })).code, 0);
+  });
+
+  it('datapath=ebpf fails with code 50 and leaves nothing', () => {
+    const ns = makeNetns();
+    const r = twill(envFor('ADD', 'fb2', ns), net.conf({ datapath: 'ebpf', bpffsRoot: unusable }));
+    assert.equal(r.json.code, 50, r.stdout);
+    assert.match(r.json.msg, /eBPF data path unavailable/);
+    assert.deepEqual(readdirSync(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f)), []);
+    assert.deepEqual(hostLinksSettled('twt'), []);
+  });
+});
+
+export { TWILL };
