@@ -4,9 +4,9 @@ import { inNs, sh, tempDir } from './twill.js';
 
 let port = 5300;
 
-/** Starts a one-shot iperf3 server in ns; returns its port. */
-export function iperfServer(ns: string): number {
-  const p = port++;
+/** Starts a one-shot iperf3 server in ns (on fixed, or the next free test port); returns its port. */
+export function iperfServer(ns: string, fixed?: number): number {
+  const p = fixed ?? port++;
   inNs(ns, ['iperf3', '-s', '-1', '-D', '-p', String(p)]);
   spawnSync('sleep', ['0.2']);
   return p;
