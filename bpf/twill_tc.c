@@ -134,8 +134,11 @@ int twill_from_pod(struct __sk_buff *skb)
 	if (!from || ((to->flags | from->flags) & EP_F_NO_FAST))
 		goto pass;
 
-	__u32 seen = 1;
-	bpf_map_update_elem(&flows, &fk, &seen, BPF_ANY);
+	/* Write only when new: an LRU update on every packet costs more than the lookup. */
+	if (!bpf_map_lookup_elem(&flows, &fk)) {
+		__u32 seen = 1;
+		bpf_map_update_elem(&flows, &fk, &seen, BPF_ANY);
+	}
 	struct flow_key rev = {};
 	rev.family = fk.family;
 	rev.proto = fk.proto;

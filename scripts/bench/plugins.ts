@@ -41,11 +41,14 @@ export class Workspace {
     if (kind === 'twill') return { name: 'twill routed', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
     if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'ptp') return { name: 'ptp + host-local', bin: `${this.binDir}/ptp`, conf: { ...base, type: 'ptp' } };
-    return { name: 'bridge + host-local', bin: `${this.binDir}/bridge`, conf: { ...base, type: 'bridge', bridge: 'twbench0', isGateway: true } };
+    return { name: 'bridge + host-local', bin: `${this.binDir}/bridge`, conf: { ...base, type: 'bridge', bridge: `twbench${octet}`, isGateway: true } };
   }
 
   cleanup(): void {
-    spawnSync('ip', ['link', 'del', 'twbench0']);
+    for (const l of JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as { ifname: string }[]) {
+      if (l.ifname.startsWith('twbench')) spawnSync('ip', ['link', 'del', l.ifname]);
+    }
+    spawnSync('umount', [`${this.dir}/bpffs`]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -4,18 +4,18 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { buildHello } from './hello.js';
 import { delNetns, envFor, newNetns, REF_DIR, timedRun, Workspace, type Subject } from './plugins.js';
-import { fmt, median, percentile, ratio, table, target } from './stats.js';
+import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';
 
 const TWILL = process.env.TWILL_BIN ?? `${process.cwd()}/dist/twill`;
 const NODE_BIN = process.env.TWILL_NODE ?? process.execPath;
 const N = Number(process.env.BENCH_N ?? 100);
 const SCALE = Number(process.env.BENCH_SCALE ?? 500);
-const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling').split(',');
+const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath').split(',');
 
 const ws = new Workspace(TWILL);
 const out: Record<string, unknown> = { date: new Date().toISOString(), n: N };
 const report: string[] = [];
-const targets: ReturnType<typeof target>[] = [];
+const targets: Target[] = [];
 const say = (s: string): void => {
   report.push(s);
   process.stdout.write(`${s}\n`);

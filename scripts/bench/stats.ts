@@ -16,8 +16,17 @@ export function table(head: string[], rows: (string | number)[][]): string {
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
-/** A target line: the figure, the mark, and the shortfall when missed. */
-export function target(name: string, value: number, limit: number, unit = 'x'): { name: string; value: number; limit: number; met: boolean; text: string } {
-  const met = value <= limit;
-  return { name, value, limit, met, text: `${met ? 'MET ' : 'MISSED'} ${name}: ${fmt(value, 2)}${unit} (target ≤ ${fmt(limit, 2)}${unit}${met ? '' : `, short by ${fmt(value - limit, 2)}${unit}`})` };
+export interface Target {
+  name: string;
+  value: number;
+  limit: number;
+  met: boolean;
+  text: string;
+}
+
+/** A target line: the figure, the mark, and the shortfall when missed (atLeast: value ≥ limit). */
+export function target(name: string, value: number, limit: number, unit = 'x', atLeast = false): Target {
+  const met = atLeast ? value >= limit : value <= limit;
+  const short = Math.abs(value - limit);
+  return { name, value, limit, met, text: `${met ? 'MET' : 'MISSED'} ${name}: ${fmt(value, 2)}${unit} (target ${atLeast ? '≥' : '≤'} ${fmt(limit, 2)}${unit}${met ? '' : `, short by ${fmt(short, 2)}${unit}`})` };
 }
