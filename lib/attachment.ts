@@ -12,7 +12,7 @@ import { log } from './log.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
 import { openNetns, NetnsGone } from './sys/netns.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
-import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath } from './datapath/select.js';
+import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath, unpinLater } from './datapath/select.js';
 import { ebpfGc, ebpfRead } from './datapath/ebpf.js';
 
 export interface Call extends IpamCall {
@@ -81,7 +81,7 @@ export function add(c: Call): Result {
       addrs: ipam.ips, routes: podRoutes(ipam),
     });
     const addrs = ipam.ips.map((i) => i.cidr.addr);
-    undo.push(() => teardownDatapath(c.conf, name, link.hostIndex, addrs));
+    undo.push(() => unpinLater(teardownDatapath(c.conf, name, link.hostIndex, addrs)));
     const dp = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
@@ -128,14 +128,16 @@ export function del(c: Call): void {
   } catch (e) {
     errors.push(`ipam: ${(e as Error).message}`);
   }
+  let pins: string[] = [];
   try {
     const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
-    teardownDatapath(c.conf, name, hostIndex, addrs);
+    pins = teardownDatapath(c.conf, name, hostIndex, addrs);
   } catch (e) {
     errors.push(`ebpf: ${(e as Error).message}`);
   }
   try {
-    const removed = detachPod(name, true);
+    const removed = detachPod(name, true, pins);
+    if (!removed) unpinLater(pins);
     log.info(removed ? 'detached' : 'veth already gone', { host: name });
   } catch (e) {
     errors.push(`veth ${name}: ${(e as Error).message}`);
@@ -206,7 +208,8 @@ function checkDatapath(c: Call, name: string, hostIndex: number, addrs: Addr[], 
     if (!e) fail(`endpoint map has no entry for ${formatAddr(a)}`);
     if (e!.ep.ifindex !== hostIndex) fail(`endpoint map sends ${formatAddr(a)} to ifindex ${e!.ep.ifindex}, not ${name} (${hostIndex})`);
   }
-  if (!st!.linkPinned && !st!.legacyFilter) fail(`no tc program is attached to ${name}`);
+  // A shaped pod has no program by design (see datapath/ebpf.ts).
+  if (!isShaped(c.conf) && !st!.linkPinned && !st!.legacyFilter) fail(`no tc program is attached to ${name}`);
 }
 
 export function gc(c: Call): void {

@@ -5,7 +5,9 @@ import { readdirSync, unlinkSync } from 'node:fs';
 import { parseElf, linkMaps, type ElfMap } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { tcObject } from './object.js';
-import { closeFd, linkUpdate, mapCreate, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
+import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
+import { EP_KEY_SIZE, EP_VALUE_SIZE, parseEpValue } from './layout.js';
+import { attachClsact, hasIngressFilter } from '../sys/tc.js';
 import { mkdirs } from '../fsx.js';
 
 const EEXIST = 17;
@@ -52,8 +54,17 @@ function openMap(dir: string, m: ElfMap): number {
   return pinOrAdopt(mapCreate(m.name, m), path);
 }
 
-/** Switches every pinned link of the network to progFd and removes older program pins. */
-function replaceStale(dir: string, current: string, progFd: number): void {
+/**
+ * Switches every attachment of the network to progFd — pinned tcx links by LINK_UPDATE,
+ * legacy filters by replacing them on each endpoint's veth — and removes older program pins.
+ */
+function replaceStale(dir: string, current: string, progFd: number, endpointsFd: number): void {
+  const ifindexes = new Set<number>();
+  const v = Buffer.alloc(EP_VALUE_SIZE);
+  for (const k of mapKeys(endpointsFd, EP_KEY_SIZE)) if (mapLookup(endpointsFd, k, v)) ifindexes.add(parseEpValue(v).ifindex);
+  for (const ifindex of ifindexes) {
+    if (hasIngressFilter(ifindex)) attachClsact(ifindex, progFd, 'twill', true);
+  }
   let links: string[] = [];
   try {
     links = readdirSync(linksDir(dir));
@@ -91,7 +102,7 @@ export function loadNetwork(root: string, network: string): Loaded {
       if (!prog) throw new Error('object has no twill_from_pod program');
       const fd = progLoad('twill_from_pod', ProgType.SchedCls, linkMaps(prog, maps), elf.license);
       progFd = pinOrAdopt(fd, `${dir}/${progName}`);
-      replaceStale(dir, progName, progFd);
+      replaceStale(dir, progName, progFd, maps.get('endpoints')!);
     } else {
       for (const name of ['endpoints', 'flows', 'counters']) {
         const fd = objGet(`${dir}/${name}`);

@@ -43,20 +43,29 @@ function attachTcx(l: Loaded, s: EndpointSpec): void {
   }
 }
 
-/** Attaches and publishes; returns the attach mode used. Undoes itself on failure. */
-export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' {
+/**
+ * Attaches and publishes; returns how the program was attached. Undoes itself on failure.
+ *
+ * auto attaches with legacy clsact + cls_bpf: a tcx attach or detach waits for an RCU grace
+ * period in the kernel (~15 ms measured on every ADD and DEL), legacy does not. The one
+ * thing legacy collides with, the bandwidth plugin's ingress qdisc, never meets it here:
+ * a shaped pod gets no program at all (its traffic must cross the host veth's qdiscs, so
+ * it never takes the fast path; its map entry carries EP_F_NO_FAST for the other pods).
+ */
+export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' {
   const l = loadNetwork(n.root, n.network);
   try {
-    let mode: 'tcx' | 'legacy' = n.attach === 'legacy' ? 'legacy' : 'tcx';
-    if (mode === 'tcx') {
+    let mode: 'tcx' | 'legacy' | 'none' = s.shaped ? 'none' : n.attach === 'tcx' ? 'tcx' : 'legacy';
+    if (mode === 'tcx') attachTcx(l, s);
+    if (mode === 'legacy') {
       try {
-        attachTcx(l, s);
+        attachClsact(s.hostIndex, l.progFd, 'twill');
       } catch (e) {
-        if (n.attach === 'tcx' || (e as { errno?: number }).errno !== 22) throw e;
-        mode = 'legacy'; // EINVAL: a kernel without tcx (before 6.6)
+        if (n.attach === 'legacy') throw e;
+        attachTcx(l, s); // clsact unavailable (e.g. sch_ingress not built): tcx instead
+        mode = 'tcx';
       }
     }
-    if (mode === 'legacy') attachClsact(s.hostIndex, l.progFd, 'twill');
     const ep = epValue({ ifindex: s.hostIndex, flags: s.shaped ? EP_F_NO_FAST : 0, podMac: s.podMac, hostMac: s.hostMac });
     const eps = l.maps.get('endpoints')!;
     try {
@@ -82,12 +91,14 @@ function unpin(dir: string, hostName: string): void {
 
 /**
  * Removes the endpoint's entries (only those still pointing at its veth: an address may
- * already belong to a new pod), its counters and its link pin. Nothing to do when the
- * network never used eBPF on this host.
+ * already belong to a new pod) and its counters. Returns the tcx link pin, if any, for the
+ * caller to remove once the veth is gone: unpinning a live tcx link waits for an RCU grace
+ * period, unpinning one whose device is gone does not. Nothing to do when the network never
+ * used eBPF on this host.
  */
-export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefined, addrs: Addr[]): void {
+export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefined, addrs: Addr[]): string[] {
   const net = openNetwork(n.root, n.network);
-  if (!net) return;
+  if (!net) return [];
   try {
     const eps = net.maps.get('endpoints')!;
     const v = Buffer.alloc(EP_VALUE_SIZE);
@@ -96,9 +107,20 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       if (mapLookup(eps, k, v) && (hostIndex === undefined || parseEpValue(v).ifindex === hostIndex)) mapDelete(eps, k);
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
-    unpin(net.dir, hostName);
+    const pin = linkPin(net.dir, hostName);
+    return existsSync(pin) ? [pin] : [];
   } finally {
     net.close();
+  }
+}
+
+export function unpinLater(pins: string[]): void {
+  for (const p of pins) {
+    try {
+      unlinkSync(p);
+    } catch {
+      // already gone
+    }
   }
 }
 

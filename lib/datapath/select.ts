@@ -6,12 +6,12 @@ import type { NetConf } from '../config/types.js';
 import type { Addr } from '../ipam/ip.js';
 import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
-import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
+import { ebpfAdd, ebpfDel, unpinLater, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { mkdirs } from '../fsx.js';
 
 export interface DatapathState {
   mode: 'ebpf' | 'routed';
-  attach?: 'tcx' | 'legacy';
+  attach?: 'tcx' | 'legacy' | 'none';
   reason?: string;
 }
 
@@ -44,10 +44,8 @@ export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState 
   if (conf.datapath === 'routed') return { mode: 'routed', reason: 'configured' };
   try {
     const attach = ebpfAdd(ebpfNet(conf), spec);
-    if (attach === 'legacy' && conf.runtimeConfig?.bandwidth !== undefined) {
-      log.warn('legacy clsact attachment shares the ingress slot with the bandwidth plugin\'s "ingress" qdisc: chaining bandwidth will fail on this host (use a kernel with tcx, 6.6+)');
-    }
-    const st: DatapathState = { mode: 'ebpf', attach };
+    if (attach === 'none') return { mode: 'ebpf', attach, reason: 'shaped by the bandwidth plugin: no fast path' };
+    const st: DatapathState = { mode: 'ebpf', attach: conf.ebpfAttach === 'tcx' ? 'tcx' : attach };
     record(conf, st);
     return st;
   } catch (e) {
@@ -60,7 +58,10 @@ export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState 
   }
 }
 
-export function teardownDatapath(conf: NetConf, hostName: string, hostIndex: number | undefined, addrs: Addr[]): void {
-  if (conf.datapath === 'routed') return;
-  ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs);
+/** Removes the endpoint from the data path; returns pins to remove once the veth is gone. */
+export function teardownDatapath(conf: NetConf, hostName: string, hostIndex: number | undefined, addrs: Addr[]): string[] {
+  if (conf.datapath === 'routed') return [];
+  return ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs);
 }
+
+export { unpinLater };

@@ -1,5 +1,6 @@
 // The routed veth of one pod: create, configure both ends, read back, delete.
 // Everything here talks to the kernel; the decisions are made by lib/attachment.ts.
+import { rmSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import { bits, type Addr, type Cidr } from '../ipam/ip.js';
 import { EEXIST } from './libc.js';
@@ -106,16 +107,18 @@ function configurePod(pod: Netlink, s: PodLinkSpec): number {
  * Removes the pair by its host end; false when it was already gone. With background set, the
  * link is taken down now and deleted by a detached process (see reaper.ts).
  */
-export function detachPod(hostName: string, background = false): boolean {
+export function detachPod(hostName: string, background = false, thenRemove: string[] = []): boolean {
   const nl = new Netlink();
   try {
     const link = getLink(nl, hostName);
     if (!link) return false;
     if (background) {
       setLinkDown(nl, link.index);
-      if (deleteLinkDetached(hostName)) return true;
+      if (deleteLinkDetached(hostName, thenRemove)) return true;
     }
-    return deleteLink(nl, hostName);
+    const removed = deleteLink(nl, hostName);
+    for (const f of thenRemove) rmSync(f, { force: true });
+    return removed;
   } finally {
     nl.close();
   }

@@ -17,13 +17,19 @@ function findIp(): string | undefined {
   return undefined;
 }
 
-/** Starts the deletion in the background; false when it could not be handed off. */
-export function deleteLinkDetached(name: string): boolean {
+/**
+ * Starts the deletion in the background, then removes thenRemove (bpffs pins that are cheap
+ * to drop once the device is gone); false when it could not be handed off.
+ */
+export function deleteLinkDetached(name: string, thenRemove: string[] = []): boolean {
   const ip = findIp();
   if (!ip) return false;
   try {
     const { spawn } = process.getBuiltinModule('node:child_process');
-    const child = spawn(ip, ['link', 'del', 'dev', name], { detached: true, stdio: 'ignore', env: {} });
+    const [cmd, args] = thenRemove.length === 0
+      ? [ip, ['link', 'del', 'dev', name]]
+      : ['/bin/sh', ['-c', '"$0" link del dev "$1"; shift; rm -f -- "$@"', ip, name, ...thenRemove]];
+    const child = spawn(cmd, args as string[], { detached: true, stdio: 'ignore', env: {} });
     child.on('error', () => undefined);
     child.unref();
     return child.pid !== undefined;

@@ -1,7 +1,7 @@
 // Legacy tc attachment: a clsact qdisc and a direct-action cls_bpf filter, over rtnetlink.
 import { EEXIST } from './libc.js';
 import { Netlink, NetlinkError } from './netlink.js';
-import { encodeAttrs, NLM_F_CREATE, NLM_F_EXCL, str, u32 } from './nlmsg.js';
+import { encodeAttrs, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, str, u32 } from './nlmsg.js';
 
 const RTM_NEWQDISC = 36, RTM_NEWTFILTER = 44, RTM_GETTFILTER = 46;
 const TCA_KIND = 1, TCA_OPTIONS = 2;
@@ -18,7 +18,8 @@ function tcmsg(ifindex: number, handle: number, parent: number, info: number): B
   return b;
 }
 
-export function attachClsact(ifindex: number, progFd: number, name: string): void {
+/** Adds (or, with replace, swaps the program of) the ingress filter on ifindex. */
+export function attachClsact(ifindex: number, progFd: number, name: string, replace = false): void {
   const nl = new Netlink();
   try {
     try {
@@ -29,7 +30,7 @@ export function attachClsact(ifindex: number, progFd: number, name: string): voi
     const parent = ((TC_H_CLSACT & 0xffff0000) | TC_H_MIN_INGRESS) >>> 0;
     const info = ((1 << 16) | ETH_P_ALL_BE) >>> 0; // priority 1, all protocols
     const opts = encodeAttrs([[TCA_BPF_FD, u32(progFd)], [TCA_BPF_NAME, str(name)], [TCA_BPF_FLAGS, u32(TCA_BPF_FLAG_ACT_DIRECT)]]);
-    nl.request(`add bpf filter to ${ifindex}`, RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([tcmsg(ifindex, 1, parent, info), encodeAttrs([[TCA_KIND, str('bpf')], [TCA_OPTIONS, opts]])]));
+    nl.request(`add bpf filter to ${ifindex}`, RTM_NEWTFILTER, NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL), Buffer.concat([tcmsg(ifindex, 1, parent, info), encodeAttrs([[TCA_KIND, str('bpf')], [TCA_OPTIONS, opts]])]));
   } finally {
     nl.close();
   }

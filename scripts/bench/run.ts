@@ -48,7 +48,7 @@ function startup(): number {
 }
 
 function lifecycle(versionP50: number): void {
-  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232)];
+  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232), ws.subject('twill-ebpf', 229)];
   const lat = subjects.map(() => ({ ADD: [] as number[], CHECK: [] as number[], DEL: [] as number[] }));
   for (let i = 0; i < N; i++) {
     subjects.forEach((s, k) => {
@@ -78,6 +78,7 @@ function lifecycle(versionP50: number): void {
   say(table(['plugin', 'verb', 'p50 ms', 'p90 ms', 'p99 ms', 'vs ptp'], rows));
   out.lifecycle = subjects.map((s, k) => ({ name: s.name, ...Object.fromEntries(Object.entries(lat[k]!).map(([v, xs]) => [v, { p50: median(xs), p90: percentile(xs, 90), p99: percentile(xs, 99) }])) }));
   targets.push(target('twill ADD p50 vs twill VERSION p50', median(lat[0]!.ADD) / versionP50, 1.25));
+  targets.push(target('twill ebpf ADD p50 vs twill VERSION p50', median(lat[3]!.ADD) / versionP50, 1.25));
   targets.push(target('twill CHECK p50 vs twill VERSION p50', median(lat[0]!.CHECK) / versionP50, 1.15));
   targets.push(target('twill DEL p50 vs ptp DEL p50', median(lat[0]!.DEL) / median(lat[1]!.DEL), 1.0));
   const ns = newNetns();

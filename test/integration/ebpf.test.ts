@@ -1,6 +1,7 @@
 // The eBPF data path for real: redirect counters, both families, cleanup, attach modes,
 // per-network pins, upgrades and fallback.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
@@ -11,6 +12,11 @@ after(cleanupNetns);
 
 const envFor = (verb: string, id: string, ns: string): Env => ({ CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' });
 const addr = (r: Record<string, any>, v6 = false): string => r.ips.find((i: { address: string }) => i.address.includes(':') === v6).address.split('/')[0];
+/** Waits (≤ 3 s) for DEL's background work: the veth and its link pin go after DEL returns. */
+function settle(done: () => boolean): void {
+  const until = Date.now() + 3000;
+  while (!done() && Date.now() < until) spawnSync('sleep', ['0.05']);
+}
 const endpoints = (root: string) => endpointsJson(root).map((e) => ({ ...e, redirected: e.counters?.redirectPackets ?? 0 }));
 
 function ebpfNet(extra: Record<string, unknown> = {}) {
@@ -74,6 +80,8 @@ for (const attach of ['tcx', 'legacy'] as const) {
     it('DEL leaves no map entry, counter or link pin behind', () => {
       pods.forEach((p, i) => assert.equal(twill(envFor('DEL', `eb${i}`, p), { ...conf, prevResult: res[i] }).code, 0));
       assert.deepEqual(endpoints(bpffs.root), []);
+      assert.deepEqual(hostLinksSettled('twt').filter((l) => res.some((r) => r.interfaces[0].name === l)), []);
+      settle(() => readdirSync(`${bpffs.root}/twill/${net.name}/links`).length === 0);
       assert.deepEqual(readdirSync(`${bpffs.root}/twill/${net.name}/links`), []);
       assert.deepEqual(hostLinksSettled('twt').filter((l) => res.some((r) => r.interfaces[0].name === l)), []);
     });
@@ -100,7 +108,7 @@ describe('eBPF state across pods, networks and upgrades', () => {
     assert.equal(eps.filter((e) => e.network === a.net.name).length, 2); // g1: v4 + v6
     assert.ok(eps.filter((e) => e.network === a.net.name).every((e) => e.containerId === 'g1'));
     assert.equal(eps.filter((e) => e.network === b.name).length, 1);
-    assert.equal(readdirSync(`${a.bpffs.root}/twill/${a.net.name}/links`).length, 1);
+    assert.equal(readdirSync(`${a.bpffs.root}/twill/${a.net.name}/links`).length, 0, 'auto attaches with legacy tc: no link pins');
     assert.equal(twill(envFor('DEL', 'g1', p1!), a.conf).code, 0);
     assert.equal(twill(envFor('DEL', 'other', p3!), bConf).code, 0);
   });
@@ -115,6 +123,10 @@ describe('eBPF state across pods, networks and upgrades', () => {
     const r2 = twill(envFor('ADD', 'up2', p2!), a.conf);
     assert.equal(r2.code, 0, r2.stdout);
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('prog_')), [current]);
+    // Both veths now run the same (new) program: tc reports one program id for both.
+    const progId = (dev: string): string => /\bid (\d+)/.exec(sh('tc', ['filter', 'show', 'dev', dev, 'ingress']))?.[1] ?? 'none';
+    assert.match(progId(r1.json.interfaces[0].name), /^\d+$/);
+    assert.equal(progId(r1.json.interfaces[0].name), progId(r2.json.interfaces[0].name));
     assert.ok(pingOk(p1, addr(r2.json)));
     assert.ok(pingOk(p2, addr(r1.json)));
     assert.ok(endpoints(a.bpffs.root).every((e) => e.redirected > 0));
