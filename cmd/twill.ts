@@ -1,6 +1,7 @@
 // Entry point: a CNI plugin when CNI_COMMAND is set, otherwise the operator CLI.
 import { runCni, type Handlers } from '../lib/cni/plugin.js';
 import { log } from '../lib/log.js';
+import { stdinFd, writeErr, writeOut } from '../lib/stdio.js';
 
 declare const TWILL_VERSION: string | undefined;
 export const version = typeof TWILL_VERSION === 'undefined' ? 'dev' : TWILL_VERSION;
@@ -19,7 +20,8 @@ const cniMode = process.env.CNI_COMMAND !== undefined;
 async function main(): Promise<number> {
   if (cniMode) {
     return runCni(process.env, handlers, {
-      stdout: (s) => process.stdout.write(`${s}\n`),
+      stdinFd: stdinFd(),
+      stdout: (s) => writeOut(`${s}\n`),
       configureLog: (conf, env) => log.configure(conf, { verb: env.verb, network: conf.name, containerId: env.containerId, ifName: env.ifName }),
       logError: (msg, err) => log.error(msg, { error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }),
     });
@@ -28,15 +30,16 @@ async function main(): Promise<number> {
   return runCli(process.argv.slice(2), version);
 }
 
-main().then(
+// Exposed for the build's warm-up run (scripts/warm-cache.cjs), which awaits each invocation.
+(globalThis as { __twillRun?: Promise<void> }).__twillRun = main().then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
     const msg = err instanceof Error ? err.message : String(err);
     // Last resort: in CNI mode still one JSON document on stdout, never a stack trace.
-    if (cniMode) process.stdout.write(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg })}\n`);
-    else process.stderr.write(`twill: ${msg}\n`);
+    if (cniMode) writeOut(`${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg })}\n`);
+    else writeErr(`twill: ${msg}\n`);
     process.exitCode = 1;
   },
 );

@@ -2,6 +2,7 @@
 // logFile (at logLevel). stdout is reserved for the one result or error document.
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import type { LogLevel } from './config/types.js';
+import { writeErr } from './stdio.js';
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -25,7 +26,7 @@ export class Logger {
     const toFile = this.file !== undefined && RANK[level] >= RANK[this.fileLevel];
     if (!toStderr && !toFile) return;
     const line = `${JSON.stringify({ time: new Date().toISOString(), level, msg, ...this.base, ...fields })}\n`;
-    if (toStderr) process.stderr.write(line);
+    if (toStderr) writeErr(line);
     if (toFile) appendNoFollow(this.file!, line);
   }
 
@@ -45,7 +46,7 @@ function appendNoFollow(path: string, line: string): void {
       closeSync(fd);
     }
   } catch (e) {
-    process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `cannot write log file ${path}: ${(e as Error).message}` })}\n`);
+    writeErr(`${JSON.stringify({ level: 'warn', msg: `cannot write log file ${path}: ${(e as Error).message}` })}\n`);
   }
 }
 

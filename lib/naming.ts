@@ -1,24 +1,38 @@
 // Names derived deterministically from an attachment, so DEL and GC find what ADD made
 // with no state at all.
-import { createHash, randomBytes } from 'node:crypto';
+//
+// The hash is 64-bit FNV-1a, not a cryptographic one: node:crypto pulls ~35 internal modules
+// into every start (~3 ms), and these names need spread, not secrecy. Changing the function
+// renames every host veth: it is fixed.
+
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const MASK64 = (1n << 64n) - 1n;
+
+export function fnv1a64(s: string): bigint {
+  let h = FNV_OFFSET;
+  for (const byte of Buffer.from(s, 'utf8')) h = ((h ^ BigInt(byte)) * FNV_PRIME) & MASK64;
+  return h;
+}
+
+const hex = (s: string, n: number): string => fnv1a64(s).toString(16).padStart(16, '0').slice(0, n);
 
 export function hostVethName(prefix: string, containerId: string, ifName: string): string {
-  const h = createHash('sha256').update(`${containerId}:${ifName}`).digest('hex');
-  return prefix + h.slice(0, 15 - prefix.length);
+  return prefix + hex(`${containerId}:${ifName}`, 15 - prefix.length);
 }
 
 /** The alias on a host veth: marks it as twill's and names its network for GC. */
 export function aliasPrefix(network: string): string {
-  return `twill:${createHash('sha256').update(network).digest('hex').slice(0, 12)}:`;
+  return `twill:${hex(network, 12)}:`;
 }
 
 export function hostVethAlias(network: string, containerId: string, ifName: string): string {
   return `${aliasPrefix(network)}${ifName}:${containerId}`.slice(0, 255);
 }
 
-/** A random locally administered unicast MAC. */
+/** A random locally administered unicast MAC (uniqueness on one node is all it needs). */
 export function randomMac(): string {
-  const b = randomBytes(6);
+  const b = Array.from({ length: 6 }, () => Math.floor(Math.random() * 256));
   b[0] = (b[0]! & 0xfe) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }

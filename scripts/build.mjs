@@ -36,14 +36,18 @@ await build({
   define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_BPF_SHA256: JSON.stringify(bpfSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
 });
 
+// The program runs as a function (see scripts/sea-main.cjs) so that its code cache can be
+// made after a warm-up run, with the functions a CNI call needs already compiled.
+writeFileSync('dist/twill.js', `(function (require, module, exports, __filename, __dirname) {${readFileSync('dist/twill.cjs', 'utf8')}\n})`);
+execFileSync(nodeBin, ['scripts/warm-cache.cjs', 'dist/twill.js', 'dist/twill.cache'], { stdio: 'inherit' });
 writeFileSync(
   'dist/sea-config.json',
   JSON.stringify({
-    main: 'dist/twill.cjs',
+    main: 'scripts/sea-main.cjs',
     output: 'dist/twill.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    assets: { 'koffi.node': koffiPath, 'twill_tc.o': bpfPath },
+    assets: { 'twill.js': 'dist/twill.js', 'twill.cache': 'dist/twill.cache', 'koffi.node': koffiPath, 'twill_tc.o': bpfPath },
   }),
 );
 execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });

@@ -18,6 +18,7 @@ export type Handler = (inv: Invocation) => Result | void;
 export type Handlers = Record<Exclude<Verb, 'VERSION'>, () => Promise<Handler>>;
 
 export interface Io {
+  stdinFd: number;
   stdout(s: string): void;
   configureLog(conf: NetConf, env: CniEnv): void;
   logError(msg: string, err: unknown): void;
@@ -47,7 +48,7 @@ export async function runCni(rawEnv: NodeJS.ProcessEnv, handlers: Handlers, io: 
   let env: CniEnv | undefined;
   try {
     env = readEnv(rawEnv);
-    const stdin = readStdin(MAX_CONFIG_BYTES);
+    const stdin = readStdin(MAX_CONFIG_BYTES, io.stdinFd);
     if (env.verb === 'VERSION') {
       io.stdout(JSON.stringify(versionReply(stdin)));
       return 0;

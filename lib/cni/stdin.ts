@@ -2,14 +2,14 @@
 import { readSync } from 'node:fs';
 import { Code, CniError } from './errors.js';
 
-export function readStdin(limit: number): string {
+export function readStdin(limit: number, fd = 0): string {
   const chunks: Buffer[] = [];
   let total = 0;
   const buf = Buffer.alloc(1 << 16);
   for (;;) {
     let n: number;
     try {
-      n = readSync(0, buf, 0, buf.length, null);
+      n = readSync(fd, buf, 0, buf.length, null);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') continue;

@@ -29,6 +29,7 @@ export const EWOULDBLOCK = 11;
 type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {
   socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn; mount: Fn; statfs: Fn;
+  spawn: Fn; faInit: Fn; faOpen: Fn; faDup2: Fn; attrInit: Fn; attrSetFlags: Fn;
 }
 let bound: Libc | undefined;
 
@@ -48,6 +49,13 @@ export function libc(): Libc {
     syscall: lib.func('long syscall(long, long, void *, unsigned long)'),
     mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
     statfs: lib.func('int statfs(const char *, _Out_ void *)'),
+    // posix_spawn: a detached helper without loading child_process (and with it net, dgram…).
+    spawn: lib.func('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)'),
+    faInit: lib.func('int posix_spawn_file_actions_init(_Inout_ void *)'),
+    faOpen: lib.func('int posix_spawn_file_actions_addopen(_Inout_ void *, int, const char *, int, unsigned int)'),
+    faDup2: lib.func('int posix_spawn_file_actions_adddup2(_Inout_ void *, int, int)'),
+    attrInit: lib.func('int posix_spawnattr_init(_Inout_ void *)'),
+    attrSetFlags: lib.func('int posix_spawnattr_setflags(_Inout_ void *, short)'),
     ioctl: lib.func('int ioctl(int, unsigned long, void *)'),
   };
   return bound;

@@ -1,10 +1,8 @@
 // Loads the FFI addon (koffi). Inside the single executable it travels as an asset and is
 // written once to a content-addressed cache file, then dlopen'ed; in development it is
 // taken from node_modules. Nothing is downloaded at run time.
-import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { mkdirs } from '../fsx.js';
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
@@ -22,17 +20,24 @@ const ASSET = 'koffi.node';
 let cached: Koffi | undefined;
 
 function cacheDir(): string {
-  const dir = process.getuid?.() === 0 ? '/run/twill/cache' : `${tmpdir()}/twill-${process.getuid?.() ?? 'u'}`;
+  const dir = process.getuid?.() === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${process.getuid?.() ?? 'u'}`;
   mkdirs(dir, 0o700);
   return dir;
 }
 
+const sea = (): { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined => {
+  const m = process.getBuiltinModule('node:sea') as { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined;
+  return m?.isSea() ? m : undefined;
+};
+
 function fromSea(): string | undefined {
-  if (typeof TWILL_KOFFI_SHA256 === 'undefined') return undefined;
+  // The bundle also runs outside the executable once, at build time, to warm its code cache.
+  if (typeof TWILL_KOFFI_SHA256 === 'undefined' || !sea()) return undefined;
   const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
   if (existsSync(path)) return path;
-  const sea = process.getBuiltinModule('node:sea') as { getRawAsset(name: string): ArrayBuffer };
-  const bytes = Buffer.from(sea.getRawAsset(ASSET));
+  const bytes = Buffer.from(sea()!.getRawAsset(ASSET));
+  // Only on first extraction: node:crypto is expensive to load.
+  const { createHash } = process.getBuiltinModule('node:crypto');
   if (createHash('sha256').update(bytes).digest('hex') !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
@@ -46,9 +51,11 @@ function fromSea(): string | undefined {
 }
 
 function fromNodeModules(): string {
-  const req = createRequire(import.meta.url);
+  const req = createRequire(typeof TWILL_KOFFI_SHA256 === 'undefined' ? import.meta.url : `${process.cwd()}/package.json`);
   return req.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`);
 }
+
+export { sea as seaApi };
 
 export function koffi(): Koffi {
   if (cached) return cached;

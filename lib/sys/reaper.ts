@@ -1,9 +1,14 @@
 // Deleting a veth blocks the deleting syscall for ~25 ms of RCU grace periods in the kernel.
 // DEL need not wait for that: the link is made inert (down) at once and the deletion is
-// handed to a detached `ip link del`, which outlives us. Without iproute2, we wait.
+// handed to a detached `ip link del` (its own session, stdio on /dev/null so the runtime's
+// pipes close when we exit), which outlives us. Without iproute2, we wait.
 import { accessSync, constants } from 'node:fs';
+import { libc } from './libc.js';
 
 const IP_PATHS = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'];
+const POSIX_SPAWN_SETSID = 0x80;
+const O_RDONLY = 0;
+const O_WRONLY = 1;
 
 function findIp(): string | undefined {
   for (const p of IP_PATHS) {
@@ -17,6 +22,20 @@ function findIp(): string | undefined {
   return undefined;
 }
 
+/** Starts argv detached; false when it could not be started. */
+export function spawnDetached(argv: string[]): boolean {
+  const c = libc();
+  const actions = Buffer.alloc(256); // posix_spawn_file_actions_t is 80 bytes on glibc
+  const attr = Buffer.alloc(512); // posix_spawnattr_t is 336
+  if (Number(c.faInit(actions)) !== 0 || Number(c.attrInit(attr)) !== 0) return false;
+  c.faOpen(actions, 0, '/dev/null', O_RDONLY, 0);
+  c.faOpen(actions, 1, '/dev/null', O_WRONLY, 0);
+  c.faDup2(actions, 1, 2);
+  c.attrSetFlags(attr, POSIX_SPAWN_SETSID);
+  const pid = [0];
+  return Number(c.spawn(pid, argv[0], actions, attr, [...argv, null], [null])) === 0;
+}
+
 /**
  * Starts the deletion in the background, then removes thenRemove (bpffs pins that are cheap
  * to drop once the device is gone); false when it could not be handed off.
@@ -25,14 +44,9 @@ export function deleteLinkDetached(name: string, thenRemove: string[] = []): boo
   const ip = findIp();
   if (!ip) return false;
   try {
-    const { spawn } = process.getBuiltinModule('node:child_process');
-    const [cmd, args] = thenRemove.length === 0
-      ? [ip, ['link', 'del', 'dev', name]]
-      : ['/bin/sh', ['-c', '"$0" link del dev "$1"; shift; rm -f -- "$@"', ip, name, ...thenRemove]];
-    const child = spawn(cmd, args as string[], { detached: true, stdio: 'ignore', env: {} });
-    child.on('error', () => undefined);
-    child.unref();
-    return child.pid !== undefined;
+    return thenRemove.length === 0
+      ? spawnDetached([ip, 'link', 'del', 'dev', name])
+      : spawnDetached(['/bin/sh', '-c', '"$0" link del dev "$1"; shift; rm -f -- "$@"', ip, name, ...thenRemove]);
   } catch {
     return false;
   }

@@ -69,3 +69,17 @@ describe('results', () => {
     assert.equal(code(() => parseResult({ interfaces: [{}] })), 6);
   });
 });
+
+describe('derived names', async () => {
+  const { fnv1a64, hostVethName, aliasPrefix } = await import('../../lib/naming.js');
+  it('uses 64-bit FNV-1a (published test vectors) and fits IFNAMSIZ', () => {
+    assert.equal(fnv1a64(''), 0xcbf29ce484222325n);
+    assert.equal(fnv1a64('a'), 0xaf63dc4c8601ec8cn);
+    assert.equal(fnv1a64('foobar'), 0x85944171f73967e8n);
+    const n = hostVethName('tw', 'c'.repeat(64), 'eth0');
+    assert.match(n, /^tw[0-9a-f]{13}$/);
+    assert.notEqual(hostVethName('tw', 'a', 'eth0'), hostVethName('tw', 'a', 'eth1'));
+    assert.equal(hostVethName('tw', 'a', 'eth0'), hostVethName('tw', 'a', 'eth0'));
+    assert.match(aliasPrefix('net'), /^twill:[0-9a-f]{12}:$/);
+  });
+});
