@@ -5,7 +5,7 @@ TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf test test-unit test-integration typecheck bench demo install clean
+.PHONY: all build deps bpf install docs test test-unit test-integration typecheck bench demo install clean
 
 all: build
 
@@ -51,3 +51,15 @@ bench: build
 # The tc program is committed precompiled; `make bpf` rebuilds it (needs clang, libbpf-dev).
 bpf:
 	clang $(BPF_CFLAGS) -c bpf/twill_tc.c -o bpf/twill_tc.o
+
+# Installs dist/twill into /opt/cni/bin and, unless one exists, conf/twill.conflist as
+# /etc/cni/net.d/10-twill.conflist (atomically). BIN_DIR/CONF_DIR/CONFLIST override.
+BIN_DIR ?= /opt/cni/bin
+CONF_DIR ?= /etc/cni/net.d
+CONFLIST ?= conf/twill.conflist
+install: build
+	dist/twill install --bin-dir $(BIN_DIR) --conf-dir $(CONF_DIR) --conflist $(CONFLIST)
+
+# docs/config.md is generated from the JSON Schema; a unit test fails when it is stale.
+docs: build/.stamp
+	$(NODE) build/scripts/gen-config-doc.js > docs/config.md

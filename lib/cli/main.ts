@@ -22,6 +22,31 @@ export async function runCli(argv: string[], version: string): Promise<number> {
         code = runEndpoints({ bpffsRoot: a['bpffs-root'], json: a.json, network: a.network });
       },
     )
+    .command(
+      'status',
+      'per network: data path and why, backend, pool usage, endpoints, BPF ids and pins, recent errors; exit 1 when a network cannot serve ADDs',
+      (y) => y
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', describe: 'CNI configuration directory' })
+        .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
+      async (a) => {
+        const { runStatus } = await import('./status.js');
+        code = runStatus({ confDir: a['conf-dir'], json: a.json });
+      },
+    )
+    .command(
+      'install',
+      'put this executable into the CNI bin dir and a conflist into the CNI config dir (atomically; an existing conflist is kept unless --force)',
+      (y) => y
+        .option('bin-dir', { type: 'string', default: '/opt/cni/bin' })
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d' })
+        .option('conflist', { type: 'string', describe: 'conflist to install (default: twill + portmap + bandwidth on 10.85.0.0/16)' })
+        .option('name', { type: 'string', default: '10-twill.conflist', describe: 'file name in the config dir' })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing conflist of that name' }),
+      async (a) => {
+        const { runInstall } = await import('./install.js');
+        code = runInstall({ binDir: a['bin-dir'], confDir: a['conf-dir'], conflist: a.conflist, name: a.name, force: a.force, source: process.execPath });
+      },
+    )
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .version(version)

@@ -55,19 +55,19 @@ export const schema = {
     ebpfAttach: {
       enum: ['auto', 'tcx', 'legacy'],
       default: 'auto',
-      description: 'How the tc program is attached: tcx links (kernel 6.6+), legacy clsact + cls_bpf, or tcx with fallback to legacy.',
+      description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach and detach waits ~15 ms for an RCU grace period), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin get no program either way.',
     },
-    backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached.' },
+    backend: { enum: ['none'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node). VXLAN and host-gw are not implemented yet.' },
     hostVethPrefix: {
       type: 'string',
       pattern: '^[a-z][a-z0-9]{0,3}$',
       default: 'tw',
-      description: 'Prefix of host-side veth names (prefix + 11 hex characters of sha256(containerID, ifname)).',
+      description: 'Prefix of host-side veth names: prefix + the first (15 - prefix length) hex digits of FNV-1a-64("containerID:ifname").',
     },
     logFile: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Append JSON-line logs to this absolute path (symlinks are not followed).' },
     logLevel: { enum: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'Threshold for the log file; stderr gets warnings and errors only unless this is "debug".' },
     stateDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/twill', description: 'Where twill keeps its own per-network state.' },
-    ipMasq: { type: 'boolean', default: false, description: 'Masquerade pod traffic leaving the cluster CIDR.' },
+    ipMasq: { const: false, default: false, description: 'Reserved: masquerading pod egress is not implemented yet (only false is accepted).' },
     ipam: {
       type: 'object',
       required: ['type'],

@@ -52,14 +52,14 @@ export interface NetConf {
   type: string;
   mtu: number;
   datapath: 'auto' | 'ebpf' | 'routed';
-  backend: 'none' | 'vxlan' | 'hostgw';
+  backend: 'none';
   bpffsRoot: string;
   ebpfAttach: 'auto' | 'tcx' | 'legacy';
   hostVethPrefix: string;
   logFile?: string;
   logLevel: LogLevel;
   stateDir: string;
-  ipMasq: boolean;
+  ipMasq: false;
   ipam?: IpamConf;
   dns?: DnsConf;
   capabilities?: Record<string, boolean>;

@@ -64,3 +64,30 @@ describe('config', () => {
     assert.deepEqual(requestedAddrs(load(base), '10.1.0.7,10.1.0.8').map(formatAddr), ['10.1.0.7', '10.1.0.8']);
   });
 });
+
+describe('configuration reference', () => {
+  it('docs/config.md is what the schema generates (run `make docs`)', async () => {
+    const { configDoc } = await import('../../scripts/gen-config-doc.js');
+    const { readFileSync } = await import('node:fs');
+    const { ROOT } = await import('../helpers/twill.js');
+    assert.equal(readFileSync(`${ROOT}/docs/config.md`, 'utf8'), configDoc());
+  });
+
+  it('every example conflist in conf/ validates', async () => {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const { ROOT } = await import('../helpers/twill.js');
+    const files = readdirSync(`${ROOT}/conf`).filter((f) => f.endsWith('.conflist'));
+    assert.ok(files.length >= 2);
+    for (const f of files) {
+      const list = JSON.parse(readFileSync(`${ROOT}/conf/${f}`, 'utf8'));
+      for (const p of list.plugins.filter((x: { type: string }) => x.type === 'twill')) {
+        assert.doesNotThrow(() => load({ ...p, name: list.name, cniVersion: list.cniVersion }), f);
+      }
+    }
+  });
+
+  it('refuses features that are not implemented instead of ignoring them', () => {
+    rejects({ ...base, backend: 'vxlan' }, 7, /backend/);
+    rejects({ ...base, ipMasq: true }, 7, /ipMasq/);
+  });
+});

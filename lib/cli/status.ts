@@ -1,0 +1,134 @@
+// `twill status`: per network on this host, what serves its pods and whether ADD can work.
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import type { NetConf } from '../config/types.js';
+import { listEndpoints } from '../datapath/ebpf.js';
+import { readDatapathState } from '../datapath/select.js';
+import { hostLocalUsage } from '../ipam/hostlocal.js';
+import { networkDir } from '../bpf/loader.js';
+import { objGet, objInfo, closeFd } from '../bpf/sys.js';
+import { hostLinksWithAlias } from '../sys/podlink.js';
+import { aliasPrefix } from '../naming.js';
+import { twillNetworks } from './netconfs.js';
+
+export interface NetworkStatus {
+  network: string;
+  file: string;
+  ready: boolean;
+  problems: string[];
+  datapath: { configured: string; live: string; attach?: string; reason?: string };
+  backend: string;
+  pool?: { rangeSet: number; ranges: string[]; used: number; free: string }[];
+  endpoints: number;
+  bpf?: { pinDir: string; programId?: number; mapIds: Record<string, number> };
+  lastErrors: string[];
+}
+
+function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
+  const dir = networkDir(conf.bpffsRoot, conf.name);
+  if (!existsSync(dir)) return undefined;
+  const id = (path: string): number | undefined => {
+    try {
+      const fd = objGet(path);
+      if (fd === undefined) return undefined;
+      try {
+        return objInfo(fd).readUInt32LE(4); // bpf_{prog,map}_info.id
+      } finally {
+        closeFd(fd);
+      }
+    } catch {
+      return undefined;
+    }
+  };
+  const { readdirSync } = process.getBuiltinModule('node:fs');
+  const prog = readdirSync(dir).find((f) => f.startsWith('prog_'));
+  const mapIds: Record<string, number> = {};
+  for (const m of ['endpoints', 'flows', 'counters']) {
+    const v = id(`${dir}/${m}`);
+    if (v !== undefined) mapIds[m] = v;
+  }
+  const programId = prog ? id(`${dir}/${prog}`) : undefined;
+  return { pinDir: dir, ...(programId !== undefined ? { programId } : {}), mapIds };
+}
+
+function lastErrors(conf: NetConf, n = 5): string[] {
+  if (!conf.logFile) return [];
+  try {
+    const lines = readFileSync(conf.logFile, 'utf8').trim().split('\n').slice(-2000);
+    return lines
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { level?: string; time?: string; msg?: string; error?: string; containerId?: string };
+        } catch {
+          return undefined;
+        }
+      })
+      .filter((l) => l?.level === 'error')
+      .slice(-n)
+      .map((l) => `${l!.time} ${l!.msg}${l!.containerId ? ` [${l!.containerId.slice(0, 12)}]` : ''}${l!.error ? `: ${l!.error}` : ''}`);
+  } catch {
+    return [];
+  }
+}
+
+export function networkStatus(conf: NetConf, file: string): NetworkStatus {
+  const problems: string[] = [];
+  const st = readDatapathState(conf);
+  let pool: NetworkStatus['pool'];
+  if (conf.ipam?.type === 'host-local') {
+    try {
+      accessSync(conf.ipam.dataDir, constants.W_OK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') problems.push(`IPAM data directory ${conf.ipam.dataDir} is not writable`);
+    }
+    try {
+      pool = hostLocalUsage(conf).map((u) => ({ rangeSet: u.rangeSet, ranges: u.ranges, used: u.used, free: String(u.size - BigInt(u.used)) }));
+      for (const p of pool) if (p.free === '0') problems.push(`range set ${p.rangeSet} (${p.ranges.join(', ')}) is exhausted`);
+    } catch (e) {
+      problems.push(`IPAM: ${(e as Error).message}`);
+    }
+  }
+  if (conf.datapath === 'ebpf' && st?.mode === 'routed') problems.push(`eBPF required but unavailable: ${st.reason ?? 'unknown'}`);
+  let endpoints = hostLinksWithAlias(aliasPrefix(conf.name)).length;
+  const eps = conf.datapath === 'routed' ? undefined : listEndpoints(conf.bpffsRoot, conf.name);
+  if (eps) endpoints = Math.max(endpoints, new Set(eps.map((e) => e.ep.ifindex)).size);
+  return {
+    network: conf.name,
+    file,
+    ready: problems.length === 0,
+    problems,
+    datapath: {
+      configured: conf.datapath,
+      live: st?.mode ?? (conf.datapath === 'routed' ? 'routed' : 'not yet decided (no pod attached)'),
+      ...(st?.attach ? { attach: st.attach } : {}),
+      ...(st?.reason ? { reason: st.reason } : {}),
+    },
+    backend: conf.backend,
+    ...(pool ? { pool } : {}),
+    endpoints,
+    ...(conf.datapath !== 'routed' ? { bpf: bpfInfo(conf) } : {}),
+    lastErrors: lastErrors(conf),
+  };
+}
+
+function render(s: NetworkStatus): string {
+  const lines = [
+    `network ${s.network}  (${s.file})  ${s.ready ? 'READY' : 'NOT READY'}`,
+    ...s.problems.map((p) => `  problem:   ${p}`),
+    `  datapath:  ${s.datapath.live}${s.datapath.attach ? ` (${s.datapath.attach})` : ''}; configured ${s.datapath.configured}${s.datapath.reason ? `; ${s.datapath.reason}` : ''}`,
+    `  backend:   ${s.backend}`,
+    ...(s.pool ?? []).map((p) => `  pool ${p.rangeSet}:    ${p.ranges.join(', ')}: ${p.used} used, ${p.free} free`),
+    `  endpoints: ${s.endpoints}`,
+    ...(s.bpf ? [`  bpf:       pins ${s.bpf.pinDir}; program id ${s.bpf.programId ?? '-'}; maps ${Object.entries(s.bpf.mapIds).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`] : []),
+    ...s.lastErrors.map((e) => `  error:     ${e}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function runStatus(opts: { confDir: string; json: boolean }): number {
+  const nets = twillNetworks(opts.confDir);
+  const out: (NetworkStatus | { file: string; error: string })[] = nets.map((n) => (n.conf ? networkStatus(n.conf, n.file) : { file: n.file, error: n.error ?? 'invalid' }));
+  if (opts.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  else if (out.length === 0) process.stdout.write(`no twill network configured in ${opts.confDir}\n`);
+  else for (const s of out) process.stdout.write('error' in s ? `config ${s.file}: ${s.error}\n` : render(s));
+  return out.length > 0 && out.every((s) => 'ready' in s && s.ready) ? 0 : 1;
+}
