@@ -22,3 +22,8 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# cnitool for the runtime-path tests (built from Debian's source package; see the script).
+if [ "$(id -u)" -eq 0 ] && [ ! -x .cache/cnitool ]; then
+  scripts/build-cnitool.sh >/dev/null || echo "warning: could not build cnitool; its test will be skipped" >&2
+fi
