@@ -9,6 +9,7 @@ import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type A
 import type { IpamOutcome } from './ipam/hostlocal.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamCall } from './ipam/ipam.js';
 import { log } from './log.js';
+import { crashPoint } from './crash.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
 import { openNetns, NetnsGone } from './sys/netns.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
@@ -92,6 +93,7 @@ export function add(c: Call): Result {
     };
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
+    crashPoint('add:done');
     log.info('attached', { host: name, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.attach ? { attach: dp.attach } : {}) });
     return result;
   } catch (e) {
@@ -132,6 +134,7 @@ export function del(c: Call): void {
   try {
     const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
     pins = teardownDatapath(c.conf, name, hostIndex, addrs);
+    crashPoint('del:datapath');
   } catch (e) {
     errors.push(`ebpf: ${(e as Error).message}`);
   }

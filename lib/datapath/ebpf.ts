@@ -7,6 +7,7 @@ import { linksDir, loadNetwork, networkDir, openNetwork, type Loaded } from '../
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+import { crashPoint } from '../crash.js';
 
 export type AttachMode = 'auto' | 'tcx' | 'legacy';
 
@@ -66,10 +67,12 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
         mode = 'tcx';
       }
     }
+    crashPoint('add:attached');
     const ep = epValue({ ifindex: s.hostIndex, flags: s.shaped ? EP_F_NO_FAST : 0, podMac: s.podMac, hostMac: s.hostMac });
     const eps = l.maps.get('endpoints')!;
     try {
       for (const a of s.addrs) mapUpdate(eps, epKey(a), ep);
+      crashPoint('add:published');
     } catch (e) {
       for (const a of s.addrs) mapDelete(eps, epKey(a));
       unpin(l.dir, s.hostName);
@@ -102,8 +105,10 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
   try {
     const eps = net.maps.get('endpoints')!;
     const v = Buffer.alloc(EP_VALUE_SIZE);
-    for (const a of addrs) {
-      const k = epKey(a);
+    // Without addresses (a DEL retried after the IPAM already released them, and no
+    // prevResult) the map is searched for entries pointing at this veth.
+    const keys = addrs.length > 0 || hostIndex === undefined ? addrs.map(epKey) : [...mapKeys(eps, EP_KEY_SIZE)];
+    for (const k of keys) {
       if (mapLookup(eps, k, v) && (hostIndex === undefined || parseEpValue(v).ifindex === hostIndex)) mapDelete(eps, k);
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));

@@ -5,10 +5,40 @@ import { Code, CniError } from '../cni/errors.js';
 import type { Dns, Route } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { allocate } from './allocator.js';
-import { OwnerIndex } from './index-file.js';
+import { OwnerIndex, PENDING } from './index-file.js';
 import { formatAddr, formatCidr, parseAddr, type Addr, type Cidr } from './ip.js';
+import { log } from '../log.js';
 import { rangeSets, rangeSize, requestedAddrs } from './ranges.js';
 import { Store } from './store.js';
+import { crashPoint } from '../crash.js';
+import { readFileSync as readText } from 'node:fs';
+
+const BOOT_ID = '/proc/sys/kernel/random/boot_id';
+
+/**
+ * After a reboot every pod's namespace is gone, and with it every attachment the store still
+ * records: the first ADD of a new boot releases all reservations of earlier boots (a runtime
+ * re-ADDs its pods after a reboot). The boot ID is kept beside the owner index.
+ */
+function releaseOtherBoots(conf: NetConf, store: Store, index: OwnerIndex): void {
+  let boot: string;
+  try {
+    boot = readText(BOOT_ID, 'utf8').trim();
+  } catch {
+    return;
+  }
+  const seen = index.bootId();
+  if (seen === boot) return;
+  if (seen !== undefined) {
+    const stale = store.list();
+    for (const r of stale) {
+      store.release(r.ip);
+      index.remove(r.id, r.ifname);
+    }
+    if (stale.length > 0) log.info('released reservations of an earlier boot', { network: conf.name, count: stale.length });
+  }
+  index.setBootId(boot);
+}
 
 export interface IpamIp {
   cidr: Cidr;
@@ -50,12 +80,28 @@ export function hostLocalAdd(conf: NetConf, id: string, ifname: string, cniArgsI
   const index = indexOf(conf);
   const unlock = store.lock();
   try {
-    const held = (index.get(id, ifname) ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+    crashPoint('add:locked');
+    releaseOtherBoots(conf, store, index);
+    const entry = index.get(id, ifname);
+    if (entry === PENDING) {
+      // An earlier ADD of this attachment died while allocating: what it reserved is orphaned.
+      for (const ip of store.findByOwner(id, ifname)) store.release(ip);
+    }
+    const held = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
     if (held.length > 0) {
       throw new CniError(Code.InvalidConfig, `duplicate allocation is not allowed: ${id}/${ifname} already holds ${held.join(', ')}`, 'run DEL for this container first');
     }
-    const got = allocate(store, sets, id, ifname, requested);
+    index.setPending(id, ifname);
+    let got;
+    try {
+      got = allocate(store, sets, id, ifname, requested);
+    } catch (e) {
+      index.remove(id, ifname); // allocate released what it took
+      throw e;
+    }
+    crashPoint('add:reserved');
     index.set(id, ifname, got.map((a) => formatAddr(a.addr)));
+    crashPoint('add:indexed');
     const routes: Route[] = (conf.ipam?.routes ?? []).map((r) => (r.gw ? { dst: r.dst, gw: r.gw } : { dst: r.dst }));
     return {
       ips: got.map((a) => ({ cidr: { addr: a.addr, prefix: a.range.subnet.prefix }, gateway: a.range.gateway })),
@@ -73,11 +119,13 @@ export function hostLocalDel(conf: NetConf, id: string, ifname: string): string[
   const index = indexOf(conf);
   const unlock = store.lock();
   try {
-    const indexed = (index.get(id, ifname) ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
-    // A miss means the reservation predates the index, was made by host-local, or the
+    const entry = index.get(id, ifname);
+    const indexed = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+    // A miss (or a pending mark) means the reservation predates the index, was made by host-local, or the
     // process died between reserving and indexing: scan.
     const ips = indexed.length > 0 ? indexed : store.findByOwner(id, ifname);
     for (const ip of ips) store.release(ip);
+    crashPoint('del:released');
     index.remove(id, ifname);
     return ips;
   } finally {
@@ -87,7 +135,8 @@ export function hostLocalDel(conf: NetConf, id: string, ifname: string): string[
 
 export function hostLocalHeld(conf: NetConf, id: string, ifname: string): string[] {
   const store = storeOf(conf);
-  const indexed = (indexOf(conf).get(id, ifname) ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+  const entry = indexOf(conf).get(id, ifname);
+  const indexed = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
   return indexed.length > 0 ? indexed : store.findByOwner(id, ifname);
 }
 
@@ -104,6 +153,9 @@ export function hostLocalGc(conf: NetConf, valid: readonly Attachment[]): { ip: 
       store.release(r.ip);
       index.remove(r.id, r.ifname);
     }
+    // Leftovers of processes killed mid-write, and index entries whose reservation is gone.
+    store.sweepTemp();
+    index.sweep((id, ifname) => store.findByOwner(id, ifname).length > 0);
     return stale;
   } finally {
     unlock();

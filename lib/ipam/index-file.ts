@@ -2,9 +2,12 @@
 // ADD and DEL need not read every reservation file (host-local rescans on every call).
 // The store stays the truth: every index hit is verified against it, and a miss falls back
 // to a scan, so reservations made by the reference host-local are still found.
-import { readFileSync, unlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { writeAtomic } from './store.js';
 import { mkdirs } from '../fsx.js';
+
+export const PENDING = Symbol('pending');
+const PENDING_TEXT = 'pending\n';
 
 export class OwnerIndex {
   readonly dir: string;
@@ -17,17 +20,54 @@ export class OwnerIndex {
     return `${this.dir}/${id}:${ifname}`; // ":" appears in neither
   }
 
-  get(id: string, ifname: string): string[] | undefined {
+  /** The indexed addresses; PENDING while an ADD is allocating; undefined when not indexed. */
+  get(id: string, ifname: string): string[] | typeof PENDING | undefined {
+    let text: string;
     try {
-      return readFileSync(this.path(id, ifname), 'utf8').split('\n').filter((s) => s !== '');
+      text = readFileSync(this.path(id, ifname), 'utf8');
     } catch {
       return undefined;
     }
+    return text === PENDING_TEXT ? PENDING : text.split('\n').filter((s) => s !== '');
+  }
+
+  /** Written before allocating: a crash mid-allocation leaves this mark, not silence. */
+  setPending(id: string, ifname: string): void {
+    mkdirs(this.dir, 0o700);
+    writeAtomic(this.path(id, ifname), PENDING_TEXT);
   }
 
   set(id: string, ifname: string, ips: string[]): void {
     mkdirs(this.dir, 0o700);
     writeAtomic(this.path(id, ifname), `${ips.join('\n')}\n`);
+  }
+
+  bootId(): string | undefined {
+    try {
+      return readFileSync(`${this.dir}/boot_id`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  }
+
+  setBootId(id: string): void {
+    mkdirs(this.dir, 0o700);
+    writeAtomic(`${this.dir}/boot_id`, `${id}\n`);
+  }
+
+  /** Drops index entries whose owner holds nothing any more, and temp files of dead writers. */
+  sweep(holds: (id: string, ifname: string) => boolean): void {
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      if (n.startsWith('.twill-tmp-')) unlinkSync(`${this.dir}/${n}`);
+      const sep = n.indexOf(':');
+      if (sep > 0 && !holds(n.slice(0, sep), n.slice(sep + 1))) unlinkSync(`${this.dir}/${n}`);
+    }
   }
 
   remove(id: string, ifname: string): void {

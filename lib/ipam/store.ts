@@ -106,6 +106,17 @@ export class Store {
     }
   }
 
+  /** Removes temporary files of writers that died mid-write (call with the lock held). */
+  sweepTemp(): void {
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const n of names) if (n.startsWith(TMP_PREFIX)) unlinkSync(`${this.dir}/${n}`);
+  }
+
   /** Every reservation in the store (a full scan: GC, STATUS and index misses only). */
   list(): Reservation[] {
     let names: string[];

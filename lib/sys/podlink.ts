@@ -12,6 +12,7 @@ import {
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
 import { ensureSysctl } from './sysctl.js';
+import { crashPoint } from '../crash.js';
 
 export interface PodLinkSpec {
   hostName: string;
@@ -61,6 +62,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
   const nl = new Netlink();
   try {
     create(nl, s);
+    crashPoint('add:veth');
     const hasV6 = s.addrs.some((a) => a.cidr.addr.family === 6);
     const pod = socketIn(s.netns, () => {
       if (!hasV6) return;
@@ -75,6 +77,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
     } finally {
       pod.close();
     }
+    crashPoint('add:pod');
     const hostLink = getLink(nl, s.hostName);
     if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
     if (hasV6) {
@@ -86,6 +89,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
     ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');
     if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', 'all', 'forwarding'], '1');
+    crashPoint('add:host');
     return { hostIndex: hostLink.index, podIndex };
   } finally {
     nl.close();
@@ -114,6 +118,7 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
     if (!link) return false;
     if (background) {
       setLinkDown(nl, link.index);
+      crashPoint('del:down');
       if (deleteLinkDetached(hostName, thenRemove)) return true;
     }
     const removed = deleteLink(nl, hostName);

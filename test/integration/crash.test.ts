@@ -1,0 +1,111 @@
+// SIGKILL at every step of ADD and DEL: the runtime's usual retries (DEL; or ADD again, then
+// DEL) and GC must leave nothing behind. Also a reboot: state on disk, namespaces gone.
+import assert from 'node:assert/strict';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { ADD_STEPS, DEL_STEPS } from '../../lib/crash.js';
+import { testNet } from '../helpers/netconf.js';
+import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
+import { cleanupNetns, deleteNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
+
+after(cleanupNetns);
+
+const envFor = (verb: string, id: string, ns: string): Env => ({ CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' });
+const files = (dir: string): string[] => {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+};
+
+function leftovers(net: ReturnType<typeof testNet>, root: string): Record<string, unknown> {
+  return {
+    reservations: files(`${net.dataDir}/${net.name}`).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip')),
+    index: files(`${net.stateDir}/ipam/${net.name}`).filter((f) => f !== 'boot_id'),
+    veths: hostLinksSettled('twt'),
+    endpoints: endpointsJson(root).filter((e) => e.network === net.name).map((e) => e.addr),
+    links: files(`${root}/twill/${net.name}/links`),
+  };
+}
+const clean = { reservations: [], index: [], veths: [], endpoints: [], links: [] };
+
+describe('crash safety: SIGKILL at every step', () => {
+  const net = testNet({ stack: 'dual' });
+  const bpffs = tempBpffs();
+  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root, ebpfAttach: 'tcx' });
+  const crash = (step: string, env: Env, c: object = conf) => runPlugin(TWILL, { ...env, TWILL_CRASH_AT: step } as Env, c);
+  after(() => {
+    bpffs.release();
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+
+  for (const step of ADD_STEPS) {
+    it(`ADD killed at ${step}: DEL recovers; ADD again then DEL recovers`, () => {
+      const ns = makeNetns();
+      const id = `crash-${step.replace(':', '-')}`;
+      const r = crash(step, envFor('ADD', id, ns));
+      assert.equal(r.code, -1, `killed (${r.stdout})`);
+      assert.equal(twill(envFor('DEL', id, ns), conf).code, 0);
+      assert.deepEqual(leftovers(net, bpffs.root), clean);
+      // The other retry: ADD again (after another crash), then DEL.
+      crash(step, envFor('ADD', id, ns));
+      twill(envFor('ADD', id, ns), conf);
+      assert.equal(twill(envFor('DEL', id, ns), conf).code, 0);
+      assert.deepEqual(leftovers(net, bpffs.root), clean);
+      deleteNetns(ns);
+    });
+  }
+
+  for (const step of DEL_STEPS) {
+    it(`DEL killed at ${step}: the retried DEL completes`, () => {
+      const ns = makeNetns();
+      const id = `crashdel-${step.replace(':', '-')}`;
+      assert.equal(twill(envFor('ADD', id, ns), conf).code, 0);
+      assert.equal(crash(step, envFor('DEL', id, ns)).code, -1);
+      assert.equal(twill(envFor('DEL', id, ns), conf).code, 0);
+      assert.deepEqual(leftovers(net, bpffs.root), clean);
+    });
+  }
+
+  it('GC after crashes with no retry at all removes every stale thing', () => {
+    const pods = ADD_STEPS.map(() => makeNetns());
+    ADD_STEPS.forEach((step, i) => crash(step, envFor('ADD', `gcrash-${i}`, pods[i]!)));
+    // A runtime that lost track: the namespaces go, nobody calls DEL; GC with an empty valid list.
+    pods.forEach(deleteNetns);
+    const gc = twill({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] });
+    assert.equal(gc.code, 0, gc.stdout);
+    assert.deepEqual(leftovers(net, bpffs.root), clean);
+    assert.deepEqual(files(`${net.dataDir}/${net.name}`).filter((f) => f.startsWith('.twill-tmp')), []);
+  });
+});
+
+describe('reboot: /var/lib kept, namespaces and /run gone', () => {
+  const net = testNet({ stack: 'v4' });
+  const bpffs = tempBpffs();
+  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root });
+  after(() => {
+    bpffs.release();
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+
+  it('the first ADD of a new boot releases every earlier reservation; pins are recreated lazily', () => {
+    const pods = [makeNetns(), makeNetns(), makeNetns()];
+    pods.forEach((p, i) => assert.equal(twill(envFor('ADD', `old-${i}`, p), conf).code, 0));
+    // "Reboot": every namespace and veth disappears, bpffs is empty, the stores stay.
+    pods.forEach(deleteNetns);
+    hostLinksSettled('twt');
+    sh('umount', [bpffs.root]);
+    writeFileSync(`${net.stateDir}/ipam/${net.name}/boot_id`, 'an-earlier-boot\n');
+    assert.equal(files(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f)).length, 3);
+    const ns = makeNetns();
+    const r = twill(envFor('ADD', 'new-0', ns), conf);
+    assert.equal(r.code, 0, r.stdout);
+    const held = files(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f));
+    assert.deepEqual(held, [r.json.ips[0].address.split('/')[0]]);
+    assert.equal(endpointsJson(bpffs.root).length, 1);
+    assert.equal(twill(envFor('DEL', 'new-0', ns), conf).code, 0);
+  });
+});
