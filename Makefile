@@ -5,7 +5,7 @@ TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf install docs test test-unit test-integration typecheck bench demo install clean
+.PHONY: all build deps bpf install docs test-stress test test-unit test-integration typecheck bench demo install clean
 
 all: build
 
@@ -63,3 +63,8 @@ install: build
 # docs/config.md is generated from the JSON Schema; a unit test fails when it is stale.
 docs: build/.stamp
 	$(NODE) build/scripts/gen-config-doc.js > docs/config.md
+
+# The long part: ≥ 200 random SIGKILLs, 16-caller storms for 60 s with the reference
+# host-local on the same pool, ≥ 10,000 hostile inputs. Prints a summary table.
+test-stress: build
+	$(NODE) build/scripts/stress/run.js
