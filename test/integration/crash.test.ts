@@ -1,7 +1,7 @@
 // SIGKILL at every step of ADD and DEL: the runtime's usual retries (DEL; or ADD again, then
 // DEL) and GC must leave nothing behind. Also a reboot: state on disk, namespaces gone.
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { ADD_STEPS, DEL_STEPS } from '../../lib/crash.js';
 import { testNet } from '../helpers/netconf.js';
@@ -107,5 +107,35 @@ describe('reboot: /var/lib kept, namespaces and /run gone', () => {
     assert.deepEqual(held, [r.json.ips[0].address.split('/')[0]]);
     assert.equal(endpointsJson(bpffs.root).length, 1);
     assert.equal(twill(envFor('DEL', 'new-0', ns), conf).code, 0);
+  });
+});
+
+describe('file modes', () => {
+  const net = testNet({ stack: 'v4' });
+  const bpffs = tempBpffs();
+  const logFile = `${net.stateDir}/twill.log`;
+  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root, ebpfAttach: 'tcx', logFile });
+  after(() => {
+    bpffs.release();
+    removeDir(net.dataDir);
+    removeDir(net.stateDir);
+  });
+
+  it('state is 0700/0600; pins are root-only', () => {
+    const ns = makeNetns();
+    const r = twill(envFor('ADD', 'modes', ns), conf);
+    assert.equal(r.code, 0, r.stdout);
+    const mode = (p: string): string => (statSync(p).mode & 0o777).toString(8);
+    const store = `${net.dataDir}/${net.name}`;
+    assert.equal(mode(store), '700');
+    for (const f of readdirSync(store)) assert.equal(mode(`${store}/${f}`), '600', f);
+    assert.equal(mode(`${net.stateDir}/ipam/${net.name}`), '700');
+    for (const f of readdirSync(`${net.stateDir}/ipam/${net.name}`)) assert.equal(mode(`${net.stateDir}/ipam/${net.name}/${f}`), '600', f);
+    assert.equal(mode(logFile), '600');
+    const pins = `${bpffs.root}/twill/${net.name}`;
+    assert.equal(mode(pins), '700');
+    for (const f of readdirSync(pins)) assert.match(mode(`${pins}/${f}`), /^[67]00$/, f);
+    for (const f of readdirSync(`${pins}/links`)) assert.equal(mode(`${pins}/links/${f}`), '600', f);
+    assert.equal(twill(envFor('DEL', 'modes', ns), conf).code, 0);
   });
 });
