@@ -9,10 +9,12 @@ import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type A
 import type { IpamOutcome } from './ipam/hostlocal.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamCall } from './ipam/ipam.js';
 import { log } from './log.js';
+import { ensureBackend, readBackendState } from './datapath/backend.js';
 import { crashPoint } from './crash.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
 import { openNetns, NetnsGone } from './sys/netns.js';
-import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
+import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
+import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
 import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath, unpinLater } from './datapath/select.js';
 import { ebpfGc, ebpfRead } from './datapath/ebpf.js';
 
@@ -69,6 +71,7 @@ export function add(c: Call): Result {
   const ns = openPodNetns(c.netnsPath);
   const undo: (() => void)[] = [];
   try {
+    const mtu = ensureBackend(c.conf);
     const ipam = ipamAdd(c);
     undo.push(() => ipamDel(c));
     const name = hostName(c);
@@ -77,7 +80,7 @@ export function add(c: Call): Result {
     // Registered before the attempt: attachPod may fail after creating the pair.
     undo.push(() => detachPod(name));
     const link = attachPod({
-      hostName: name, hostMac, podIfName: c.ifName, podMac, mtu: c.conf.mtu, netns: ns,
+      hostName: name, hostMac, podIfName: c.ifName, podMac, mtu, netns: ns,
       alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
       addrs: ipam.ips, routes: podRoutes(ipam),
     });
@@ -87,12 +90,13 @@ export function add(c: Call): Result {
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
     const result: Result = {
-      interfaces: [...(prev?.interfaces ?? []), { name, mac: hostMac }, { name: c.ifName, mac: podMac, mtu: c.conf.mtu, sandbox: c.netnsPath }],
+      interfaces: [...(prev?.interfaces ?? []), { name, mac: hostMac }, { name: c.ifName, mac: podMac, mtu, sandbox: c.netnsPath }],
       ips: [...(prev?.ips ?? []), ...ipam.ips.map((i) => ({ address: formatCidr(i.cidr), gateway: formatAddr(i.gateway), interface: base + 1 }))],
       routes: [...(prev?.routes ?? []), ...ipam.routes],
     };
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
+    ensureNetworkMasq(c.conf, localAddresses);
     crashPoint('add:done');
     log.info('attached', { host: name, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.attach ? { attach: dp.attach } : {}) });
     return result;
@@ -145,6 +149,14 @@ export function del(c: Call): void {
   } catch (e) {
     errors.push(`veth ${name}: ${(e as Error).message}`);
   }
+  if (c.conf.ipMasq) {
+    try {
+      const others = hostLinksWithAlias(aliasPrefix(c.conf.name)).filter((l) => l.name !== name && l.up);
+      if (others.length === 0) removeNetworkMasq(c.conf);
+    } catch (e) {
+      errors.push(`masquerade: ${(e as Error).message}`);
+    }
+  }
   if (errors.length > 0) throw new CniError(Code.TryAgainLater, `DEL incomplete: ${errors.join('; ')}`);
 }
 
@@ -177,7 +189,8 @@ export function check(c: Call): void {
   if (!pod.link) fail(`interface ${c.ifName} is missing from ${c.netnsPath}`);
   const want = prev.interfaces[podIdx]!;
   if (want.mac && pod.link!.mac !== want.mac.toLowerCase()) fail(`${c.ifName} has MAC ${pod.link!.mac}, expected ${want.mac}`);
-  if (pod.link!.mtu !== c.conf.mtu) fail(`${c.ifName} has MTU ${pod.link!.mtu}, expected ${c.conf.mtu}`);
+  const mtu = want.mtu ?? c.conf.mtu ?? readBackendState(c.conf)?.mtu ?? 1500;
+  if (pod.link!.mtu !== mtu) fail(`${c.ifName} has MTU ${pod.link!.mtu}, expected ${mtu}`);
   const name = hostName(c);
   const host = readHostSide(name, families);
   if (!host.link) fail(`host veth ${name} is missing`);

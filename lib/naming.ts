@@ -36,3 +36,12 @@ export function randomMac(): string {
   b[0] = (b[0]! & 0xfe) | 0x02;
   return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
+
+/**
+ * Per-boot markers of a network (cleared by a reboot, as the kernel state they stand for):
+ * under /run, keyed by the state directory too, so namespaced test nodes sharing one /run
+ * keep theirs apart.
+ */
+export function runMarker(stateDir: string, what: string, network: string): string {
+  return `/run/twill/${hex(stateDir, 8)}-${what}-${network}`;
+}

@@ -8,9 +8,10 @@ import standaloneCode from 'ajv/dist/standalone/index.js';
 const out = await build({ entryPoints: ['lib/config/schema.ts'], bundle: true, write: false, format: 'esm', platform: 'node' });
 const mod = await import('data:text/javascript;base64,' + Buffer.from(out.outputFiles[0].text).toString('base64'));
 const ajv = new Ajv.default({ useDefaults: true, allErrors: false, strict: true, strictTypes: false, code: { source: true, esm: true, optimize: true } });
-const validate = ajv.compile(mod.schema);
+ajv.addSchema(mod.schema);
+ajv.addSchema(mod.nodesFileSchema);
 // ESM output still require()s ajv's ucs2length helper; inline it (code points, as ajv counts).
-let code = standaloneCode.default(ajv, validate).replaceAll(
+let code = standaloneCode.default(ajv, { validate: 'twill-netconf', validateNodesFile: 'twill-nodes' }).replaceAll(
   'require("ajv/dist/runtime/ucs2length").default',
   '((s) => [...s].length)',
 );

@@ -47,6 +47,23 @@ export async function runCli(argv: string[], version: string): Promise<number> {
         code = runInstall({ binDir: a['bin-dir'], confDir: a['conf-dir'], conflist: a.conflist, name: a.name, force: a.force, source: process.execPath });
       },
     )
+    .command(
+      'sync',
+      'reconcile every twill network with its node table (Kubernetes Node objects, a nodes file, or the config): VXLAN device, FDB, neighbours, peer routes, masquerade',
+      (y) => y
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d' })
+        .option('network', { type: 'string', describe: 'only this network' })
+        .option('kubeconfig', { type: 'string', describe: 'read Node objects with this kubeconfig' })
+        .option('in-cluster', { type: 'boolean', default: false, describe: 'read Node objects with the pod\'s service account' })
+        .option('nodes-file', { type: 'string', describe: 'read the node table from this JSON file ({"nodes": [...]})' })
+        .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry and the masquerade rules' })
+        .option('watch', { type: 'number', describe: 'repeat every N seconds' })
+        .option('json', { type: 'boolean', default: false }),
+      async (a) => {
+        const { runSync } = await import('./sync.js');
+        code = await runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], cleanup: a.cleanup, watch: a.watch, json: a.json });
+      },
+    )
     .demandCommand(1, 'name a command (see --help)')
     .strict()
     .version(version)

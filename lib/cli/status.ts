@@ -3,6 +3,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { listEndpoints } from '../datapath/ebpf.js';
 import { readDatapathState } from '../datapath/select.js';
+import { readBackendState } from '../datapath/backend.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { networkDir } from '../bpf/loader.js';
 import { objGet, objInfo, closeFd } from '../bpf/sys.js';
@@ -15,8 +16,11 @@ export interface NetworkStatus {
   file: string;
   ready: boolean;
   problems: string[];
+  /** Things that do not stop ADD but cut some traffic (a peer off the underlay). */
+  warnings: string[];
   datapath: { configured: string; live: string; attach?: string; reason?: string };
   backend: string;
+  peers?: { device?: string; mtu: number; self?: string; names: string[] };
   pool?: { rangeSet: number; ranges: string[]; used: number; free: string }[];
   endpoints: number;
   bpf?: { pinDir: string; programId?: number; mapIds: Record<string, number> };
@@ -91,11 +95,13 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
   let endpoints = hostLinksWithAlias(aliasPrefix(conf.name)).length;
   const eps = conf.datapath === 'routed' ? undefined : listEndpoints(conf.bpffsRoot, conf.name);
   if (eps) endpoints = Math.max(endpoints, new Set(eps.map((e) => e.ep.ifindex)).size);
+  const be = conf.backend === 'none' ? undefined : readBackendState(conf);
   return {
     network: conf.name,
     file,
     ready: problems.length === 0,
     problems,
+    warnings: be?.problems ?? [],
     datapath: {
       configured: conf.datapath,
       live: st?.mode ?? (conf.datapath === 'routed' ? 'routed' : 'not yet decided (no pod attached)'),
@@ -103,6 +109,7 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
       ...(st?.reason ? { reason: st.reason } : {}),
     },
     backend: conf.backend,
+    ...(be ? { peers: { ...(be.device ? { device: be.device } : {}), mtu: be.mtu, ...(be.self ? { self: be.self } : {}), names: be.peers } } : {}),
     ...(pool ? { pool } : {}),
     endpoints,
     ...(conf.datapath !== 'routed' ? { bpf: bpfInfo(conf) } : {}),
@@ -115,7 +122,8 @@ function render(s: NetworkStatus): string {
     `network ${s.network}  (${s.file})  ${s.ready ? 'READY' : 'NOT READY'}`,
     ...s.problems.map((p) => `  problem:   ${p}`),
     `  datapath:  ${s.datapath.live}${s.datapath.attach ? ` (${s.datapath.attach})` : ''}; configured ${s.datapath.configured}${s.datapath.reason ? `; ${s.datapath.reason}` : ''}`,
-    `  backend:   ${s.backend}`,
+    `  backend:   ${s.backend}${s.peers ? ` (${s.peers.device ?? 'routes'}, MTU ${s.peers.mtu}, this node ${s.peers.self ?? '?'}, peers ${s.peers.names.join(' ') || '-'})` : ''}`,
+    ...s.warnings.map((w) => `  warning:   ${w}`),
     ...(s.pool ?? []).map((p) => `  pool ${p.rangeSet}:    ${p.ranges.join(', ')}: ${p.used} used, ${p.free} free`),
     `  endpoints: ${s.endpoints}`,
     ...(s.bpf ? [`  bpf:       pins ${s.bpf.pinDir}; program id ${s.bpf.programId ?? '-'}; maps ${Object.entries(s.bpf.mapIds).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`] : []),

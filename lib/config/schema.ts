@@ -31,6 +31,24 @@ const route = {
   },
 } as const;
 
+export const node = {
+  type: 'object',
+  required: ['name', 'ip', 'podCIDRs'],
+  properties: {
+    name: { type: 'string', maxLength: 253, pattern: NAME, description: 'Node name.' },
+    ip: { ...ipString, description: 'Node (underlay) address: the VTEP or the host-gw next hop.' },
+    ip6: { ...ipString, description: 'Optional IPv6 node address, the next hop of IPv6 pod CIDRs in hostgw mode.' },
+    podCIDRs: { type: 'array', maxItems: 4, items: cidrString, description: 'Pod CIDRs of the node (IPv4 and/or IPv6).' },
+  },
+} as const;
+
+export const nodesFileSchema = {
+  $id: 'twill-nodes',
+  type: 'object',
+  required: ['nodes'],
+  properties: { nodes: { type: 'array', maxItems: 5000, items: node } },
+} as const;
+
 const attachment = {
   type: 'object',
   required: ['containerID', 'ifname'],
@@ -45,7 +63,7 @@ export const schema = {
     cniVersion: { type: 'string', maxLength: 16, description: 'CNI spec version of this configuration (0.3.0 to 1.1.0).' },
     name: { type: 'string', maxLength: 253, pattern: NAME, description: 'Network name; also the name of the IPAM store directory.' },
     type: { type: 'string', maxLength: 253, description: 'Plugin binary name: "twill".' },
-    mtu: { type: 'integer', minimum: 576, maximum: 65535, default: 1500, description: 'MTU of both ends of the pod veth.' },
+    mtu: { type: 'integer', minimum: 576, maximum: 65535, description: 'MTU of both ends of the pod veth (default: 1500; with vxlan, the underlay MTU minus 50 for IPv4 or 70 for IPv6).' },
     datapath: {
       enum: ['auto', 'ebpf', 'routed'],
       default: 'auto',
@@ -57,7 +75,21 @@ export const schema = {
       default: 'auto',
       description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach and detach waits ~15 ms for an RCU grace period), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin get no program either way.',
     },
-    backend: { enum: ['none'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node). VXLAN and host-gw are not implemented yet.' },
+    backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node), "vxlan" (one VXLAN device per network, static FDB and neighbours), "hostgw" (a route per peer pod CIDR via the peer node, which must share the underlay L2).' },
+    vxlan: {
+      type: 'object',
+      default: {},
+      description: 'VXLAN backend settings.',
+      properties: {
+        vni: { type: 'integer', minimum: 1, maximum: 16777215, default: 1, description: 'VXLAN network identifier.' },
+        port: { type: 'integer', minimum: 1, maximum: 65535, default: 4789, description: 'UDP destination port.' },
+        device: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,15}$', description: 'Device name (default: twill.<vni>).' },
+      },
+    },
+    nodeName: { type: 'string', maxLength: 253, pattern: NAME, description: 'This node\'s name in the node table (default: the node whose IP is on a local interface).' },
+    nodes: { type: 'array', maxItems: 5000, items: node, description: 'The node table: every node of the cluster, this one included.' },
+    nodesFile: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'A JSON file {"nodes": [...]} kept current by config management or `twill sync`; used when nodes is absent.' },
+    clusterCIDRs: { type: 'array', maxItems: 16, items: cidrString, description: 'Destinations not masqueraded by ipMasq (default: every node\'s pod CIDRs).' },
     hostVethPrefix: {
       type: 'string',
       pattern: '^[a-z][a-z0-9]{0,3}$',
@@ -67,7 +99,7 @@ export const schema = {
     logFile: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Append JSON-line logs to this absolute path (symlinks are not followed).' },
     logLevel: { enum: ['debug', 'info', 'warn', 'error'], default: 'info', description: 'Threshold for the log file; stderr gets warnings and errors only unless this is "debug".' },
     stateDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/twill', description: 'Where twill keeps its own per-network state.' },
-    ipMasq: { const: false, default: false, description: 'Reserved: masquerading pod egress is not implemented yet (only false is accepted).' },
+    ipMasq: { type: 'boolean', default: false, description: 'Masquerade traffic from this node\'s pod CIDRs to destinations outside clusterCIDRs: one nftables (else iptables) rule set per network, removed with the last pod.' },
     ipam: {
       type: 'object',
       required: ['type'],

@@ -46,20 +46,32 @@ export interface RuntimeConfig {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+export interface NodeEntry {
+  name: string;
+  ip: string;
+  ip6?: string;
+  podCIDRs: string[];
+}
+
 export interface NetConf {
   cniVersion: string;
   name: string;
   type: string;
-  mtu: number;
+  mtu?: number;
   datapath: 'auto' | 'ebpf' | 'routed';
-  backend: 'none';
+  backend: 'none' | 'vxlan' | 'hostgw';
+  vxlan: { vni: number; port: number; device?: string };
+  nodeName?: string;
+  nodes?: NodeEntry[];
+  nodesFile?: string;
+  clusterCIDRs?: string[];
   bpffsRoot: string;
   ebpfAttach: 'auto' | 'tcx' | 'legacy';
   hostVethPrefix: string;
   logFile?: string;
   logLevel: LogLevel;
   stateDir: string;
-  ipMasq: false;
+  ipMasq: boolean;
   ipam?: IpamConf;
   dns?: DnsConf;
   capabilities?: Record<string, boolean>;

@@ -8,4 +8,4 @@ export interface Validator {
   errors?: SchemaError[] | null;
 }
 export const validate: Validator;
-export default validate;
+export const validateNodesFile: Validator;

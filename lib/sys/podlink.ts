@@ -191,3 +191,13 @@ export function listHostLinkNames(): Map<number, string> {
     nl.close();
   }
 }
+
+/** Every address on this namespace's interfaces. */
+export function localAddresses(): Addr[] {
+  const nl = new Netlink();
+  try {
+    return listAddresses(nl).map((a) => a.cidr.addr);
+  } finally {
+    nl.close();
+  }
+}

@@ -15,7 +15,7 @@ function rejects(o: unknown, code: number, field: RegExp): void {
 describe('config', () => {
   it('fills defaults from the schema', () => {
     const c = load(base);
-    assert.equal(c.mtu, 1500);
+    assert.equal(c.mtu, undefined, 'no default: 1500, or derived from the underlay with vxlan');
     assert.equal(c.datapath, 'auto');
     assert.equal(c.hostVethPrefix, 'tw');
     assert.equal(c.ipam!.dataDir, '/var/lib/cni/networks');
@@ -86,8 +86,13 @@ describe('configuration reference', () => {
     }
   });
 
-  it('refuses features that are not implemented instead of ignoring them', () => {
-    rejects({ ...base, backend: 'vxlan' }, 7, /backend/);
-    rejects({ ...base, ipMasq: true }, 7, /ipMasq/);
+  it('validates the cross-node settings and the node table', () => {
+    rejects({ ...base, backend: 'geneve' }, 7, /backend/);
+    rejects({ ...base, vxlan: { vni: 0 } }, 7, /vxlan\.vni/);
+    rejects({ ...base, nodes: [{ name: 'a', ip: '10.0.0.1' }] }, 7, /nodes\.0\.podCIDRs/);
+    rejects({ ...base, nodesFile: '../nodes.json' }, 7, /nodesFile/);
+    const c = load({ ...base, backend: 'vxlan', ipMasq: true, nodes: [{ name: 'a', ip: '10.0.0.1', podCIDRs: ['10.1.0.0/24'] }] });
+    assert.equal(c.vxlan.vni, 1);
+    assert.equal(c.vxlan.port, 4789);
   });
 });

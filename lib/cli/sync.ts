@@ -1,0 +1,89 @@
+// `twill sync`: one-shot, idempotent reconciliation of every twill network on this host with
+// its node table — from Kubernetes Node objects, a nodes file, or the config itself — never
+// needed for a packet to flow once programmed. --watch repeats it on an interval.
+import { readFileSync } from 'node:fs';
+import type { NetConf, NodeEntry } from '../config/types.js';
+import { reconcile, type BackendState } from '../datapath/backend.js';
+import { ensureNetworkMasq, removeNetworkMasq } from '../datapath/masq.js';
+import { readNodesFile, syncedNodesPath } from '../datapath/nodes.js';
+import { mkdirs } from '../fsx.js';
+import { writeAtomic } from '../ipam/store.js';
+import { localAddresses } from '../sys/podlink.js';
+import { twillNetworks } from './netconfs.js';
+
+export interface SyncOpts {
+  confDir: string;
+  network?: string | undefined;
+  kubeconfig?: string | undefined;
+  inCluster: boolean;
+  nodesFile?: string | undefined;
+  cleanup: boolean;
+  watch?: number | undefined;
+  json: boolean;
+}
+
+async function source(o: SyncOpts): Promise<{ nodes?: NodeEntry[]; note: string }> {
+  if (o.kubeconfig || o.inCluster) {
+    const k8s = await import('../cluster/k8s.js');
+    const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
+    const list = await k8s.listNodes(access);
+    return { nodes: list.nodes, note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}` };
+  }
+  if (o.nodesFile) {
+    const nodes = readNodesFile(o.nodesFile, 'nodes file');
+    return { nodes, note: `${nodes.length} nodes from ${o.nodesFile}` };
+  }
+  return { note: 'node table from each network\'s own configuration' };
+}
+
+function storeTable(conf: NetConf, nodes: NodeEntry[]): boolean {
+  const path = syncedNodesPath(conf);
+  const body = `${JSON.stringify({ nodes }, null, 2)}\n`;
+  try {
+    if (readFileSync(path, 'utf8') === body) return false;
+  } catch {
+    // first sync
+  }
+  mkdirs(`${conf.stateDir}/nodes`, 0o700);
+  writeAtomic(path, body);
+  return true;
+}
+
+async function once(o: SyncOpts): Promise<number> {
+  const src = await source(o);
+  const results: { network: string; tableChanged?: boolean; state?: BackendState; error?: string }[] = [];
+  for (const n of twillNetworks(o.confDir)) {
+    if (!n.conf) {
+      results.push({ network: n.file, error: n.error ?? 'invalid' });
+      continue;
+    }
+    if (o.network && n.conf.name !== o.network) continue;
+    const conf = n.conf;
+    try {
+      const tableChanged = src.nodes && !conf.nodes && !conf.nodesFile ? storeTable(conf, src.nodes) : false;
+      const state = reconcile(conf, { cleanup: o.cleanup });
+      if (o.cleanup) removeNetworkMasq(conf);
+      else ensureNetworkMasq(conf, localAddresses, true);
+      results.push({ network: conf.name, tableChanged, state });
+    } catch (e) {
+      results.push({ network: conf.name, error: (e as Error).message });
+    }
+  }
+  if (o.json) process.stdout.write(`${JSON.stringify({ source: src.note, networks: results }, null, 2)}\n`);
+  else {
+    process.stdout.write(`${src.note}\n`);
+    for (const r of results) {
+      if (r.error) process.stdout.write(`${r.network}: error: ${r.error}\n`);
+      else process.stdout.write(`${r.network}: ${r.state!.backend}, ${r.state!.peers.length} peers, ${r.state!.changes} changes${r.state!.problems.map((p) => `\n  problem: ${p}`).join('')}\n`);
+    }
+  }
+  return results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0) ? 1 : 0;
+}
+
+export async function runSync(o: SyncOpts): Promise<number> {
+  if (!o.watch) return once(o);
+  for (;;) {
+    await once(o);
+    await new Promise((r) => setTimeout(r, o.watch! * 1000));
+  }
+}

@@ -1,0 +1,112 @@
+// Kubernetes as the source of the node table: Node objects (spec.podCIDRs, InternalIP) read
+// from the API server with Node's own https client. Only `twill sync` uses this.
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { dirname, resolve } from 'node:path';
+import type { NodeEntry } from '../config/types.js';
+
+export interface KubeAccess {
+  server: string;
+  token?: string;
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+type Obj = Record<string, unknown>;
+const obj = (x: unknown): Obj => (typeof x === 'object' && x !== null ? (x as Obj) : {});
+
+function material(base: string, data: unknown, file: unknown): Buffer | undefined {
+  if (typeof data === 'string') return Buffer.from(data, 'base64');
+  if (typeof file === 'string') return readFileSync(resolve(base, file));
+  return undefined;
+}
+
+/** Reads a kubeconfig (YAML or JSON): the current context's cluster and user. */
+export async function kubeconfigAccess(path: string): Promise<KubeAccess> {
+  const { parse } = await import('yaml');
+  const doc = obj(parse(readFileSync(path, 'utf8')));
+  const named = (list: unknown, name: unknown, what: string): Obj => {
+    const hit = (Array.isArray(list) ? list : []).map(obj).find((e) => e.name === name);
+    if (!hit) throw new Error(`kubeconfig ${path}: ${what} "${String(name)}" not found`);
+    return obj(hit[what]);
+  };
+  const ctx = named(doc.contexts, doc['current-context'], 'context');
+  const cluster = named(doc.clusters, ctx.cluster, 'cluster');
+  const user = named(doc.users, ctx.user, 'user');
+  const base = dirname(path);
+  if (typeof cluster.server !== 'string') throw new Error(`kubeconfig ${path}: the cluster has no server`);
+  const token = typeof user.token === 'string' ? user.token : typeof user.tokenFile === 'string' ? readFileSync(resolve(base, user.tokenFile), 'utf8').trim() : undefined;
+  const ca = material(base, cluster['certificate-authority-data'], cluster['certificate-authority']);
+  const cert = material(base, user['client-certificate-data'], user['client-certificate']);
+  const key = material(base, user['client-key-data'], user['client-key']);
+  return { server: cluster.server, ...(token ? { token } : {}), ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+}
+
+/** The in-cluster service account (a DaemonSet running `twill sync --watch`). */
+export function inClusterAccess(root = '/var/run/secrets/kubernetes.io/serviceaccount'): KubeAccess {
+  const host = process.env.KUBERNETES_SERVICE_HOST;
+  const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
+  if (!host) throw new Error('not running in a cluster (KUBERNETES_SERVICE_HOST is unset)');
+  return { server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, token: readFileSync(`${root}/token`, 'utf8').trim(), ca: readFileSync(`${root}/ca.crt`) };
+}
+
+function get(a: KubeAccess, path: string): Promise<Obj> {
+  const url = new URL(path, a.server);
+  return new Promise((res, rej) => {
+    const req = request(url, {
+      method: 'GET',
+      headers: { Accept: 'application/json', ...(a.token ? { Authorization: `Bearer ${a.token}` } : {}) },
+      ...(a.ca ? { ca: a.ca } : {}),
+      ...(a.cert ? { cert: a.cert } : {}),
+      ...(a.key ? { key: a.key } : {}),
+      timeout: 15_000,
+    }, (r) => {
+      let body = '';
+      r.setEncoding('utf8');
+      r.on('data', (d: string) => (body += d));
+      r.on('end', () => {
+        if (r.statusCode !== 200) return rej(new Error(`GET ${url.pathname}: HTTP ${r.statusCode} ${body.slice(0, 200)}`));
+        try {
+          res(obj(JSON.parse(body)));
+        } catch (e) {
+          rej(new Error(`GET ${url.pathname}: ${(e as Error).message}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url.pathname}: timed out`)));
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+export interface NodeList {
+  nodes: NodeEntry[];
+  /** Nodes without a pod CIDR yet (the controller manager has not allocated one). */
+  pending: string[];
+}
+
+export async function listNodes(a: KubeAccess, pageSize = 500): Promise<NodeList> {
+  const nodes: NodeEntry[] = [];
+  const pending: string[] = [];
+  let cont = '';
+  do {
+    const page = await get(a, `/api/v1/nodes?limit=${pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
+    for (const item of (Array.isArray(page.items) ? page.items : []).map(obj)) {
+      const name = String(obj(item.metadata).name ?? '');
+      const spec = obj(item.spec);
+      const cidrs = (Array.isArray(spec.podCIDRs) ? spec.podCIDRs : typeof spec.podCIDR === 'string' ? [spec.podCIDR] : []).filter((c): c is string => typeof c === 'string');
+      const internal = (Array.isArray(obj(item.status).addresses) ? (obj(item.status).addresses as unknown[]) : []).map(obj).filter((x) => x.type === 'InternalIP').map((x) => String(x.address));
+      const v4 = internal.find((x) => !x.includes(':'));
+      const v6 = internal.find((x) => x.includes(':'));
+      if (cidrs.length === 0 || !(v4 ?? v6)) {
+        pending.push(name);
+        continue;
+      }
+      nodes.push({ name, ip: (v4 ?? v6)!, ...(v4 && v6 ? { ip6: v6 } : {}), podCIDRs: cidrs });
+    }
+    cont = typeof obj(page.metadata).continue === 'string' ? (obj(page.metadata).continue as string) : '';
+  } while (cont);
+  nodes.sort((x, y) => x.name.localeCompare(y.name));
+  return { nodes, pending };
+}

@@ -1,0 +1,39 @@
+// ipMasq of a network: which sources and exemptions, when to install and when to remove.
+// A marker under /run (cleared by a reboot, like the rules) keeps ADD from running nft twice.
+import { existsSync, rmSync } from 'node:fs';
+import type { NetConf } from '../config/types.js';
+import { mkdirs } from '../fsx.js';
+import { network, parseCidr, type Cidr } from '../ipam/ip.js';
+import { writeAtomic } from '../ipam/store.js';
+import { log } from '../log.js';
+import { fnv1a64, runMarker } from '../naming.js';
+import { ensureMasq, removeMasq } from '../sys/masq.js';
+import { nodeTable, splitNodes, toPeer } from './nodes.js';
+import { rangeSets } from '../ipam/ranges.js';
+
+export const masqTag = (conf: NetConf): string => fnv1a64(conf.name).toString(16).slice(0, 12);
+const marker = (conf: NetConf): string => runMarker(conf.stateDir, 'masq', conf.name);
+
+function spec(conf: NetConf, localAddrs: { family: 4 | 6; value: bigint }[]): { sources: Cidr[]; exempt: Cidr[] } {
+  const table = nodeTable(conf);
+  const { self } = splitNodes(conf, table, localAddrs);
+  const sources = self?.podCIDRs ?? (conf.ipam?.type === 'host-local' ? rangeSets(conf).flat().map((r) => r.subnet) : []);
+  const exempt = conf.clusterCIDRs
+    ? conf.clusterCIDRs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined).map(network)
+    : [...sources, ...table.flatMap((n) => toPeer(n).podCIDRs)];
+  return { sources, exempt };
+}
+
+export function ensureNetworkMasq(conf: NetConf, localAddrs: () => { family: 4 | 6; value: bigint }[], force = false): void {
+  if (!conf.ipMasq || (!force && existsSync(marker(conf)))) return;
+  const how = ensureMasq({ tag: masqTag(conf), ...spec(conf, localAddrs()) });
+  mkdirs('/run/twill', 0o700);
+  writeAtomic(marker(conf), `${how}\n`);
+  log.info('egress masquerade installed', { with: how });
+}
+
+export function removeNetworkMasq(conf: NetConf): void {
+  removeMasq(masqTag(conf));
+  rmSync(marker(conf), { force: true });
+  log.info('egress masquerade removed');
+}

@@ -1,0 +1,93 @@
+// Egress masquerade for a network: one nftables table per network (iptables when nft is
+// missing) — not one rule per pod. Created idempotently, removed with the network's last pod.
+import { accessSync, constants } from 'node:fs';
+import type { Cidr } from '../ipam/ip.js';
+import { formatCidr } from '../ipam/ip.js';
+
+const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'];
+const IPT = { 4: ['/usr/sbin/iptables', '/sbin/iptables'], 6: ['/usr/sbin/ip6tables', '/sbin/ip6tables'] } as const;
+
+function find(paths: readonly string[]): string | undefined {
+  return paths.find((p) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string } {
+  const { spawnSync } = process.getBuiltinModule('node:child_process');
+  const r = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8', timeout: 10_000 });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() };
+}
+
+export const masqTable = (tag: string): string => `twill_${tag}`;
+
+export interface MasqSpec {
+  tag: string;
+  sources: Cidr[];
+  exempt: Cidr[];
+}
+
+/** Installs (or refreshes) the rules; throws with nft's/iptables' message on failure. */
+export function ensureMasq(m: MasqSpec): 'nftables' | 'iptables' {
+  const nft = find(NFT);
+  if (nft) {
+    const lines: string[] = [];
+    for (const f of [4, 6] as const) {
+      const fam = f === 4 ? 'ip' : 'ip6';
+      const src = m.sources.filter((c) => c.addr.family === f).map(formatCidr);
+      const ex = m.exempt.filter((c) => c.addr.family === f).map(formatCidr);
+      const t = `${fam} ${masqTable(m.tag)}`;
+      lines.push(`add table ${t}`, `delete table ${t}`);
+      if (src.length === 0) continue;
+      lines.push(`table ${t} {`, '  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;',
+        `    ${fam} saddr { ${src.join(', ')} }${ex.length ? ` ${fam} daddr != { ${ex.join(', ')} }` : ''} masquerade`, '  }', '}');
+    }
+    const r = run(nft, ['-f', '-'], `${lines.join('\n')}\n`);
+    if (!r.ok) throw new Error(`nft: ${r.out}`);
+    return 'nftables';
+  }
+  for (const f of [4, 6] as const) {
+    const ipt = find(IPT[f]);
+    const src = m.sources.filter((c) => c.addr.family === f);
+    if (!ipt || src.length === 0) continue;
+    const chain = `TWILL-MASQ-${m.tag}`.slice(0, 28).toUpperCase();
+    run(ipt, ['-t', 'nat', '-N', chain]);
+    run(ipt, ['-t', 'nat', '-F', chain]);
+    for (const e of m.exempt.filter((c) => c.addr.family === f)) run(ipt, ['-t', 'nat', '-A', chain, '-d', formatCidr(e), '-j', 'RETURN']);
+    run(ipt, ['-t', 'nat', '-A', chain, '-j', 'MASQUERADE']);
+    for (const s of src) {
+      const rule = ['-t', 'nat', 'POSTROUTING', '-s', formatCidr(s), '-j', chain];
+      if (!run(ipt, [rule[0]!, rule[1]!, '-C', ...rule.slice(2)]).ok) run(ipt, [rule[0]!, rule[1]!, '-A', ...rule.slice(2)]);
+    }
+  }
+  return 'iptables';
+}
+
+export function removeMasq(tag: string): void {
+  const nft = find(NFT);
+  if (nft) {
+    run(nft, ['delete', 'table', 'ip', masqTable(tag)]);
+    run(nft, ['delete', 'table', 'ip6', masqTable(tag)]);
+    return;
+  }
+  for (const f of [4, 6] as const) {
+    const ipt = find(IPT[f]);
+    if (!ipt) continue;
+    const chain = `TWILL-MASQ-${tag}`.slice(0, 28).toUpperCase();
+    const rules = run(ipt, ['-t', 'nat', '-S', 'POSTROUTING']).out.split('\n').filter((l) => l.includes(`-j ${chain}`));
+    for (const l of rules) run(ipt, ['-t', 'nat', ...l.replace(/^-A /, '-D ').split(' ')]);
+    run(ipt, ['-t', 'nat', '-F', chain]);
+    run(ipt, ['-t', 'nat', '-X', chain]);
+  }
+}
+
+export function masqPresent(tag: string): boolean {
+  const nft = find(NFT);
+  if (nft) return run(nft, ['list', 'table', 'ip', masqTable(tag)]).ok || run(nft, ['list', 'table', 'ip6', masqTable(tag)]).ok;
+  return false;
+}

@@ -1,0 +1,93 @@
+// A simulated cluster: node namespaces joined by an underlay bridge (in a switch namespace),
+// each node with its own state, IPAM store, bpffs root and CNI config directory, twill run
+// inside each node's namespace exactly as kubelet's runtime would run it there.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { deleteNetns, inNs, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from './twill.js';
+
+export interface SimNode {
+  name: string;
+  ns: string;
+  ip: string;
+  ip6: string;
+  cidr4: string;
+  cidr6: string;
+  dir: string;
+  confDir: string;
+  conf: Record<string, any>;
+}
+
+export interface Cluster {
+  nodes: SimNode[];
+  /** Runs twill inside node's namespace; parsed stdout and exit code. */
+  twill(node: SimNode, env: Record<string, string>, stdin: object): { code: number; json: Record<string, any>; stdout: string };
+  cli(node: SimNode, args: string[]): { code: number; stdout: string; stderr: string };
+  destroy(): void;
+}
+
+let clusters = 0;
+
+export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf' | 'routed'; count?: number; extra?: (n: SimNode) => Record<string, unknown> }): Cluster {
+  const id = clusters++;
+  const sw = makeNetns();
+  inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
+  inNs(sw, ['ip', 'link', 'set', 'br0', 'up']);
+  const net = `cluster${process.pid % 1000}x${id}`;
+  const nodes: SimNode[] = Array.from({ length: opts.count ?? 3 }, (_, i) => {
+    const k = i + 1;
+    const ns = makeNetns();
+    sh('ip', ['link', 'add', `twu${id}n${k}`, 'netns', ns, 'type', 'veth', 'peer', 'name', `sw${k}`, 'netns', sw]);
+    inNs(sw, ['ip', 'link', 'set', `sw${k}`, 'master', 'br0', 'up']);
+    inNs(ns, ['ip', 'link', 'set', `twu${id}n${k}`, 'name', 'eth0']);
+    inNs(ns, ['ip', 'addr', 'add', `10.250.${id}.${k}/24`, 'dev', 'eth0']);
+    inNs(ns, ['ip', 'addr', 'add', `fd00:250:${id + 1}::${k}/64`, 'dev', 'eth0', 'nodad']);
+    inNs(ns, ['ip', 'link', 'set', 'eth0', 'up']);
+    inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
+    const dir = tempDir(`node${k}`);
+    return { name: `node-${k}`, ns, ip: `10.250.${id}.${k}`, ip6: `fd00:250:${id + 1}::${k}`, cidr4: `10.244.${id * 10 + k}.0/24`, cidr6: `fd00:244:${id * 10 + k}::/64`, dir, confDir: `${dir}/net.d`, conf: {} };
+  });
+  const table = nodes.map((n) => ({ name: n.name, ip: n.ip, ip6: n.ip6, podCIDRs: [n.cidr4, n.cidr6] }));
+  for (const n of nodes) {
+    n.conf = {
+      cniVersion: '1.1.0', name: net, type: 'twill', backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },
+      nodeName: n.name, nodesFile: `${n.dir}/nodes.json`, stateDir: `${n.dir}/state`, bpffsRoot: `${n.dir}/bpffs`, logFile: `${n.dir}/twill.log`,
+      ipam: { type: 'host-local', dataDir: `${n.dir}/ipam`, ranges: [[{ subnet: n.cidr4 }], [{ subnet: n.cidr6 }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
+      ...(opts.extra?.(n) ?? {}),
+    };
+    writeFileSync(`${n.dir}/nodes.json`, JSON.stringify({ nodes: table }));
+    sh('mkdir', ['-p', n.confDir]);
+    const entry = { ...n.conf };
+    delete entry.cniVersion;
+    delete entry.name;
+    writeFileSync(`${n.confDir}/10-twill.conflist`, JSON.stringify({ cniVersion: '1.1.0', name: net, plugins: [entry] }));
+  }
+  const run = (node: SimNode, args: string[], env: Record<string, string>, input = '') =>
+    spawnSync('ip', ['netns', 'exec', node.ns, TWILL, ...args], { input, encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 60_000 });
+  return {
+    nodes,
+    twill: (node, env, stdin) => {
+      const r = run(node, [], env, JSON.stringify(stdin));
+      let json: Record<string, any> = {};
+      try {
+        json = r.stdout.trim() ? JSON.parse(r.stdout) : {};
+      } catch {
+        json = { unparsable: r.stdout };
+      }
+      return { code: r.status ?? -1, json, stdout: r.stdout };
+    },
+    cli: (node, args) => {
+      const r = run(node, args, {});
+      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    },
+    destroy: () => {
+      for (const n of nodes) {
+        sh('umount', [`${n.dir}/bpffs`], { allowFail: true });
+        deleteNetns(n.ns);
+        removeDir(n.dir);
+      }
+      deleteNetns(sw);
+    },
+  };
+}
+
+export const podEnv = (id: string, pod: string): Record<string, string> => ({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: netnsPath(pod), CNI_IFNAME: 'eth0' });
