@@ -60,7 +60,7 @@ export interface NetConf {
   mtu?: number;
   datapath: 'auto' | 'ebpf' | 'routed';
   backend: 'none' | 'vxlan' | 'hostgw';
-  vxlan: { vni: number; port: number; device?: string };
+  vxlan: { vni: number; port: number; device?: string; txChecksumOffload: 'auto' | 'on' | 'off' };
   nodeName?: string;
   nodes?: NodeEntry[];
   nodesFile?: string;

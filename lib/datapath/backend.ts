@@ -11,7 +11,7 @@ import { log } from '../log.js';
 import { fnv1a64, runMarker } from '../naming.js';
 import { Netlink } from '../sys/netlink.js';
 import {
-  addTwillRoute, createVxlan, delNeigh, delTwillRoute, disableTxChecksum, listNeighs, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
+  addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
 } from '../sys/overlay.js';
 import { addAddress, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
 import { nodeTable, splitNodes, type Peer } from './nodes.js';
@@ -33,6 +33,22 @@ const DEFAULT_MTU = 1500;
 export function vtepMac(ip: Addr): string {
   const h = fnv1a64(formatAddr(ip)).toString(16).padStart(16, '0');
   return `0e:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}`;
+}
+
+/**
+ * Kernels before 5.7 rewrote the (zero) UDP checksum of VXLAN packets they NAT'd, so peers
+ * dropped them: offload off there, as flannel does. Elsewhere off only costs throughput.
+ */
+function txChecksumOn(conf: NetConf): boolean {
+  if (conf.vxlan.txChecksumOffload !== 'auto') return conf.vxlan.txChecksumOffload === 'on';
+  let release = '0.0';
+  try {
+    release = readFileSync('/proc/sys/kernel/osrelease', 'utf8');
+  } catch {
+    return false;
+  }
+  const [maj = 0, min = 0] = release.split('.').map((x) => parseInt(x, 10));
+  return maj > 5 || (maj === 5 && min >= 7);
 }
 
 const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${conf.name}.json`;
@@ -143,7 +159,7 @@ export function reconcile(conf: NetConf, opts: { cleanup?: boolean } = {}): Back
         setLinkUp(nl, link.index);
         changes++;
       }
-      disableTxChecksum(name);
+      setTxChecksum(name, txChecksumOn(conf));
       plan = planVxlan(link.index, peers, networkMetric(conf));
     } else if (conf.backend === 'hostgw' && !opts.cleanup) {
       plan = planHostgw(nl, peers, networkMetric(conf));

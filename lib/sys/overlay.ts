@@ -165,17 +165,18 @@ export function routeGet(nl: Netlink, a: Addr): { oif: number; gw?: Addr } | und
 const SIOCETHTOOL = 0x8946;
 const ETHTOOL_STXCSUM = 0x17;
 
-/** Turns TX checksum offload off (ethtool -K dev tx off): VXLAN over some drivers corrupts it. */
-export function disableTxChecksum(dev: string): void {
+/** Sets TX checksum offload (ethtool -K dev tx on|off). */
+export function setTxChecksum(dev: string, on: boolean): void {
   const c = libc();
   const fd = check('socket(AF_INET)', c.socket(AF_INET, 2 /* SOCK_DGRAM */ | 0x80000, 0));
   try {
     const value = Buffer.alloc(8);
     value.writeUInt32LE(ETHTOOL_STXCSUM, 0);
+    value.writeUInt32LE(on ? 1 : 0, 4);
     const ifr = Buffer.alloc(40);
     ifr.write(dev, 0, 15, 'latin1');
     ifr.writeBigUInt64LE(koffi().address(value), 16);
-    check(`ethtool tx off ${dev}`, c.ioctl(fd, SIOCETHTOOL, ifr));
+    check(`ethtool tx ${on ? 'on' : 'off'} ${dev}`, c.ioctl(fd, SIOCETHTOOL, ifr));
   } finally {
     c.close(fd);
   }
