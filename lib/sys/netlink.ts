@@ -92,5 +92,15 @@ export class Netlink {
   }
 }
 
+/** Runs fn with a fresh socket in the current namespace, closing it after. */
+export function withNetlink<T>(fn: (nl: Netlink) => T): T {
+  const nl = new Netlink();
+  try {
+    return fn(nl);
+  } finally {
+    nl.close();
+  }
+}
+
 export const describe = (e: unknown): string => (e instanceof SysError ? e.message : e instanceof Error ? e.message : String(e));
 export { errnoName };

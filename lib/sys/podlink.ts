@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import { bits, type Addr, type Cidr } from '../ipam/ip.js';
 import { EEXIST } from './libc.js';
-import { Netlink, NetlinkError } from './netlink.js';
+import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
   addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
@@ -155,49 +155,24 @@ export function readPodSide(ns: Netns, ifName: string, families: (4 | 6)[]): Sid
 }
 
 export function readHostSide(name: string, families: (4 | 6)[]): SideState {
-  const nl = new Netlink();
-  try {
-    return readSide(nl, name, families);
-  } finally {
-    nl.close();
-  }
+  return withNetlink((nl) => readSide(nl, name, families));
 }
 
 /** Host veths whose alias starts with prefix (GC's view of this network's attachments). */
 export function hostLinksWithAlias(prefix: string): Link[] {
-  const nl = new Netlink();
-  try {
-    return listLinks(nl).filter((l) => l.alias.startsWith(prefix));
-  } finally {
-    nl.close();
-  }
+  return withNetlink((nl) => listLinks(nl).filter((l) => l.alias.startsWith(prefix)));
 }
 
 export function hostLinkIndex(name: string): number | undefined {
-  const nl = new Netlink();
-  try {
-    return getLink(nl, name)?.index;
-  } finally {
-    nl.close();
-  }
+  return withNetlink((nl) => getLink(nl, name)?.index);
 }
 
 /** ifindex → name of every host link. */
 export function listHostLinkNames(): Map<number, string> {
-  const nl = new Netlink();
-  try {
-    return new Map(listLinks(nl).map((l) => [l.index, l.name]));
-  } finally {
-    nl.close();
-  }
+  return withNetlink((nl) => new Map(listLinks(nl).map((l) => [l.index, l.name])));
 }
 
 /** Every address on this namespace's interfaces. */
 export function localAddresses(): Addr[] {
-  const nl = new Netlink();
-  try {
-    return listAddresses(nl).map((a) => a.cidr.addr);
-  } finally {
-    nl.close();
-  }
+  return withNetlink((nl) => listAddresses(nl).map((a) => a.cidr.addr));
 }
