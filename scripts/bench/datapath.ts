@@ -84,7 +84,7 @@ function forwardRules(): (() => void) | undefined {
   if (spawnSync('modprobe', ['br_netfilter']).status !== 0 && spawnSync('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables']).status !== 0) return undefined;
   const prev = run(['sysctl', '-n', 'net.bridge.bridge-nf-call-iptables'], true).trim();
   run(['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
-  const rules = Array.from({ length: 1000 }, (_, i) => `-A TWBENCH -s 192.0.2.${i % 250}/32 -d 198.51.100.${Math.floor(i / 250)}/32 -j DROP`);
+  const rules = Array.from({ length: 1000 }, (_, i) => `-A TWBENCH -s 198.18.1.${i % 250}/32 -d 198.19.1.${Math.floor(i / 250)}/32 -j DROP`);
   const file = '/tmp/twill-bench-rules';
   writeFileSync(file, `*filter\n:TWBENCH - [0:0]\n${rules.join('\n')}\n-I FORWARD -j TWBENCH\nCOMMIT\n`);
   run(['iptables-restore', '--noflush', file]);

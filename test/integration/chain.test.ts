@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { runChain, type ChainCall, type ConfList } from '../../scripts/chain.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, iperf, iperfServer, tempBpffs } from '../helpers/traffic.js';
-import { CNI_BIN_DIR, cleanupNetns, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
+import { CNI_BIN_DIR, cleanupNetns, inNs, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -83,6 +83,28 @@ describe('chained with portmap and bandwidth on the eBPF data path', () => {
   it('the host reaches the hostPort and the pods', () => {
     iperfServer(pods.a, 5401);
     assert.ok(iperf(undefined, gateway, 18080, 1) > 0);
+  });
+
+  it('a client outside the node reaches the hostPort (PREROUTING DNAT, replies through conntrack)', (t) => {
+    // The outside client sits on a test-only link in 198.18.250.0/24 (the benchmarking range),
+    // never on a network the host already uses.
+    if (sh('ip', ['-4', 'route', 'show', 'root', '198.18.0.0/15']).trim() !== '' || /inet 198\.1[89]\./.test(sh('ip', ['-4', 'addr']))) {
+      t.skip('198.18.250.0/24 is routed on this host');
+      return;
+    }
+    const outside = makeNetns();
+    const uplink = `twtout${process.pid % 10000}`;
+    sh('ip', ['link', 'add', uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
+    try {
+      sh('ip', ['addr', 'add', '198.18.250.1/24', 'dev', uplink]);
+      sh('ip', ['link', 'set', uplink, 'up']);
+      inNs(outside, ['ip', 'addr', 'add', '198.18.250.2/24', 'dev', 'eth0']);
+      inNs(outside, ['ip', 'link', 'set', 'eth0', 'up']);
+      iperfServer(pods.a, 5401);
+      assert.ok(iperf(outside, '198.18.250.1', 18080, 1) > 0, 'outside → host 198.18.250.1:18080 → pod A');
+    } finally {
+      sh('ip', ['link', 'del', uplink], { allowFail: true });
+    }
   });
 
   it('a Service-style DNAT (VIP:80 → pod A) works from pod B in both directions', () => {

@@ -103,7 +103,7 @@ describe('a failed ADD leaves nothing behind', () => {
 
   it('when a pod route cannot be installed after the veth exists', () => {
     const ns = makeNetns();
-    const bad = { ...conf, ipam: { ...conf.ipam, routes: [{ dst: '192.0.2.0/24', gw: '198.51.100.1' }] } };
+    const bad = { ...conf, ipam: { ...conf.ipam, routes: [{ dst: '198.18.0.0/24', gw: '198.19.0.1' }] } };
     const before = hostLinks('twt');
     const r = twill(envFor('ADD', 'badroute', ns), bad);
     assert.notEqual(r.code, 0);

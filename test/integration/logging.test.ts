@@ -33,7 +33,7 @@ describe('logging', () => {
   it('logs a failed ADD with its reason', () => {
     const ns = makeNetns();
     const logFile = `${dir}/fail.log`;
-    const conf = net.conf({ logFile, ipam: { ...net.conf().ipam, routes: [{ dst: '192.0.2.0/24', gw: '198.51.100.1' }] } });
+    const conf = net.conf({ logFile, ipam: { ...net.conf().ipam, routes: [{ dst: '198.18.0.0/24', gw: '198.19.0.1' }] } });
     const r = twill({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'log2', CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' }, conf);
     assert.notEqual(r.code, 0);
     const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));

@@ -123,11 +123,11 @@ describe('ipMasq: egress from pods to outside the cluster', () => {
     // Reach the outside host through node 1's underlay address.
     const uplink = `twout${process.pid % 10000}`;
     inNs(a.ns, ['ip', 'link', 'add', uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside]);
-    inNs(a.ns, ['ip', 'addr', 'add', '192.0.2.1/24', 'dev', uplink]);
+    inNs(a.ns, ['ip', 'addr', 'add', '198.18.250.1/24', 'dev', uplink]);
     inNs(a.ns, ['ip', 'link', 'set', uplink, 'up']);
-    inNs(outside, ['ip', 'addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
+    inNs(outside, ['ip', 'addr', 'add', '198.18.250.2/24', 'dev', 'eth0']);
     inNs(outside, ['ip', 'link', 'set', 'eth0', 'up']);
-    assert.ok(pingOk(pods[0], '192.0.2.2'), 'pod → outside works only when masqueraded (outside has no route back to pods)');
+    assert.ok(pingOk(pods[0], '198.18.250.2'), 'pod → outside works only when masqueraded (outside has no route back to pods)');
     assert.equal(c.twill(a, { ...podEnv('masq-1', pods[0]!), CNI_COMMAND: 'DEL' }, a.conf).code, 0);
     assert.match(inNs(a.ns, ['nft', 'list', 'ruleset']), /masquerade/, 'still one pod left');
     assert.equal(c.twill(a, { ...podEnv('masq-2', pods[1]!), CNI_COMMAND: 'DEL' }, a.conf).code, 0);

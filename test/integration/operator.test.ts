@@ -81,7 +81,7 @@ describe('twill status', () => {
 
   it('shows the last errors from the log file', () => {
     const ns = makeNetns();
-    const bad = { ...small, ipam: { ...small.ipam, routes: [{ dst: '192.0.2.0/24', gw: '198.51.100.1' }] } };
+    const bad = { ...small, ipam: { ...small.ipam, routes: [{ dst: '198.18.0.0/24', gw: '198.19.0.1' }] } };
     assert.notEqual(twill({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'st3', CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' }, bad).code, 0);
     assert.match(status().s.lastErrors.join('\n'), /ENETUNREACH/);
   });
