@@ -31,28 +31,21 @@ export function isVerb(v: string | undefined): v is Verb {
 export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const verb = env.CNI_COMMAND;
   if (!isVerb(verb)) throw new CniError(Code.InvalidEnv, `CNI_COMMAND: unknown command "${String(verb).slice(0, 32)}"`);
+  const path = (env.CNI_PATH ?? '').split(':').filter((p) => p !== '');
+  // Only what the verb uses is read: libcni validates a config by running VERSION with
+  // CNI_NETNS=dummy (and STATUS/GC carry no attachment), which must not be refused.
+  if (verb === 'VERSION' || verb === 'STATUS' || verb === 'GC') return { verb, containerId: '', netns: '', ifName: '', args: new Map(), path };
   const missing = need[verb].filter((k) => !env[k]);
   if (missing.length > 0) throw new CniError(Code.InvalidEnv, `required environment variables missing: ${missing.join(', ')}`);
   const containerId = env.CNI_CONTAINERID ?? '';
   const ifName = env.CNI_IFNAME ?? '';
   const netns = env.CNI_NETNS ?? '';
-  if (containerId) {
-    const bad = invalidContainerId(containerId);
-    if (bad) throw new CniError(Code.InvalidEnv, `CNI_CONTAINERID ${bad}`);
-  }
-  if (ifName) {
-    const bad = invalidIfName(ifName);
-    if (bad) throw new CniError(Code.InvalidEnv, `CNI_IFNAME ${bad}`);
-  }
+  const badId = invalidContainerId(containerId);
+  if (badId) throw new CniError(Code.InvalidEnv, `CNI_CONTAINERID ${badId}`);
+  const badIf = invalidIfName(ifName);
+  if (badIf) throw new CniError(Code.InvalidEnv, `CNI_IFNAME ${badIf}`);
   if (netns && (!netns.startsWith('/') || netns.includes('\0') || netns.length > 4096)) {
     throw new CniError(Code.InvalidEnv, 'CNI_NETNS must be an absolute path');
   }
-  return {
-    verb,
-    containerId,
-    netns,
-    ifName,
-    args: parseCniArgs(env.CNI_ARGS),
-    path: (env.CNI_PATH ?? '').split(':').filter((p) => p !== ''),
-  };
+  return { verb, containerId, netns, ifName, args: parseCniArgs(env.CNI_ARGS), path };
 }

@@ -83,3 +83,11 @@ describe('derived names', async () => {
     assert.match(aliasPrefix('net'), /^twill:[0-9a-f]{12}:$/);
   });
 });
+
+describe('environment per verb', () => {
+  it('VERSION, STATUS and GC ignore attachment variables (libcni sends CNI_NETNS=dummy with VERSION)', () => {
+    for (const v of ['VERSION', 'STATUS', 'GC']) {
+      assert.equal(readEnv({ CNI_COMMAND: v, CNI_NETNS: 'dummy', CNI_IFNAME: 'dummy', CNI_CONTAINERID: '../x', CNI_ARGS: 'junk' }).verb, v);
+    }
+  });
+});
