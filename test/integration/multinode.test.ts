@@ -79,8 +79,17 @@ for (const backend of ['vxlan', 'hostgw'] as const) {
         assert.equal(JSON.parse(c.cli(a, ['sync', '--conf-dir', a.confDir, '--json']).stdout).networks[0].state.changes, 0);
       });
 
-      it('DEL on every node detaches the pods', () => {
+      it('DEL on every node detaches the pods; sync --cleanup removes every peer route, FDB and neighbour entry', () => {
         c.nodes.forEach((n, i) => assert.equal(c.twill(n, { ...podEnv(`pod-${i}`, pods[i]!), CNI_COMMAND: 'DEL' }, n.conf).code, 0));
+        const b = c.nodes[1]!;
+        const r = c.cli(b, ['sync', '--conf-dir', b.confDir, '--cleanup', '--json']);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.doesNotMatch(inNs(b.ns, ['ip', 'route', 'show', 'proto', '119']) + inNs(b.ns, ['ip', '-6', 'route', 'show', 'proto', '119']), /via/);
+        if (backend === 'vxlan') {
+          const dev = `twill.${b.conf.vxlan.vni}`;
+          assert.doesNotMatch(inNs(b.ns, ['bridge', 'fdb', 'show', 'dev', dev]), /dst/);
+          assert.doesNotMatch(inNs(b.ns, ['ip', 'neigh', 'show', 'dev', dev]), /PERMANENT/);
+        }
       });
     });
   }
