@@ -13,7 +13,7 @@ import { Netlink } from '../sys/netlink.js';
 import {
   addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
 } from '../sys/overlay.js';
-import { addAddress, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
+import { addAddress, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
 import { nodeTable, splitNodes, type Peer } from './nodes.js';
 
 export interface BackendState {
@@ -163,6 +163,10 @@ export function reconcile(conf: NetConf, opts: { cleanup?: boolean } = {}): Back
       plan = planVxlan(link.index, peers, networkMetric(conf));
     } else if (conf.backend === 'hostgw' && !opts.cleanup) {
       plan = planHostgw(nl, peers, networkMetric(conf));
+    } else if (opts.cleanup && getLink(nl, vxlanDevice(conf))) {
+      // Deleting the device takes its FDB, neighbours and routes with it.
+      deleteLink(nl, vxlanDevice(conf));
+      changes++;
     }
     problems.push(...plan.problems);
     changes += apply(nl, conf, plan, devIndex);
