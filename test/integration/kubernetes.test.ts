@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { kubeconfigAccess, listNodes } from '../../lib/cluster/k8s.js';
+import { inClusterAccess, kubeconfigAccess, listNodes } from '../../lib/cluster/k8s.js';
 import { makeCluster } from '../helpers/cluster.js';
 import { kubeconfig, serve, type FakeNode } from '../helpers/fake-apiserver.js';
 import { cleanupNetns, inNs, removeDir, ROOT, tempDir } from '../helpers/twill.js';
@@ -40,6 +40,29 @@ describe('Kubernetes node source', () => {
     assert.deepEqual(list.pending, ['node-c']);
     assert.equal(requests.filter((r) => r.startsWith('/api/v1/nodes')).length, 2, 'two pages');
     assert.match(requests[1]!, /continue=/);
+  });
+
+  it('reads the in-cluster service account (token, CA, KUBERNETES_SERVICE_HOST/PORT)', async () => {
+    const sa = tempDir('sa');
+    const { server, port } = await serve(sa, 'sa-token', fleet);
+    try {
+      writeFileSync(`${sa}/token`, 'sa-token\n');
+      const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+      process.env.KUBERNETES_SERVICE_HOST = '127.0.0.1';
+      process.env.KUBERNETES_SERVICE_PORT = String(port);
+      try {
+        const list = await listNodes(inClusterAccess(sa));
+        assert.deepEqual(list.nodes.map((n) => n.name), ['node-a', 'node-b', 'node-d']);
+      } finally {
+        if (saved.host === undefined) delete process.env.KUBERNETES_SERVICE_HOST;
+        else process.env.KUBERNETES_SERVICE_HOST = saved.host;
+        if (saved.port === undefined) delete process.env.KUBERNETES_SERVICE_PORT;
+        else process.env.KUBERNETES_SERVICE_PORT = saved.port;
+      }
+    } finally {
+      server.close();
+      removeDir(sa);
+    }
   });
 
   it('fails clearly on a wrong token and on an unknown CA', async () => {
