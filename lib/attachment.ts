@@ -2,7 +2,7 @@
 // Every kernel or store change of an ADD is undone if a later step fails.
 import { accessSync, constants } from 'node:fs';
 import { Code, CniError } from './cni/errors.js';
-import type { Dns, Result, Route } from './cni/result.js';
+import type { Dns, Result } from './cni/result.js';
 import { parseResult } from './cni/result.js';
 import type { NetConf } from './config/types.js';
 import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type Addr, type Cidr } from './ipam/ip.js';
@@ -15,8 +15,8 @@ import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js
 import { openNetns, NetnsGone } from './sys/netns.js';
 import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
-import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath, unpinLater } from './datapath/select.js';
-import { ebpfGc, ebpfRead } from './datapath/ebpf.js';
+import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath } from './datapath/select.js';
+import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;
@@ -278,4 +278,3 @@ export function status(c: Call): void {
   if (full) throw new CniError(Code.NotAvailable, `IP pool exhausted: range set ${full.rangeSet} (${full.ranges.join(', ')}) has ${full.used} of ${full.size} addresses in use`);
 }
 
-export type { Route };

@@ -58,10 +58,10 @@ export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_AN
   bpf('map update', Cmd.MapUpdate, elemAttr(fd, key, value, flags));
 }
 
-/** Fills value and returns true, or false when the key is absent. */
-export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {
+/** Runs a bpf(2) command whose ENOENT means "absent": true when it succeeded. */
+function unlessAbsent(name: string, cmd: number, a: Buffer): boolean {
   try {
-    bpf('map lookup', Cmd.MapLookup, elemAttr(fd, key, value, 0));
+    bpf(name, cmd, a);
     return true;
   } catch (e) {
     if ((e as { errno?: number }).errno === 2) return false;
@@ -69,15 +69,9 @@ export function mapLookup(fd: number, key: Buffer, value: Buffer): boolean {
   }
 }
 
-export function mapDelete(fd: number, key: Buffer): boolean {
-  try {
-    bpf('map delete', Cmd.MapDelete, elemAttr(fd, key, undefined, 0));
-    return true;
-  } catch (e) {
-    if ((e as { errno?: number }).errno === 2) return false;
-    throw e;
-  }
-}
+/** Fills value and returns true, or false when the key is absent. */
+export const mapLookup = (fd: number, key: Buffer, value: Buffer): boolean => unlessAbsent('map lookup', Cmd.MapLookup, elemAttr(fd, key, value, 0));
+export const mapDelete = (fd: number, key: Buffer): boolean => unlessAbsent('map delete', Cmd.MapDelete, elemAttr(fd, key, undefined, 0));
 
 export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
   let prev: Buffer | undefined;
@@ -87,12 +81,7 @@ export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
     a.writeUInt32LE(fd, 0);
     if (prev) a.writeBigUInt64LE(ptr(prev), 8);
     a.writeBigUInt64LE(ptr(next), 16);
-    try {
-      bpf('map next key', Cmd.MapNextKey, a);
-    } catch (e) {
-      if ((e as { errno?: number }).errno === 2) return;
-      throw e;
-    }
+    if (!unlessAbsent('map next key', Cmd.MapNextKey, a)) return;
     yield next;
     prev = next;
   }

@@ -1,5 +1,5 @@
 // `twill status`: per network on this host, what serves its pods and whether ADD can work.
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { listEndpoints } from '../datapath/ebpf.js';
 import { readDatapathState } from '../datapath/select.js';
@@ -43,7 +43,6 @@ function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
       return undefined;
     }
   };
-  const { readdirSync } = process.getBuiltinModule('node:fs');
   const prog = readdirSync(dir).find((f) => f.startsWith('prog_'));
   const mapIds: Record<string, number> = {};
   for (const m of ['endpoints', 'flows', 'counters']) {

@@ -6,7 +6,7 @@ import type { NetConf } from '../config/types.js';
 import type { Addr } from '../ipam/ip.js';
 import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
-import { ebpfAdd, ebpfDel, unpinLater, type EbpfNet, type EndpointSpec } from './ebpf.js';
+import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { mkdirs } from '../fsx.js';
 
 export interface DatapathState {
@@ -64,4 +64,3 @@ export function teardownDatapath(conf: NetConf, hostName: string, hostIndex: num
   return ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs);
 }
 
-export { unpinLater };

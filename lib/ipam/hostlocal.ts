@@ -52,6 +52,11 @@ export interface IpamOutcome {
 }
 
 const storeOf = (conf: NetConf): Store => new Store(conf.ipam!.dataDir, conf.name);
+
+/** Addresses the index lists for the owner that the store still gives to it. */
+function indexedHeld(store: Store, entry: string[] | typeof PENDING | undefined, id: string, ifname: string): string[] {
+  return (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+}
 const indexOf = (conf: NetConf): OwnerIndex => new OwnerIndex(conf.stateDir, conf.name);
 
 function parseResolvConf(path: string): Dns {
@@ -87,7 +92,7 @@ export function hostLocalAdd(conf: NetConf, id: string, ifname: string, cniArgsI
       // An earlier ADD of this attachment died while allocating: what it reserved is orphaned.
       for (const ip of store.findByOwner(id, ifname)) store.release(ip);
     }
-    const held = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+    const held = indexedHeld(store, entry, id, ifname);
     if (held.length > 0) {
       throw new CniError(Code.InvalidConfig, `duplicate allocation is not allowed: ${id}/${ifname} already holds ${held.join(', ')}`, 'run DEL for this container first');
     }
@@ -120,7 +125,7 @@ export function hostLocalDel(conf: NetConf, id: string, ifname: string): string[
   const unlock = store.lock();
   try {
     const entry = index.get(id, ifname);
-    const indexed = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+    const indexed = indexedHeld(store, entry, id, ifname);
     // A miss (or a pending mark) means the reservation predates the index, was made by host-local, or the
     // process died between reserving and indexing: scan.
     const ips = indexed.length > 0 ? indexed : store.findByOwner(id, ifname);
@@ -135,8 +140,7 @@ export function hostLocalDel(conf: NetConf, id: string, ifname: string): string[
 
 export function hostLocalHeld(conf: NetConf, id: string, ifname: string): string[] {
   const store = storeOf(conf);
-  const entry = indexOf(conf).get(id, ifname);
-  const indexed = (entry === PENDING ? [] : entry ?? []).filter((ip) => store.ownedBy(ip, id, ifname));
+  const indexed = indexedHeld(store, indexOf(conf).get(id, ifname), id, ifname);
   return indexed.length > 0 ? indexed : store.findByOwner(id, ifname);
 }
 

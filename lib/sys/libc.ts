@@ -23,8 +23,6 @@ export const ENOENT = 2;
 export const ENODEV = 19;
 export const ESRCH = 3;
 export const EADDRNOTAVAIL = 99;
-export const EINTR = 4;
-export const EWOULDBLOCK = 11;
 
 type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {
@@ -63,7 +61,7 @@ export function libc(): Libc {
 
 export const errno = (): number => koffi().errno();
 
-/** Calls fn, retrying on EINTR; throws SysError on -1. */
+/** The result of a libc call; throws SysError with errno on -1. */
 export function check(call: string, r: number | bigint): number {
   const n = Number(r);
   if (n < 0) throw new SysError(call, errno());

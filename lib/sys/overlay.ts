@@ -5,7 +5,7 @@ import { koffi } from './native.js';
 import { check, EEXIST, ENOENT, ESRCH, libc } from './libc.js';
 import type { Netlink } from './netlink.js';
 import { NetlinkError } from './netlink.js';
-import { cstr, decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_REPLACE, str, u32, u8, type Attr } from './nlmsg.js';
+import { decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_REPLACE, str, u32, u8, type Attr } from './nlmsg.js';
 import { macBytes, macString } from './rtnl.js';
 
 const RTM_NEWLINK = 16, RTM_NEWROUTE = 24, RTM_DELROUTE = 25, RTM_GETROUTE = 26, RTM_NEWNEIGH = 28, RTM_DELNEIGH = 29, RTM_GETNEIGH = 30;
@@ -182,4 +182,3 @@ export function setTxChecksum(dev: string, on: boolean): void {
   }
 }
 
-export { cstr };

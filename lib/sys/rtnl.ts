@@ -2,7 +2,7 @@
 import { addrBytes, addrFromBytes, type Addr, type Cidr } from '../ipam/ip.js';
 import { ENODEV, ESRCH, ENOENT, EADDRNOTAVAIL } from './libc.js';
 import type { Netlink } from './netlink.js';
-import { cstr, decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, str, u32, u8, type Attr, type RawMessage } from './nlmsg.js';
+import { cstr, decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, str, u32, type Attr, type RawMessage } from './nlmsg.js';
 
 const RTM_NEWLINK = 16, RTM_DELLINK = 17, RTM_GETLINK = 18;
 const RTM_NEWADDR = 20, RTM_DELADDR = 21, RTM_GETADDR = 22;
@@ -215,4 +215,3 @@ export function listRoutes(nl: Netlink, family: 4 | 6): KernelRoute[] {
   return out;
 }
 
-export { u8 };
