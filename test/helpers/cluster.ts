@@ -27,7 +27,7 @@ export interface Cluster {
 
 let clusters = 0;
 
-export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf' | 'routed'; count?: number; extra?: (n: SimNode) => Record<string, unknown> }): Cluster {
+export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf' | 'routed'; count?: number; underlay6?: boolean; extra?: (n: SimNode) => Record<string, unknown> }): Cluster {
   const id = clusters++;
   const sw = makeNetns();
   inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
@@ -46,7 +46,8 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
     const dir = tempDir(`node${k}`);
     return { name: `node-${k}`, ns, ip: `10.250.${id}.${k}`, ip6: `fd00:250:${id + 1}::${k}`, cidr4: `10.244.${id * 10 + k}.0/24`, cidr6: `fd00:244:${id * 10 + k}::/64`, dir, confDir: `${dir}/net.d`, conf: {} };
   });
-  const table = nodes.map((n) => ({ name: n.name, ip: n.ip, ip6: n.ip6, podCIDRs: [n.cidr4, n.cidr6] }));
+  // underlay6: the nodes know each other by IPv6 address only (VXLAN over an IPv6 underlay).
+  const table = nodes.map((n) => (opts.underlay6 ? { name: n.name, ip: n.ip6, podCIDRs: [n.cidr4, n.cidr6] } : { name: n.name, ip: n.ip, ip6: n.ip6, podCIDRs: [n.cidr4, n.cidr6] }));
   for (const n of nodes) {
     n.conf = {
       cniVersion: '1.1.0', name: net, type: 'twill', backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },

@@ -144,3 +144,22 @@ describe('ipMasq: egress from pods to outside the cluster', () => {
     assert.doesNotMatch(inNs(a.ns, ['nft', 'list', 'ruleset']), /masquerade/);
   });
 });
+
+describe('VXLAN over an IPv6 underlay', () => {
+  const c = makeCluster({ backend: 'vxlan', datapath: 'routed', count: 2, underlay6: true, extra: () => ({ vxlan: { vni: 300 } }) });
+  after(() => c.destroy());
+
+  it('tunnels both families between nodes known only by IPv6 address; MTU is the underlay minus 70', () => {
+    const pods = c.nodes.map(() => makeNetns());
+    const res = c.nodes.map((n, i) => {
+      const r = c.twill(n, podEnv(`u6-${i}`, pods[i]!), n.conf);
+      assert.equal(r.code, 0, r.stdout);
+      return r.json;
+    });
+    assert.equal(res[0]!.interfaces[1].mtu, 1430);
+    for (const v6 of [false, true]) assert.ok(pingOk(pods[0], addr(res[1]!, v6)), `v6 underlay, ${v6 ? 'IPv6' : 'IPv4'} pods`);
+    const df = spawnSync('ip', ['netns', 'exec', pods[0]!, 'ping', '-M', 'do', '-s', '1400', '-c', '1', '-W', '2', addr(res[1]!, false)], { encoding: 'utf8' });
+    assert.equal(df.status, 0, df.stdout + df.stderr);
+    c.nodes.forEach((n, i) => assert.equal(c.twill(n, { ...podEnv(`u6-${i}`, pods[i]!), CNI_COMMAND: 'DEL' }, n.conf).code, 0));
+  });
+});
