@@ -8,7 +8,7 @@ import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
   addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
-  setLinkDown, setLinkUp, type KernelRoute, type Link, type LinkAddr,
+  setLinkAlias, setLinkDown, setLinkUp, type KernelRoute, type Link, type LinkAddr,
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
 import { ensureSysctl } from './sysctl.js';
@@ -62,6 +62,11 @@ export function attachPod(s: PodLinkSpec): PodLink {
   const nl = new Netlink();
   try {
     create(nl, s);
+    const hostLink = getLink(nl, s.hostName);
+    if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
+    // The alias names the network for GC; set at once so a crash from here on leaves a veth
+    // GC can attribute (the kernel ignores IFLA_IFALIAS in the create request itself).
+    setLinkAlias(nl, hostLink.index, s.alias);
     crashPoint('add:veth');
     const hasV6 = s.addrs.some((a) => a.cidr.addr.family === 6);
     const pod = socketIn(s.netns, () => {
@@ -78,14 +83,12 @@ export function attachPod(s: PodLinkSpec): PodLink {
       pod.close();
     }
     crashPoint('add:pod');
-    const hostLink = getLink(nl, s.hostName);
-    if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
     if (hasV6) {
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_dad'], '0');
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_ra'], '0');
     }
     for (const a of s.addrs) addAddress(nl, { index: hostLink.index, cidr: host(a.gateway), flags: IFA_F_NOPREFIXROUTE | IFA_F_NODAD });
-    setLinkUp(nl, hostLink.index, s.alias);
+    setLinkUp(nl, hostLink.index);
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
     ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');
     if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', 'all', 'forwarding'], '1');

@@ -96,10 +96,12 @@ export function createVeth(nl: Netlink, s: VethSpec): void {
   nl.request(`create veth ${s.name}`, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, Buffer.concat([ifinfomsg(), encodeAttrs(attrs)]));
 }
 
-/** Sets the link up, and its alias when given (the kernel ignores IFLA_IFALIAS on create). */
-export function setLinkUp(nl: Netlink, index: number, alias?: string): void {
-  const attrs = alias === undefined ? Buffer.alloc(0) : encodeAttrs([[IFLA_IFALIAS, str(alias)]]);
-  nl.request(`set link ${index} up`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index, IFF_UP, IFF_UP), attrs]));
+export function setLinkUp(nl: Netlink, index: number): void {
+  nl.request(`set link ${index} up`, RTM_NEWLINK, 0, ifinfomsg(index, IFF_UP, IFF_UP));
+}
+
+export function setLinkAlias(nl: Netlink, index: number, alias: string): void {
+  nl.request(`set alias of link ${index}`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index), encodeAttrs([[IFLA_IFALIAS, str(alias)]])]));
 }
 
 export function setLinkDown(nl: Netlink, index: number): void {

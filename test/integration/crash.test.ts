@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { ADD_STEPS, DEL_STEPS } from '../../lib/crash.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
-import { cleanupNetns, deleteNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
+import { cleanupNetns, deleteNetns, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -68,6 +68,14 @@ describe('crash safety: SIGKILL at every step', () => {
       assert.deepEqual(leftovers(net, bpffs.root), clean);
     });
   }
+
+  it('GC finds the veth of an ADD killed right after creating it, its namespace still alive', () => {
+    const ns = makeNetns();
+    assert.equal(crash('add:veth', envFor('ADD', 'gc-live-ns', ns)).code, -1);
+    assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] }).code, 0);
+    assert.deepEqual(leftovers(net, bpffs.root), clean);
+    assert.doesNotMatch(inNs(ns, ['ip', '-br', 'link']), /eth0/);
+  });
 
   it('GC after crashes with no retry at all removes every stale thing', () => {
     const pods = ADD_STEPS.map(() => makeNetns());
