@@ -108,7 +108,6 @@ export function add(c: Call): Result {
   }
 }
 
-/** Best effort to the end: releases the addresses and removes the veth, whatever is already gone. */
 /** Pod addresses named by prevResult (DEL may find the IPAM already released). */
 function prevAddrs(c: Call): Addr[] {
   try {
@@ -118,6 +117,7 @@ function prevAddrs(c: Call): Addr[] {
   }
 }
 
+/** Best effort to the end: releases the addresses and removes the veth, whatever is already gone. */
 export function del(c: Call): void {
   const errors: string[] = [];
   const name = hostName(c);

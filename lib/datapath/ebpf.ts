@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import type { Addr } from '../ipam/ip.js';
 import { formatAddr } from '../ipam/ip.js';
-import { linksDir, loadNetwork, networkDir, openNetwork, type Loaded } from '../bpf/loader.js';
+import { linksDir, loadNetwork, openNetwork, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, hasIngressFilter } from '../sys/tc.js';
@@ -198,7 +198,6 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
   }
 }
 
-export const ebpfInUse = (n: EbpfNet): boolean => existsSync(networkDir(n.root, n.network));
 
 export interface EndpointRow {
   network: string;

@@ -6,7 +6,7 @@ import type { Dns, Route } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { allocate } from './allocator.js';
 import { OwnerIndex, PENDING } from './index-file.js';
-import { formatAddr, formatCidr, parseAddr, type Addr, type Cidr } from './ip.js';
+import { formatAddr, parseAddr, type Addr, type Cidr } from './ip.js';
 import { log } from '../log.js';
 import { rangeSets, rangeSize, requestedAddrs } from './ranges.js';
 import { Store } from './store.js';
@@ -184,4 +184,3 @@ export function hostLocalUsage(conf: NetConf): PoolUsage[] {
   }));
 }
 
-export const describeIp = (ip: IpamIp): string => formatCidr(ip.cidr);

@@ -33,13 +33,22 @@ export class OwnerIndex {
 
   /** Written before allocating: a crash mid-allocation leaves this mark, not silence. */
   setPending(id: string, ifname: string): void {
-    mkdirs(this.dir, 0o700);
-    writeAtomic(this.path(id, ifname), PENDING_TEXT);
+    this.write(this.path(id, ifname), PENDING_TEXT);
   }
 
   set(id: string, ifname: string, ips: string[]): void {
-    mkdirs(this.dir, 0o700);
-    writeAtomic(this.path(id, ifname), `${ips.join('\n')}\n`);
+    this.write(this.path(id, ifname), `${ips.join('\n')}\n`);
+  }
+
+  /** The directory is created on the first write that misses it, not checked on every ADD. */
+  private write(path: string, text: string): void {
+    try {
+      writeAtomic(path, text);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      mkdirs(this.dir, 0o700);
+      writeAtomic(path, text);
+    }
   }
 
   bootId(): string | undefined {
@@ -51,8 +60,7 @@ export class OwnerIndex {
   }
 
   setBootId(id: string): void {
-    mkdirs(this.dir, 0o700);
-    writeAtomic(`${this.dir}/boot_id`, `${id}\n`);
+    this.write(`${this.dir}/boot_id`, `${id}\n`);
   }
 
   /** Drops index entries whose owner holds nothing any more, and temp files of dead writers. */

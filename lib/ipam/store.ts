@@ -57,9 +57,15 @@ export class Store {
     mkdirs(this.dir, 0o700);
   }
 
+  /** Takes the store's flock, creating the store on first use only. */
   lock(): () => void {
-    this.ensureDir();
-    return lockFile(`${this.dir}/lock`);
+    try {
+      return lockFile(`${this.dir}/lock`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      this.ensureDir();
+      return lockFile(`${this.dir}/lock`);
+    }
   }
 
   /** Reserves ip for the owner; false when another reservation holds it. */

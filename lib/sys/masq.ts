@@ -85,9 +85,3 @@ export function removeMasq(tag: string): void {
     run(ipt, ['-t', 'nat', '-X', chain]);
   }
 }
-
-export function masqPresent(tag: string): boolean {
-  const nft = find(NFT);
-  if (nft) return run(nft, ['list', 'table', 'ip', masqTable(tag)]).ok || run(nft, ['list', 'table', 'ip6', masqTable(tag)]).ok;
-  return false;
-}

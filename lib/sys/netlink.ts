@@ -2,7 +2,7 @@
 // network namespace of the thread that creates it, and twill's work is a short sequence of
 // requests that each need the previous answer.
 import { Code, CniError } from '../cni/errors.js';
-import { check, errnoName, libc, SysError } from './libc.js';
+import { check, libc, SysError } from './libc.js';
 import { message, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, splitMessages, type RawMessage } from './nlmsg.js';
 
 const AF_NETLINK = 16;
@@ -102,5 +102,3 @@ export function withNetlink<T>(fn: (nl: Netlink) => T): T {
   }
 }
 
-export const describe = (e: unknown): string => (e instanceof SysError ? e.message : e instanceof Error ? e.message : String(e));
-export { errnoName };

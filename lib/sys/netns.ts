@@ -2,7 +2,7 @@
 // Netns membership is per thread; only synchronous work happens while inside.
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
-import { check, ENOENT, libc, SysError } from './libc.js';
+import { check, libc } from './libc.js';
 
 const CLONE_NEWNET = 0x40000000;
 
@@ -63,8 +63,4 @@ export function inNetns<T>(ns: Netns, fn: () => T): T {
   } finally {
     leave();
   }
-}
-
-export function isGone(e: unknown): boolean {
-  return e instanceof NetnsGone || (e instanceof SysError && e.errno === ENOENT);
 }

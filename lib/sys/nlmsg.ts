@@ -67,7 +67,6 @@ export function* splitMessages(buf: Buffer): Generator<RawMessage> {
 }
 
 export const u8 = (v: number): Buffer => Buffer.from([v & 0xff]);
-export function u16(v: number): Buffer { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; }
 export function u32(v: number): Buffer { const b = Buffer.alloc(4); b.writeUInt32LE(v >>> 0); return b; }
 export function i32(v: number): Buffer { const b = Buffer.alloc(4); b.writeInt32LE(v); return b; }
 export const str = (s: string): Buffer => Buffer.from(`${s}\0`);

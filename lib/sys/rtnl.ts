@@ -1,6 +1,6 @@
 // rtnetlink verbs twill needs: links, addresses, routes. Pure encoders over a Netlink socket.
 import { addrBytes, addrFromBytes, type Addr, type Cidr } from '../ipam/ip.js';
-import { ENODEV, ESRCH, ENOENT, EADDRNOTAVAIL } from './libc.js';
+import { ENODEV, ENOENT } from './libc.js';
 import type { Netlink } from './netlink.js';
 import { cstr, decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, str, u32, type Attr, type RawMessage } from './nlmsg.js';
 
@@ -163,12 +163,12 @@ export interface RouteSpec {
   scope?: number;
 }
 
-function rtmsg(r: RouteSpec, forDelete = false): Buffer {
+function rtmsg(r: RouteSpec): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt8(af(r.dst.addr.family), 0);
   b.writeUInt8(r.dst.prefix, 1);
   b.writeUInt8(RT_TABLE_MAIN, 4);
-  b.writeUInt8(forDelete ? 0 : RTPROT_STATIC, 5);
+  b.writeUInt8(RTPROT_STATIC, 5);
   b.writeUInt8(r.scope ?? (r.gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK), 6);
   b.writeUInt8(RTN_UNICAST, 7);
   const attrs: Attr[] = [[RTA_DST, addrBytes(r.dst.addr)], [RTA_OIF, i32(r.oif)], [RTA_TABLE, u32(RT_TABLE_MAIN)]];
@@ -178,17 +178,6 @@ function rtmsg(r: RouteSpec, forDelete = false): Buffer {
 
 export function addRoute(nl: Netlink, r: RouteSpec): void {
   nl.request(`add route ${r.dst.prefix}`, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, rtmsg(r));
-}
-
-export function deleteRoute(nl: Netlink, r: RouteSpec): boolean {
-  try {
-    nl.request('delete route', RTM_DELROUTE, 0, rtmsg(r, true));
-    return true;
-  } catch (e) {
-    const n = (e as { errno?: number }).errno;
-    if (n === ESRCH || n === ENOENT || n === EADDRNOTAVAIL) return false;
-    throw e;
-  }
 }
 
 export interface KernelRoute {
