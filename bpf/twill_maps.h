@@ -1,6 +1,6 @@
 /* Map layouts shared by the tc program and twill's loader (lib/bpf/layout.ts mirrors them;
- * a unit test checks the two agree). Maps use the legacy "maps" section: twill is its own
- * loader and needs no BTF. */
+ * a unit test checks the two agree against this header). Maps use the legacy "maps"
+ * section: twill is its own loader and needs no BTF of the object. */
 #ifndef TWILL_MAPS_H
 #define TWILL_MAPS_H
 
@@ -33,23 +33,18 @@ struct ep_value {
 	__u8 host_mac[6];
 };
 
-/* flows: directions of endpoint-to-endpoint flows seen by the program (LRU). */
-struct flow_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport;
-	__u16 dport;
-	__u8 proto;
-	__u8 family;
-	__u16 pad;
-};
-
 /* counters: per host veth (per CPU). */
 struct ep_counters {
 	__u64 redirect_packets;
 	__u64 redirect_bytes;
 	__u64 pass_packets;
 	__u64 pass_bytes;
+	__u64 spoofed_packets; /* dropped: source not one of the pod's own addresses */
+	__u64 spoofed_bytes;
 };
+
+/* Loader-patched field offset: the program reads nf_conn.status at this marker offset and
+ * the loader rewrites it with the running kernel's offset, read from its BTF. */
+#define TWILL_CT_STATUS_MARKER 0x7ee8
 
 #endif

@@ -1,48 +1,71 @@
 // SPDX-License-Identifier: GPL-2.0
 /* twill's tc program, attached at ingress of every pod's host-side veth (packets leaving
- * the pod). A packet between two local endpoints is handed straight into the destination
- * pod with bpf_redirect_peer(); everything else continues to the kernel stack.
+ * the pod). It trusts nothing a pod writes:
  *
- * NAT safety: a flow is redirected only once the program has seen BOTH of its directions
- * travelling endpoint to endpoint. A flow NAT'd by netfilter (portmap's hostPort DNAT, a
- * kube-proxy Service) never qualifies: its client side addresses the NAT'd address, so
- * its replies keep going back through conntrack for the reverse translation. The first
- * packet of a direct flow crosses the stack; the rest take the fast path. */
+ * 1. Source validation: an IP packet whose source is not one of the addresses twill
+ *    published for the pod behind this veth is dropped and counted (IPv6 link-local and
+ *    the unspecified address stay allowed for neighbour discovery and MLD). A pod cannot
+ *    borrow another pod's identity, so nothing later needs to ask who sent a packet.
+ * 2. Fast path: a TCP/UDP packet between two local endpoints is handed straight into the
+ *    destination pod with bpf_redirect_peer() only when the host's conntrack already holds
+ *    the connection confirmed, answered (both directions crossed the host's netfilter) and
+ *    not NAT'd. The decision rests on what the kernel knows, never on state a pod's packets
+ *    can write; a NAT'd flow (portmap hostPort, hairpin, a kube-proxy Service) always goes
+ *    back through conntrack for its reverse translation. TCP SYN/FIN/RST take the stack so
+ *    conntrack sees every connection open and close, and its entries age as usual.
+ * Everything else continues to the kernel stack. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/tcp.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "twill_maps.h"
 
+/* max_entries are the loader's defaults; it sizes both maps from the network's config. */
 struct twill_map_def SEC("maps") endpoints = {
 	.type = BPF_MAP_TYPE_HASH,
 	.key_size = sizeof(struct ep_key),
 	.value_size = sizeof(struct ep_value),
-	.max_entries = 65536,
-};
-
-struct twill_map_def SEC("maps") flows = {
-	.type = BPF_MAP_TYPE_LRU_HASH,
-	.key_size = sizeof(struct flow_key),
-	.value_size = sizeof(__u32),
-	.max_entries = 131072,
+	.max_entries = 1024,
+	.map_flags = BPF_F_NO_PREALLOC,
 };
 
 struct twill_map_def SEC("maps") counters = {
 	.type = BPF_MAP_TYPE_PERCPU_HASH,
 	.key_size = sizeof(__u32),
 	.value_size = sizeof(struct ep_counters),
-	.max_entries = 65536,
+	.max_entries = 1024,
+	.map_flags = BPF_F_NO_PREALLOC,
 };
+
+/* conntrack kfuncs (net/netfilter/nf_conntrack_bpf.c); the loader resolves their BTF ids. */
+struct nf_conn;
+struct bpf_ct_opts {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u8 reserved[2];
+};
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *, struct bpf_sock_tuple *, __u32,
+					 struct bpf_ct_opts *, __u32) __ksym;
+extern void bpf_ct_release(struct nf_conn *) __ksym;
+
+#define IPS_SEEN_REPLY (1 << 1)
+#define IPS_CONFIRMED (1 << 3)
+#define IPS_NAT_MASK ((1 << 4) | (1 << 5))
+#define BPF_F_CURRENT_NETNS (-1)
 
 #define PASS TC_ACT_UNSPEC /* == TCX_NEXT: later programs and filters (bandwidth) still run */
 
-static __always_inline void count(struct __sk_buff *skb, int redirected)
+enum verdict { V_PASS, V_REDIRECT, V_SPOOFED };
+
+static __always_inline void count(struct __sk_buff *skb, enum verdict v)
 {
 	__u32 key = skb->ifindex;
 	struct ep_counters *c = bpf_map_lookup_elem(&counters, &key);
@@ -53,39 +76,133 @@ static __always_inline void count(struct __sk_buff *skb, int redirected)
 		if (!c)
 			return;
 	}
-	if (redirected) {
+	if (v == V_REDIRECT) {
 		c->redirect_packets++;
 		c->redirect_bytes += skb->len;
+	} else if (v == V_SPOOFED) {
+		c->spoofed_packets++;
+		c->spoofed_bytes += skb->len;
 	} else {
 		c->pass_packets++;
 		c->pass_bytes += skb->len;
 	}
 }
 
-/* Fills ports for TCP/UDP and ICMP echo (the identifier on both sides); 0 for others. */
-static __always_inline int l4_ports(void *l4, void *end, __u8 proto, struct flow_key *fk)
+/* True when the conntrack entry of this tuple is confirmed, answered and not NAT'd. */
+static __always_inline int ct_direct(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u32 tlen, __u8 proto)
 {
-	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
-		__u16 *p = l4;
-		if ((void *)(p + 2) > end)
+	struct bpf_ct_opts opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = proto };
+	struct nf_conn *ct = bpf_skb_ct_lookup(skb, t, tlen, &opts, sizeof(opts));
+	if (!ct)
+		return 0;
+	unsigned long status = *(volatile unsigned long *)((char *)ct + TWILL_CT_STATUS_MARKER);
+	bpf_ct_release(ct);
+	return (status & (IPS_CONFIRMED | IPS_SEEN_REPLY)) == (IPS_CONFIRMED | IPS_SEEN_REPLY) &&
+	       !(status & IPS_NAT_MASK);
+}
+
+/* Reads the ports of a TCP/UDP header at l4; 0 when truncated, when not TCP/UDP, or for a
+ * TCP segment that opens or closes a connection (those go through conntrack). */
+static __always_inline int l4_ports(void *l4, void *end, __u8 proto, __be16 *sport, __be16 *dport)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end || th->syn || th->fin || th->rst)
 			return 0;
-		fk->sport = p[0];
-		fk->dport = p[1];
-		return 1;
+	} else if (proto == IPPROTO_UDP) {
+		if (l4 + 8 > end)
+			return 0;
+	} else {
+		return 0;
 	}
-	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-		__u8 *h = l4;
-		if ((void *)(h + 8) > end)
-			return 0;
-		__u8 type = h[0];
-		int echo = proto == IPPROTO_ICMP ? (type == 8 || type == 0) : (type == 128 || type == 129);
-		if (!echo)
-			return 0;
-		fk->sport = *(__u16 *)(h + 4);
-		fk->dport = fk->sport;
-		return 1;
+	__be16 *p = l4;
+	*sport = p[0];
+	*dport = p[1];
+	return 1;
+}
+
+static __always_inline struct ep_value *endpoint(__u32 family, const void *addr, int len)
+{
+	struct ep_key k = { .family = family };
+	__builtin_memcpy(k.addr, addr, 16);
+	if (len == 4)
+		__builtin_memset(k.addr + 4, 0, 12);
+	return bpf_map_lookup_elem(&endpoints, &k);
+}
+
+static __always_inline int redirect_to(struct __sk_buff *skb, struct ep_value *to)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, to->pod_mac, 6);
+	__builtin_memcpy(eth->h_source, to->host_mac, 6);
+	count(skb, V_REDIRECT);
+	return bpf_redirect_peer(to->ifindex, 0);
+}
+
+static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end)
+{
+	__u8 saddr[16] = {};
+	__builtin_memcpy(saddr, &ip->saddr, 4);
+	struct ep_value *from = endpoint(TWILL_AF_INET, saddr, 16);
+	if (!from || from->ifindex != skb->ifindex) {
+		count(skb, V_SPOOFED);
+		return TC_ACT_SHOT;
 	}
-	return 0;
+	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+		goto pass;
+	__u8 daddr[16] = {};
+	__builtin_memcpy(daddr, &ip->daddr, 4);
+	struct ep_value *to = endpoint(TWILL_AF_INET, daddr, 16);
+	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST))
+		goto pass;
+	struct bpf_sock_tuple t = {};
+	if (!l4_ports(ip + 1, end, ip->protocol, &t.ipv4.sport, &t.ipv4.dport))
+		goto pass;
+	t.ipv4.saddr = ip->saddr;
+	t.ipv4.daddr = ip->daddr;
+	if (!ct_direct(skb, &t, sizeof(t.ipv4), ip->protocol))
+		goto pass;
+	int r = redirect_to(skb, to);
+	if (r >= 0)
+		return r;
+pass:
+	count(skb, V_PASS);
+	return PASS;
+}
+
+static __always_inline int from_pod_v6(struct __sk_buff *skb, struct ipv6hdr *ip6, void *end)
+{
+	__u32 w0 = ip6->saddr.in6_u.u6_addr32[0];
+	/* fe80::/10 (neighbour discovery) and :: (MLD, DAD) never leave the link. */
+	if ((w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+		goto pass;
+	if (!(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
+		goto pass;
+	struct ep_value *from = endpoint(TWILL_AF_INET6, &ip6->saddr, 16);
+	if (!from || from->ifindex != skb->ifindex) {
+		count(skb, V_SPOOFED);
+		return TC_ACT_SHOT;
+	}
+	struct ep_value *to = endpoint(TWILL_AF_INET6, &ip6->daddr, 16);
+	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST))
+		goto pass;
+	struct bpf_sock_tuple t = {};
+	if (!l4_ports(ip6 + 1, end, ip6->nexthdr, &t.ipv6.sport, &t.ipv6.dport))
+		goto pass;
+	__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
+	if (!ct_direct(skb, &t, sizeof(t.ipv6), ip6->nexthdr))
+		goto pass;
+	int r = redirect_to(skb, to);
+	if (r >= 0)
+		return r;
+pass:
+	count(skb, V_PASS);
+	return PASS;
 }
 
 SEC("tc")
@@ -94,69 +211,27 @@ int twill_from_pod(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct flow_key fk = {};
-	struct ep_key src = {}, dst = {};
 
 	if ((void *)(eth + 1) > end)
 		goto pass;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
-			goto pass;
-		fk.family = TWILL_AF_INET;
-		fk.proto = ip->protocol;
-		__builtin_memcpy(fk.saddr, &ip->saddr, 4);
-		__builtin_memcpy(fk.daddr, &ip->daddr, 4);
-		if (!l4_ports(ip + 1, end, ip->protocol, &fk))
-			goto pass;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		if ((void *)(ip + 1) > end) {
+			count(skb, V_SPOOFED); /* too short to name its source: never let it by */
+			return TC_ACT_SHOT;
+		}
+		return from_pod_v4(skb, ip, end);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > end)
-			goto pass;
-		fk.family = TWILL_AF_INET6;
-		fk.proto = ip6->nexthdr;
-		__builtin_memcpy(fk.saddr, &ip6->saddr, 16);
-		__builtin_memcpy(fk.daddr, &ip6->daddr, 16);
-		if (!l4_ports(ip6 + 1, end, ip6->nexthdr, &fk))
-			goto pass;
-	} else {
-		goto pass;
+		if ((void *)(ip6 + 1) > end) {
+			count(skb, V_SPOOFED);
+			return TC_ACT_SHOT;
+		}
+		return from_pod_v6(skb, ip6, end);
 	}
-
-	dst.family = fk.family;
-	__builtin_memcpy(dst.addr, fk.daddr, 16);
-	struct ep_value *to = bpf_map_lookup_elem(&endpoints, &dst);
-	if (!to)
-		goto pass;
-	src.family = fk.family;
-	__builtin_memcpy(src.addr, fk.saddr, 16);
-	struct ep_value *from = bpf_map_lookup_elem(&endpoints, &src);
-	if (!from || ((to->flags | from->flags) & EP_F_NO_FAST))
-		goto pass;
-
-	/* Write only when new: an LRU update on every packet costs more than the lookup. */
-	if (!bpf_map_lookup_elem(&flows, &fk)) {
-		__u32 seen = 1;
-		bpf_map_update_elem(&flows, &fk, &seen, BPF_ANY);
-	}
-	struct flow_key rev = {};
-	rev.family = fk.family;
-	rev.proto = fk.proto;
-	__builtin_memcpy(rev.saddr, fk.daddr, 16);
-	__builtin_memcpy(rev.daddr, fk.saddr, 16);
-	rev.sport = fk.dport;
-	rev.dport = fk.sport;
-	if (!bpf_map_lookup_elem(&flows, &rev))
-		goto pass;
-
-	__u32 ifindex = to->ifindex;
-	__builtin_memcpy(eth->h_dest, to->pod_mac, 6);
-	__builtin_memcpy(eth->h_source, to->host_mac, 6);
-	count(skb, 1);
-	return bpf_redirect_peer(ifindex, 0);
-
 pass:
-	count(skb, 0);
+	count(skb, V_PASS);
 	return PASS;
 }
 

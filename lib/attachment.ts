@@ -7,7 +7,7 @@ import { parseResult } from './cni/result.js';
 import type { NetConf } from './config/types.js';
 import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type Addr, type Cidr } from './ipam/ip.js';
 import type { IpamOutcome } from './ipam/hostlocal.js';
-import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type IpamCall } from './ipam/ipam.js';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamHeldCount, ipamStatus, type IpamCall } from './ipam/ipam.js';
 import { log } from './log.js';
 import { ensureBackend, readBackendState } from './datapath/backend.js';
 import { crashPoint } from './crash.js';
@@ -17,6 +17,8 @@ import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
 import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath } from './datapath/select.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
+import { ensureNetworkGuard, removeNetworkGuard } from './datapath/guard.js';
+import { withNetworkLock } from './datapath/netlock.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;
@@ -85,8 +87,15 @@ export function add(c: Call): Result {
       addrs: ipam.ips, routes: podRoutes(ipam),
     });
     const addrs = ipam.ips.map((i) => i.cidr.addr);
-    undo.push(() => unpinLater(teardownDatapath(c.conf, name, link.hostIndex, addrs)));
-    const dp = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
+    undo.push(() => locked(c, () => unpinLater(teardownDatapath(c.conf, name, link.hostIndex, addrs))));
+    // What the network sets up once (maps and program, guard, masquerade) is ordered against
+    // the DEL that finds the network's last pod gone and takes it down.
+    const dp = locked(c, () => {
+      const st = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
+      ensureNetworkGuard(c.conf);
+      ensureNetworkMasq(c.conf, localAddresses);
+      return st;
+    });
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
     const result: Result = {
@@ -96,7 +105,6 @@ export function add(c: Call): Result {
     };
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
-    ensureNetworkMasq(c.conf, localAddresses);
     crashPoint('add:done');
     log.info('attached', { host: name, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.attach ? { attach: dp.attach } : {}) });
     return result;
@@ -106,6 +114,25 @@ export function add(c: Call): Result {
   } finally {
     ns.close();
   }
+}
+
+const locked = <T>(c: Call, fn: () => T): T => withNetworkLock(c.conf.stateDir, c.conf.name, fn);
+
+/**
+ * True when no pod of the network is left on this host (called with the network lock held).
+ * The built-in IPAM's store decides: an ADD reserves before it takes the lock, so a pod on
+ * its way up is counted even before its veth exists. A delegated IPAM leaves only the veths
+ * to count, up or not.
+ */
+function networkIdle(c: Call, exceptVeth?: string): boolean {
+  const held = ipamHeldCount(c);
+  if (held !== undefined) return held === 0;
+  return hostLinksWithAlias(aliasPrefix(c.conf.name)).every((l) => l.name === exceptVeth);
+}
+
+function removeNetworkState(conf: NetConf): void {
+  removeNetworkGuard(conf);
+  if (conf.ipMasq) removeNetworkMasq(conf);
 }
 
 /** Pod addresses named by prevResult (DEL may find the IPAM already released). */
@@ -136,11 +163,18 @@ export function del(c: Call): void {
   }
   let pins: string[] = [];
   try {
-    const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
-    pins = teardownDatapath(c.conf, name, hostIndex, addrs);
-    crashPoint('del:datapath');
+    locked(c, () => {
+      try {
+        const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
+        pins = teardownDatapath(c.conf, name, hostIndex, addrs);
+        crashPoint('del:datapath');
+      } catch (e) {
+        errors.push(`ebpf: ${(e as Error).message}`);
+      }
+      if (networkIdle(c, name)) removeNetworkState(c.conf);
+    });
   } catch (e) {
-    errors.push(`ebpf: ${(e as Error).message}`);
+    errors.push(`network state: ${(e as Error).message}`);
   }
   try {
     const removed = detachPod(name, true, pins);
@@ -148,14 +182,6 @@ export function del(c: Call): void {
     log.info(removed ? 'detached' : 'veth already gone', { host: name });
   } catch (e) {
     errors.push(`veth ${name}: ${(e as Error).message}`);
-  }
-  if (c.conf.ipMasq) {
-    try {
-      const others = hostLinksWithAlias(aliasPrefix(c.conf.name)).filter((l) => l.name !== name && l.up);
-      if (others.length === 0) removeNetworkMasq(c.conf);
-    } catch (e) {
-      errors.push(`masquerade: ${(e as Error).message}`);
-    }
   }
   if (errors.length > 0) throw new CniError(Code.TryAgainLater, `DEL incomplete: ${errors.join('; ')}`);
 }
@@ -243,13 +269,16 @@ export function gc(c: Call): void {
     errors.push(`ipam: ${(e as Error).message}`);
   }
   const keep = new Set(valid.map((a) => hostVethName(c.conf.hostVethPrefix, a.containerID, a.ifname)));
-  if (c.conf.datapath !== 'routed') {
-    try {
-      const removed = ebpfGc(ebpfNet(c.conf), keep, listHostLinkNames());
-      if (removed.length > 0) log.info('GC removed eBPF state', { removed });
-    } catch (e) {
-      errors.push(`ebpf: ${(e as Error).message}`);
-    }
+  try {
+    locked(c, () => {
+      if (c.conf.datapath !== 'routed') {
+        const removed = ebpfGc(ebpfNet(c.conf), keep, listHostLinkNames());
+        if (removed.length > 0) log.info('GC removed eBPF state', { removed });
+      }
+      if (valid.length === 0 && networkIdle(c)) removeNetworkState(c.conf);
+    });
+  } catch (e) {
+    errors.push(`ebpf: ${(e as Error).message}`);
   }
   for (const link of hostLinksWithAlias(aliasPrefix(c.conf.name))) {
     if (keep.has(link.name)) continue;

@@ -1,6 +1,6 @@
 // JSON-line logs: stderr (warnings and errors, or everything at debug) and the optional
 // logFile (at logLevel). stdout is reserved for the one result or error document.
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
 import type { LogLevel } from './config/types.js';
 import { writeErr } from './stdio.js';
 
@@ -36,11 +36,16 @@ export class Logger {
   error(msg: string, f: Fields = {}): void { this.write('error', msg, f); }
 }
 
-/** Appends without following a symlink planted at the log path; a failure never fails the verb. */
+/**
+ * Appends without following a symlink planted at the log path and without blocking on a
+ * FIFO or device put there (O_NONBLOCK, then only a regular file is written); a failure
+ * never fails the verb.
+ */
 function appendNoFollow(path: string, line: string): void {
   try {
-    const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+    const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
     try {
+      if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
       writeSync(fd, line);
     } finally {
       closeSync(fd);

@@ -43,5 +43,15 @@ export function randomMac(): string {
  * keep theirs apart.
  */
 export function runMarker(stateDir: string, what: string, network: string): string {
-  return `/run/twill/${hex(stateDir, 8)}-${what}-${network}`;
+  return `/run/twill/${hex(stateDir, 8)}-${what}-${fileName(network)}`;
+}
+
+/**
+ * A name (network, container ID: up to 253 bytes) as one path component that leaves room
+ * for a prefix and suffix under the 255-byte limit: long ones keep a readable head and a
+ * hash of the whole.
+ */
+export function fileName(name: string, max = 200): string {
+  if (Buffer.byteLength(name) <= max) return name;
+  return `${Buffer.from(name).subarray(0, max - 17).toString('latin1').replace(/[^\x20-\x7e]/g, '_')}~${hex(name, 16)}`;
 }

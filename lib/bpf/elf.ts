@@ -16,6 +16,8 @@ export interface ElfProgram {
   insns: Buffer;
   /** Byte offset of an ld_imm64 instruction → the map it loads. */
   mapRefs: { offset: number; map: string }[];
+  /** Byte offset of a call instruction → the kernel function (kfunc) it calls. */
+  kfuncRefs: { offset: number; name: string }[];
 }
 
 export interface ElfObject {
@@ -39,6 +41,8 @@ const SHT_REL = 9;
 const SHF_EXECINSTR = 4n;
 const EM_BPF = 247;
 const R_BPF_64_64 = 1;
+const R_BPF_64_32 = 10;
+const SHN_UNDEF = 0;
 const MAP_DEF_SIZE = 20;
 
 const cstrAt = (b: Buffer, off: number): string => b.toString('latin1', off, b.indexOf(0, off));
@@ -89,20 +93,26 @@ export function parseElf(b: Buffer): ElfObject {
     const fn = symbols.find((sym) => sym.shndx === idx && (sym.info & 0xf) === 2 && sym.value === 0);
     const rel = sections.find((r) => r.type === SHT_REL && r.info === idx);
     const mapRefs: ElfProgram['mapRefs'] = [];
+    const kfuncRefs: ElfProgram['kfuncRefs'] = [];
     if (rel) {
       for (let o = rel.offset; o < rel.offset + rel.size; o += 16) {
         const offset = Number(b.readBigUInt64LE(o));
         const info = b.readBigUInt64LE(o + 8);
         const sym = symbols[Number(info >> 32n)]!;
-        if (Number(info & 0xffffffffn) !== R_BPF_64_64 || sym.shndx !== mapsIdx) {
-          throw new Error(`unsupported relocation in ${s.name} at ${offset} (symbol ${sym.name}): only map references are supported`);
+        const type = Number(info & 0xffffffffn);
+        if (type === R_BPF_64_32 && sym.shndx === SHN_UNDEF) {
+          kfuncRefs.push({ offset, name: sym.name });
+          continue;
+        }
+        if (type !== R_BPF_64_64 || sym.shndx !== mapsIdx) {
+          throw new Error(`unsupported relocation in ${s.name} at ${offset} (symbol ${sym.name}): only map references and kfunc calls are supported`);
         }
         const map = mapByOffset.get(sym.value);
         if (!map) throw new Error(`relocation in ${s.name} refers to an unknown map at offset ${sym.value}`);
         mapRefs.push({ offset, map });
       }
     }
-    programs.push({ name: fn?.name ?? s.name, section: s.name, insns: Buffer.from(data(s)), mapRefs });
+    programs.push({ name: fn?.name ?? s.name, section: s.name, insns: Buffer.from(data(s)), mapRefs, kfuncRefs });
   });
 
   const lic = sections.find((s) => s.name === 'license');
@@ -120,4 +130,35 @@ export function linkMaps(p: ElfProgram, fds: ReadonlyMap<string, number>): Buffe
     insns.writeInt32LE(fd, ref.offset + 4);
   }
   return insns;
+}
+
+const BPF_PSEUDO_KFUNC_CALL = 2;
+const CALL = 0x85, LDX_DW = 0x79;
+
+export interface KernelSymbols {
+  funcId(name: string): number | undefined;
+}
+
+/** Points every kfunc call at its BTF id in the running kernel (vmlinux: off 0). */
+export function linkKfuncs(insns: Buffer, p: ElfProgram, kernel: KernelSymbols): void {
+  for (const ref of p.kfuncRefs) {
+    if (insns[ref.offset] !== CALL) throw new Error(`kfunc relocation at ${ref.offset} is not a call`);
+    const id = kernel.funcId(ref.name);
+    if (id === undefined) throw new Error(`the kernel has no kfunc ${ref.name}`);
+    insns[ref.offset + 1] = (insns[ref.offset + 1]! & 0x0f) | (BPF_PSEUDO_KFUNC_CALL << 4);
+    insns.writeInt16LE(0, ref.offset + 2);
+    insns.writeInt32LE(id, ref.offset + 4);
+  }
+}
+
+/** Rewrites 64-bit loads at the marker offset to the kernel's field offset; returns how many. */
+export function patchFieldOffset(insns: Buffer, marker: number, offset: number): number {
+  let n = 0;
+  for (let o = 0; o + 8 <= insns.length; o += 8) {
+    if (insns[o] === LDX_DW && insns.readInt16LE(o + 2) === marker) {
+      insns.writeInt16LE(offset, o + 2);
+      n++;
+    }
+  }
+  return n;
 }

@@ -4,9 +4,13 @@ import { macBytes, macString } from '../sys/rtnl.js';
 
 export const EP_KEY_SIZE = 20;
 export const EP_VALUE_SIZE = 20;
-export const FLOW_KEY_SIZE = 40;
-export const COUNTERS_SIZE = 32;
+export const COUNTERS_SIZE = 48;
 export const EP_F_NO_FAST = 0x1;
+/** The maps of twill_tc.c, by their pin names. */
+export const MAP_NAMES = ['endpoints', 'counters'] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+/** Marker offset the loader replaces with nf_conn.status's (TWILL_CT_STATUS_MARKER). */
+export const CT_STATUS_MARKER = 0x7ee8;
 
 export function epKey(a: Addr): Buffer {
   const k = Buffer.alloc(EP_KEY_SIZE);
@@ -45,17 +49,21 @@ export interface Counters {
   redirectBytes: bigint;
   passPackets: bigint;
   passBytes: bigint;
+  spoofedPackets: bigint;
+  spoofedBytes: bigint;
 }
 
 /** Sums a per-CPU counters value (each CPU's slot is 8-byte aligned). */
 export function sumCounters(v: Buffer, cpus: number): Counters {
-  const c: Counters = { redirectPackets: 0n, redirectBytes: 0n, passPackets: 0n, passBytes: 0n };
+  const c: Counters = { redirectPackets: 0n, redirectBytes: 0n, passPackets: 0n, passBytes: 0n, spoofedPackets: 0n, spoofedBytes: 0n };
   for (let i = 0; i < cpus; i++) {
     const o = i * COUNTERS_SIZE;
     c.redirectPackets += v.readBigUInt64LE(o);
     c.redirectBytes += v.readBigUInt64LE(o + 8);
     c.passPackets += v.readBigUInt64LE(o + 16);
     c.passBytes += v.readBigUInt64LE(o + 24);
+    c.spoofedPackets += v.readBigUInt64LE(o + 32);
+    c.spoofedBytes += v.readBigUInt64LE(o + 40);
   }
   return c;
 }

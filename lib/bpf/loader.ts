@@ -1,26 +1,34 @@
 // Load once, reuse: the first ADD of a network creates and pins its maps and program under
 // <root>/twill/<network>/; later calls only open the pins. A program whose object hash
-// changed (an upgrade) is loaded anew and every pinned link is switched to it.
-import { readdirSync, unlinkSync } from 'node:fs';
-import { parseElf, linkMaps, type ElfMap } from './elf.js';
+// changed (an upgrade) is loaded anew and every pinned link is switched to it. The last
+// endpoint to go takes the network's maps and program with it (releaseNetwork).
+import { readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
+import { kernelBtf } from './btf.js';
 import { tcObject } from './object.js';
 import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
-import { EP_KEY_SIZE, EP_VALUE_SIZE, parseEpValue } from './layout.js';
+import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, parseEpValue, type MapName } from './layout.js';
 import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+import { EEXIST, SysError } from '../sys/libc.js';
 import { mkdirs } from '../fsx.js';
-
-const EEXIST = 17;
 
 export interface Loaded {
   dir: string;
   progFd: number;
-  maps: Map<string, number>;
+  maps: Map<MapName, number>;
   close(): void;
+}
+
+export interface MapSizes {
+  /** max_entries of the endpoint and counter maps. */
+  endpoints: number;
 }
 
 export const networkDir = (root: string, network: string): string => `${root}/twill/${network}`;
 export const linksDir = (dir: string): string => `${dir}/links`;
+
+const isErrno = (e: unknown, errno: number): boolean => e instanceof SysError && e.errno === errno;
 
 /** Pins fd at path, or, when another process won the race, adopts the object pinned there. */
 function pinOrAdopt(fd: number, path: string): number {
@@ -28,7 +36,7 @@ function pinOrAdopt(fd: number, path: string): number {
     objPin(fd, path);
     return fd;
   } catch (e) {
-    if ((e as { errno?: number }).errno !== EEXIST) throw e;
+    if (!isErrno(e, EEXIST)) throw e;
     closeFd(fd);
     const other = objGet(path);
     if (other === undefined) throw new Error(`${path} vanished while pinning`);
@@ -36,27 +44,43 @@ function pinOrAdopt(fd: number, path: string): number {
   }
 }
 
+/** Type, key and value must match; a different size is kept until the network is released. */
 function checkCompatible(fd: number, m: ElfMap, path: string): void {
   const info = objInfo(fd);
-  const got = { type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16) };
-  if (got.type !== m.type || got.keySize !== m.keySize || got.valueSize !== m.valueSize || got.maxEntries !== m.maxEntries) {
+  const got = { type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12) };
+  if (got.type !== m.type || got.keySize !== m.keySize || got.valueSize !== m.valueSize) {
     throw new Error(`pinned map ${path} has an incompatible layout ${JSON.stringify(got)}; remove it (twill sync --cleanup or rm) to recreate`);
   }
 }
 
-function openMap(dir: string, m: ElfMap): number {
+function openMap(dir: string, m: ElfMap, sizes: MapSizes): number {
   const path = `${dir}/${m.name}`;
   const pinned = objGet(path);
   if (pinned !== undefined) {
     checkCompatible(pinned, m, path);
     return pinned;
   }
-  return pinOrAdopt(mapCreate(m.name, m), path);
+  return pinOrAdopt(mapCreate(m.name, { ...m, maxEntries: sizes.endpoints }), path);
+}
+
+/** The program's instructions, linked to its maps and to the running kernel. */
+function linkProgram(bytes: Buffer, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
+  const elf = parseElf(bytes);
+  const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
+  if (!prog) throw new Error('object has no twill_from_pod program');
+  const insns = linkMaps(prog, maps);
+  const btf = kernelBtf();
+  linkKfuncs(insns, prog, btf);
+  const status = btf.memberOffset('nf_conn', 'status');
+  if (status === undefined) throw new Error('the kernel BTF has no nf_conn.status (conntrack not built in)');
+  if (patchFieldOffset(insns, CT_STATUS_MARKER, status) === 0) throw new Error('object reads no nf_conn.status');
+  return { insns, license: elf.license };
 }
 
 /**
  * Switches every attachment of the network to progFd — pinned tcx links by LINK_UPDATE,
- * legacy filters by replacing them on each endpoint's veth — and removes older program pins.
+ * legacy filters by replacing them on each endpoint's veth — and removes older program pins
+ * and the pins of maps the new object no longer has.
  */
 function replaceStale(dir: string, current: string, progFd: number, endpointsFd: number): void {
   const ifindexes = new Set<number>();
@@ -65,13 +89,7 @@ function replaceStale(dir: string, current: string, progFd: number, endpointsFd:
   for (const ifindex of ifindexes) {
     if (hasIngressFilter(ifindex)) attachClsact(ifindex, progFd, 'twill', true);
   }
-  let links: string[] = [];
-  try {
-    links = readdirSync(linksDir(dir));
-  } catch {
-    // no links yet
-  }
-  for (const name of links) {
+  for (const name of readdirSync(linksDir(dir))) {
     const fd = objGet(`${linksDir(dir)}/${name}`);
     if (fd === undefined) continue;
     try {
@@ -80,49 +98,13 @@ function replaceStale(dir: string, current: string, progFd: number, endpointsFd:
       closeFd(fd);
     }
   }
-  for (const f of readdirSync(dir)) if (f.startsWith('prog_') && f !== current) unlinkSync(`${dir}/${f}`);
+  const keep = new Set<string>([current, 'links', ...MAP_NAMES]);
+  for (const f of readdirSync(dir)) if (!keep.has(f)) unlinkSync(`${dir}/${f}`);
 }
 
-export function loadNetwork(root: string, network: string): Loaded {
-  ensureBpffs(root);
-  const dir = networkDir(root, network);
-  mkdirs(linksDir(dir), 0o700);
-  const obj = tcObject();
-  const progName = `prog_${obj.sha256.slice(0, 16)}`;
-  const maps = new Map<string, number>();
-  const close = (): void => {
-    for (const fd of maps.values()) closeFd(fd);
-  };
-  try {
-    let progFd = objGet(`${dir}/${progName}`);
-    if (progFd === undefined) {
-      const elf = parseElf(obj.bytes);
-      for (const m of elf.maps) maps.set(m.name, openMap(dir, m));
-      const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
-      if (!prog) throw new Error('object has no twill_from_pod program');
-      const fd = progLoad('twill_from_pod', ProgType.SchedCls, linkMaps(prog, maps), elf.license);
-      progFd = pinOrAdopt(fd, `${dir}/${progName}`);
-      replaceStale(dir, progName, progFd, maps.get('endpoints')!);
-    } else {
-      for (const name of ['endpoints', 'flows', 'counters']) {
-        const fd = objGet(`${dir}/${name}`);
-        if (fd === undefined) throw new Error(`pinned map ${dir}/${name} is missing while the program is pinned`);
-        maps.set(name, fd);
-      }
-    }
-    const fd = progFd;
-    return { dir, progFd: fd, maps, close: () => { close(); closeFd(fd); } };
-  } catch (e) {
-    close();
-    throw e;
-  }
-}
-
-/** Opens an existing network's maps without loading anything; undefined when none are pinned. */
-export function openNetwork(root: string, network: string): { dir: string; maps: Map<string, number>; close(): void } | undefined {
-  const dir = networkDir(root, network);
-  const maps = new Map<string, number>();
-  for (const name of ['endpoints', 'counters']) {
+function openPinnedMaps(dir: string): Map<MapName, number> | undefined {
+  const maps = new Map<MapName, number>();
+  for (const name of MAP_NAMES) {
     let fd: number | undefined;
     try {
       fd = objGet(`${dir}/${name}`);
@@ -135,5 +117,94 @@ export function openNetwork(root: string, network: string): { dir: string; maps:
     }
     maps.set(name, fd);
   }
+  return maps;
+}
+
+export function loadNetwork(root: string, network: string, sizes: MapSizes): Loaded {
+  ensureBpffs(root);
+  const dir = networkDir(root, network);
+  mkdirs(linksDir(dir), 0o700);
+  const obj = tcObject();
+  const progName = `prog_${obj.sha256.slice(0, 16)}`;
+  let maps = new Map<MapName, number>();
+  const close = (): void => {
+    for (const fd of maps.values()) closeFd(fd);
+  };
+  try {
+    let progFd = objGet(`${dir}/${progName}`);
+    if (progFd === undefined) {
+      const elf = parseElf(obj.bytes);
+      for (const m of elf.maps) {
+        if (!(MAP_NAMES as readonly string[]).includes(m.name)) throw new Error(`object declares an unknown map ${m.name}`);
+        maps.set(m.name as MapName, openMap(dir, m, sizes));
+      }
+      const { insns, license } = linkProgram(obj.bytes, maps);
+      progFd = pinOrAdopt(progLoad('twill_from_pod', ProgType.SchedCls, insns, license), `${dir}/${progName}`);
+      replaceStale(dir, progName, progFd, maps.get('endpoints')!);
+    } else {
+      const pinned = openPinnedMaps(dir);
+      if (!pinned) {
+        closeFd(progFd);
+        throw new Error(`pinned maps of ${dir} are missing while the program is pinned`);
+      }
+      maps = pinned;
+    }
+    const fd = progFd;
+    return { dir, progFd: fd, maps, close: () => { close(); closeFd(fd); } };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+/** Opens an existing network's maps without loading anything; undefined when none are pinned. */
+export function openNetwork(root: string, network: string): { dir: string; maps: Map<MapName, number>; close(): void } | undefined {
+  const dir = networkDir(root, network);
+  const maps = openPinnedMaps(dir);
+  if (!maps) return undefined;
   return { dir, maps, close: () => { for (const f of maps.values()) closeFd(f); } };
+}
+
+/**
+ * Unpins everything of a network: its maps and program are freed by the kernel once the
+ * last attachment and open fd are gone. The caller holds the network's lock.
+ */
+export function releaseNetwork(root: string, network: string): void {
+  const dir = networkDir(root, network);
+  const rm = (p: string): void => {
+    try {
+      unlinkSync(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  };
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const f of names) {
+    if (f !== 'links') {
+      rm(`${dir}/${f}`);
+      continue;
+    }
+    for (const l of readdirSync(linksDir(dir))) rm(`${linksDir(dir)}/${l}`);
+    rmdirSync(linksDir(dir));
+  }
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+/** Networks with pins under root. */
+export function pinnedNetworks(root: string): string[] {
+  try {
+    return readdirSync(`${root}/twill`).sort();
+  } catch {
+    return [];
+  }
 }

@@ -1,5 +1,6 @@
 // `twill status`: per network on this host, what serves its pods and whether ADD can work.
-import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { MAP_NAMES } from '../bpf/layout.js';
 import type { NetConf } from '../config/types.js';
 import { listEndpoints } from '../datapath/ebpf.js';
 import { readDatapathState } from '../datapath/select.js';
@@ -45,7 +46,7 @@ function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
   };
   const prog = readdirSync(dir).find((f) => f.startsWith('prog_'));
   const mapIds: Record<string, number> = {};
-  for (const m of ['endpoints', 'flows', 'counters']) {
+  for (const m of MAP_NAMES) {
     const v = id(`${dir}/${m}`);
     if (v !== undefined) mapIds[m] = v;
   }
@@ -53,10 +54,27 @@ function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
   return { pinDir: dir, ...(programId !== undefined ? { programId } : {}), mapIds };
 }
 
+/** The last bytes of a file (never the whole of a log that grew for months), opened without following a symlink or blocking on a FIFO. */
+function readTail(path: string, bytes: number): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) return '';
+    const len = Math.min(bytes, st.size);
+    const buf = Buffer.alloc(len);
+    const n = readSync(fd, buf, 0, len, st.size - len);
+    const text = buf.toString('utf8', 0, n);
+    // Drop the first, probably partial, line when the file was cut.
+    return len < st.size ? text.slice(text.indexOf('\n') + 1) : text;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function lastErrors(conf: NetConf, n = 5): string[] {
   if (!conf.logFile) return [];
   try {
-    const lines = readFileSync(conf.logFile, 'utf8').trim().split('\n').slice(-2000);
+    const lines = readTail(conf.logFile, 256 * 1024).trim().split('\n').slice(-2000);
     return lines
       .map((l) => {
         try {

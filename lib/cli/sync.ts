@@ -8,7 +8,10 @@ import { ensureNetworkMasq, removeNetworkMasq } from '../datapath/masq.js';
 import { readNodesFile, syncedNodesPath } from '../datapath/nodes.js';
 import { mkdirs } from '../fsx.js';
 import { writeAtomic } from '../ipam/store.js';
-import { localAddresses } from '../sys/podlink.js';
+import { listHostLinkNames, localAddresses } from '../sys/podlink.js';
+import { pruneEbpf } from '../datapath/ebpf.js';
+import { ebpfNet } from '../datapath/select.js';
+import { pinnedNetworks } from '../bpf/loader.js';
 import { twillNetworks } from './netconfs.js';
 
 export interface SyncOpts {
@@ -49,9 +52,39 @@ function storeTable(conf: NetConf, nodes: NodeEntry[]): boolean {
   return true;
 }
 
+interface SyncResult {
+  network: string;
+  tableChanged?: boolean;
+  state?: BackendState;
+  /** eBPF state removed by --cleanup. */
+  pruned?: string[];
+  error?: string;
+}
+
+/**
+ * --cleanup of networks pinned on this host whose configuration is gone: entries of veths
+ * that no longer exist go, and the maps and program with the last of them.
+ */
+function pruneOrphans(o: SyncOpts): SyncResult[] {
+  const confs = twillNetworks(o.confDir).flatMap((n) => (n.conf ? [n.conf] : []));
+  const names = new Set(confs.map((c) => c.name));
+  const byRoot = new Map(confs.map((c) => [c.bpffsRoot, c]));
+  const out: SyncResult[] = [];
+  for (const conf of byRoot.values()) {
+    for (const network of pinnedNetworks(conf.bpffsRoot).filter((x) => !names.has(x))) {
+      try {
+        out.push({ network, pruned: pruneEbpf({ ...ebpfNet(conf), network }, listHostLinkNames()) });
+      } catch (e) {
+        out.push({ network, error: (e as Error).message });
+      }
+    }
+  }
+  return out;
+}
+
 async function once(o: SyncOpts): Promise<number> {
   const src = await source(o);
-  const results: { network: string; tableChanged?: boolean; state?: BackendState; error?: string }[] = [];
+  const results: SyncResult[] = [];
   for (const n of twillNetworks(o.confDir)) {
     if (!n.conf) {
       results.push({ network: n.file, error: n.error ?? 'invalid' });
@@ -62,18 +95,23 @@ async function once(o: SyncOpts): Promise<number> {
     try {
       const tableChanged = src.nodes && !conf.nodes && !conf.nodesFile ? storeTable(conf, src.nodes) : false;
       const state = reconcile(conf, { cleanup: o.cleanup });
-      if (o.cleanup) removeNetworkMasq(conf);
-      else ensureNetworkMasq(conf, localAddresses, true);
-      results.push({ network: conf.name, tableChanged, state });
+      let pruned: string[] | undefined;
+      if (o.cleanup) {
+        removeNetworkMasq(conf);
+        pruned = pruneEbpf(ebpfNet(conf), listHostLinkNames());
+      } else ensureNetworkMasq(conf, localAddresses, true);
+      results.push({ network: conf.name, tableChanged, state, ...(pruned ? { pruned } : {}) });
     } catch (e) {
       results.push({ network: conf.name, error: (e as Error).message });
     }
   }
+  if (o.cleanup) results.push(...pruneOrphans(o));
   if (o.json) process.stdout.write(`${JSON.stringify({ source: src.note, networks: results }, null, 2)}\n`);
   else {
     process.stdout.write(`${src.note}\n`);
     for (const r of results) {
       if (r.error) process.stdout.write(`${r.network}: error: ${r.error}\n`);
+      else if (!r.state) process.stdout.write(`${r.network}: no configuration; removed ${r.pruned?.length ? r.pruned.join(', ') : 'nothing (veths still attached)'}\n`);
       else process.stdout.write(`${r.network}: ${r.state!.backend}, ${r.state!.peers.length} peers, ${r.state!.changes} changes${r.state!.problems.map((p) => `\n  problem: ${p}`).join('')}\n`);
     }
   }

@@ -75,6 +75,7 @@ export const schema = {
       default: 'auto',
       description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach and detach waits ~15 ms for an RCU grace period), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin get no program either way.',
     },
+    maxEndpoints: { type: 'integer', minimum: 16, maximum: 1048576, default: 1024, description: 'Pod addresses the network\'s endpoint map holds on one node (kubelet\'s default of 110 pods, dual-stack, needs 220). Entries are allocated as pods come (no preallocation); a new size applies once the network\'s last pod on the node is gone and its maps are released.' },
     backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node), "vxlan" (one VXLAN device per network, static FDB and neighbours), "hostgw" (a route per peer pod CIDR via the peer node, which must share the underlay L2).' },
     vxlan: {
       type: 'object',

@@ -67,6 +67,7 @@ export interface NetConf {
   clusterCIDRs?: string[];
   bpffsRoot: string;
   ebpfAttach: 'auto' | 'tcx' | 'legacy';
+  maxEndpoints: number;
   hostVethPrefix: string;
   logFile?: string;
   logLevel: LogLevel;

@@ -1,12 +1,15 @@
 // The eBPF data path of one endpoint: attach the pinned program to the host veth and
 // publish the pod's addresses in the endpoint map; the reverse on DEL; verification on CHECK.
+// Callers that change a network's maps hold its lock (datapath/netlock.ts): the DEL or GC
+// that removes the last endpoint releases the network's pins, and must not race an ADD.
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import type { Addr } from '../ipam/ip.js';
 import { formatAddr } from '../ipam/ip.js';
-import { linksDir, loadNetwork, openNetwork, type Loaded } from '../bpf/loader.js';
+import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+import { EEXIST, SysError } from '../sys/libc.js';
 import { crashPoint } from '../crash.js';
 
 export type AttachMode = 'auto' | 'tcx' | 'legacy';
@@ -15,6 +18,12 @@ export interface EbpfNet {
   root: string;
   network: string;
   attach: AttachMode;
+  maxEndpoints: number;
+}
+
+function isEmpty(eps: number): boolean {
+  for (const _ of mapKeys(eps, EP_KEY_SIZE)) return false;
+  return true;
 }
 
 export interface EndpointSpec {
@@ -26,7 +35,6 @@ export interface EndpointSpec {
   shaped: boolean;
 }
 
-const EEXIST = 17;
 const linkPin = (dir: string, hostName: string): string => `${linksDir(dir)}/${hostName}`;
 
 function attachTcx(l: Loaded, s: EndpointSpec): void {
@@ -35,7 +43,7 @@ function attachTcx(l: Loaded, s: EndpointSpec): void {
     try {
       objPin(fd, linkPin(l.dir, s.hostName));
     } catch (e) {
-      if ((e as { errno?: number }).errno !== EEXIST) throw e;
+      if (!(e instanceof SysError) || e.errno !== EEXIST) throw e;
       unlinkSync(linkPin(l.dir, s.hostName)); // left by an earlier attempt for this attachment
       objPin(fd, linkPin(l.dir, s.hostName));
     }
@@ -54,7 +62,7 @@ function attachTcx(l: Loaded, s: EndpointSpec): void {
  * it never takes the fast path; its map entry carries EP_F_NO_FAST for the other pods).
  */
 export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' {
-  const l = loadNetwork(n.root, n.network);
+  const l = loadNetwork(n.root, n.network, { endpoints: n.maxEndpoints });
   try {
     let mode: 'tcx' | 'legacy' | 'none' = s.shaped ? 'none' : n.attach === 'tcx' ? 'tcx' : 'legacy';
     if (mode === 'tcx') attachTcx(l, s);
@@ -76,6 +84,7 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
     } catch (e) {
       for (const a of s.addrs) mapDelete(eps, epKey(a));
       unpin(l.dir, s.hostName);
+      if (isEmpty(eps)) releaseNetwork(n.root, n.network);
       throw e;
     }
     return mode;
@@ -112,6 +121,11 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       if (mapLookup(eps, k, v) && (hostIndex === undefined || parseEpValue(v).ifindex === hostIndex)) mapDelete(eps, k);
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
+    if (isEmpty(eps)) {
+      // The last endpoint: the network's maps and program go with it.
+      releaseNetwork(n.root, n.network);
+      return [];
+    }
     const pin = linkPin(net.dir, hostName);
     return existsSync(pin) ? [pin] : [];
   } finally {
@@ -168,7 +182,10 @@ export function listEndpoints(root: string, network: string): MapEntry[] | undef
   }
 }
 
-/** GC: drops entries and link pins of every veth not in keep (by host veth name / ifindex). */
+/**
+ * GC: drops entries and link pins of every veth not in keep (by host veth name / ifindex),
+ * and releases the network's maps and program when no endpoint is left.
+ */
 export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: ReadonlyMap<number, string>): string[] {
   const net = openNetwork(n.root, n.network);
   if (!net) return [];
@@ -192,12 +209,20 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
         removed.push(`link ${pin}`);
       }
     }
+    if (isEmpty(eps)) {
+      releaseNetwork(n.root, n.network);
+      removed.push(`maps and program of ${n.network}`);
+    }
     return removed;
   } finally {
     net.close();
   }
 }
 
+/** Drops every entry and link pin of a veth that no longer exists (sync --cleanup). */
+export function pruneEbpf(n: EbpfNet, liveIndexes: ReadonlyMap<number, string>): string[] {
+  return ebpfGc(n, new Set(liveIndexes.values()), liveIndexes);
+}
 
 export interface EndpointRow {
   network: string;

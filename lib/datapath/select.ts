@@ -15,7 +15,7 @@ export interface DatapathState {
   reason?: string;
 }
 
-export const ebpfNet = (conf: NetConf): EbpfNet => ({ root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach });
+export const ebpfNet = (conf: NetConf): EbpfNet => ({ root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints });
 const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${conf.name}.json`;
 
 export function readDatapathState(conf: NetConf): DatapathState | undefined {

@@ -166,6 +166,10 @@ export function hostLocalGc(conf: NetConf, valid: readonly Attachment[]): { ip: 
   }
 }
 
+export function hostLocalCount(conf: NetConf): number {
+  return storeOf(conf).list().length;
+}
+
 export interface PoolUsage {
   rangeSet: number;
   ranges: string[];

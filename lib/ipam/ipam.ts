@@ -3,7 +3,7 @@ import { Code, CniError } from '../cni/errors.js';
 import type { Result } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { delegate } from './delegate.js';
-import { hostLocalAdd, hostLocalDel, hostLocalGc, hostLocalHeld, hostLocalUsage, type IpamOutcome, type PoolUsage } from './hostlocal.js';
+import { hostLocalAdd, hostLocalCount, hostLocalDel, hostLocalGc, hostLocalHeld, hostLocalUsage, type IpamOutcome, type PoolUsage } from './hostlocal.js';
 import { network, offset, parseAddr, parseCidr } from './ip.js';
 
 export interface IpamCall {
@@ -68,4 +68,9 @@ export function ipamStatus(c: IpamCall): PoolUsage[] | undefined {
   if (builtIn(c.conf)) return hostLocalUsage(c.conf);
   delegate('STATUS', ipamType(c.conf), c.stdin, c.env, c.path);
   return undefined;
+}
+
+/** Reservations the built-in IPAM still holds for the network; undefined for a delegated plugin. */
+export function ipamHeldCount(c: IpamCall): number | undefined {
+  return builtIn(c.conf) ? hostLocalCount(c.conf) : undefined;
 }

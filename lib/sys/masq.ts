@@ -1,28 +1,9 @@
 // Egress masquerade for a network: one nftables table per network (iptables when nft is
 // missing) — not one rule per pod. Created idempotently, removed with the network's last pod.
-import { accessSync, constants } from 'node:fs';
 import type { Cidr } from '../ipam/ip.js';
 import { formatCidr } from '../ipam/ip.js';
 
-const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'];
-const IPT = { 4: ['/usr/sbin/iptables', '/sbin/iptables'], 6: ['/usr/sbin/ip6tables', '/sbin/ip6tables'] } as const;
-
-function find(paths: readonly string[]): string | undefined {
-  return paths.find((p) => {
-    try {
-      accessSync(p, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
-function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string } {
-  const { spawnSync } = process.getBuiltinModule('node:child_process');
-  const r = spawnSync(cmd, args, { input: input ?? '', encoding: 'utf8', timeout: 10_000 });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}`.trim() };
-}
+import { IPT, NFT, find, run } from './nft.js';
 
 export const masqTable = (tag: string): string => `twill_${tag}`;
 

@@ -1,6 +1,6 @@
 // The routed veth of one pod: create, configure both ends, read back, delete.
 // Everything here talks to the kernel; the decisions are made by lib/attachment.ts.
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import { bits, type Addr, type Cidr } from '../ipam/ip.js';
 import { EEXIST } from './libc.js';
@@ -8,7 +8,7 @@ import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
   addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
-  setLinkAlias, setLinkDown, setLinkUp, type KernelRoute, type Link, type LinkAddr,
+  setLinkAlias, setLinkDown, setLinkName, setLinkUp, type KernelRoute, type Link, type LinkAddr,
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
 import { ensureSysctl } from './sysctl.js';
@@ -49,10 +49,15 @@ function create(nl: Netlink, s: PodLinkSpec): void {
     createVeth(nl, veth);
   } catch (e) {
     if (!(e instanceof NetlinkError) || e.errno !== EEXIST) throw e;
-    // The host name is derived from (containerID, ifname): if it exists it is a leftover of an
-    // earlier attempt for this very attachment, safe to replace. Otherwise the pod already
-    // has an interface of that name, which the spec says is an error.
-    if (!getLink(nl, s.hostName)) throw new CniError(Code.InvalidConfig, `interface ${s.podIfName} already exists in ${s.netns.path}`);
+    // The host name is derived from (containerID, ifname): a link of that name whose alias says
+    // it is this attachment is a leftover of an earlier attempt, safe to replace (an empty
+    // alias: killed between creating the pair and naming it). Anything else is not ours to
+    // delete. Without such a link, the pod already has an interface of that name: an error.
+    const existing = getLink(nl, s.hostName);
+    if (!existing) throw new CniError(Code.InvalidConfig, `interface ${s.podIfName} already exists in ${s.netns.path}`);
+    if (existing.alias !== s.alias && existing.alias !== '') {
+      throw new CniError(Code.InvalidConfig, `host interface ${s.hostName} exists and belongs to something else (alias "${existing.alias}")`);
+    }
     deleteLink(nl, s.hostName);
     createVeth(nl, veth);
   }
@@ -110,9 +115,15 @@ function configurePod(pod: Netlink, s: PodLinkSpec): number {
   return link.index;
 }
 
+/** The name a link being deleted in the background carries: unique while the link lives. */
+export const tombstoneName = (index: number): string => `twdel${index}`;
+
 /**
  * Removes the pair by its host end; false when it was already gone. With background set, the
- * link is taken down now and deleted by a detached process (see reaper.ts).
+ * link is taken down now and deleted by a detached process (see reaper.ts). Before it is
+ * handed off, the link and its pins are renamed to a tombstone: a runtime that re-adds the
+ * same container at once (podman restart, `cnitool del` + `add`) gets the attachment's
+ * name for its new veth, and the late deletion can only ever remove the old one.
  */
 export function detachPod(hostName: string, background = false, thenRemove: string[] = []): boolean {
   const nl = new Netlink();
@@ -122,7 +133,22 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
     if (background) {
       setLinkDown(nl, link.index);
       crashPoint('del:down');
-      if (deleteLinkDetached(hostName, thenRemove)) return true;
+      const tomb = tombstoneName(link.index);
+      setLinkName(nl, link.index, tomb);
+      const pins = thenRemove.flatMap((p) => {
+        const to = `${p.slice(0, p.lastIndexOf('/'))}/${tomb}`;
+        try {
+          renameSync(p, to);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+          throw e;
+        }
+        return [to];
+      });
+      if (deleteLinkDetached(tomb, pins)) return true;
+      const removed = deleteLink(nl, tomb);
+      for (const f of pins) rmSync(f, { force: true });
+      return removed;
     }
     const removed = deleteLink(nl, hostName);
     for (const f of thenRemove) rmSync(f, { force: true });

@@ -104,6 +104,11 @@ export function setLinkAlias(nl: Netlink, index: number, alias: string): void {
   nl.request(`set alias of link ${index}`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index), encodeAttrs([[IFLA_IFALIAS, str(alias)]])]));
 }
 
+/** Renames a link (it must be down). */
+export function setLinkName(nl: Netlink, index: number, name: string): void {
+  nl.request(`rename link ${index} to ${name}`, RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(index), encodeAttrs([[IFLA_IFNAME, str(name)]])]));
+}
+
 export function setLinkDown(nl: Netlink, index: number): void {
   nl.request(`set link ${index} down`, RTM_NEWLINK, 0, ifinfomsg(index, 0, IFF_UP));
 }

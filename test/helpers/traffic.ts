@@ -38,3 +38,14 @@ export function tempBpffs(): { root: string; release(): void } {
 export function endpointsJson(root: string): { network: string; addr: string; hostIfName: string; containerId: string; fastPath: boolean; counters?: { redirectPackets: number; passPackets: number } }[] {
   return JSON.parse(sh(process.env.TWILL_BIN ?? 'dist/twill', ['endpoints', '--json', '--bpffs-root', root]));
 }
+
+/** A short TCP transfer from client to addr (a server started in server); true when it went through. */
+export function tcpTransfer(client: string, server: string, addr: string, bytes = '2M'): boolean {
+  const p = iperfServer(server);
+  const r = spawnSync('ip', ['netns', 'exec', client, 'iperf3', '-c', addr, '-p', String(p), '-n', bytes, '-J', '--connect-timeout', '2000'], { encoding: 'utf8', timeout: 20_000 });
+  try {
+    return JSON.parse(r.stdout).end.sum_received.bytes > 0;
+  } catch {
+    return false;
+  }
+}

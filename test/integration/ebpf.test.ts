@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
-import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
+import { endpointsJson, tcpTransfer, tempBpffs } from '../helpers/traffic.js';
 import { cleanupNetns, hostLinksSettled, makeNetns, netnsPath, pingOk, removeDir, sh, TWILL, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
@@ -52,12 +52,13 @@ for (const attach of ['tcx', 'legacy'] as const) {
       else assert.match(sh('tc', ['filter', 'show', 'dev', res[0]!.interfaces[0].name, 'ingress']), /bpf/);
     });
 
-    it('pod-to-pod traffic takes the redirect, IPv4 and IPv6 (the counters prove it)', () => {
+    it('pod-to-pod TCP takes the redirect once conntrack holds it, IPv4 and IPv6 (the counters prove it); ping crosses the stack', () => {
       for (const v6 of [false, true]) {
-        assert.ok(pingOk(pods[0], addr(res[1]!, v6)), `pod0 → pod1 ${v6 ? 'v6' : 'v4'}`);
-        assert.ok(pingOk(pods[1], addr(res[0]!, v6)), `pod1 → pod0 ${v6 ? 'v6' : 'v4'}`);
+        assert.ok(pingOk(pods[0], addr(res[1]!, v6)), `ping pod0 → pod1 ${v6 ? 'v6' : 'v4'}`);
+        assert.ok(tcpTransfer(pods[0]!, pods[1]!, addr(res[1]!, v6)), `pod0 → pod1 ${v6 ? 'v6' : 'v4'}`);
+        assert.ok(tcpTransfer(pods[1]!, pods[0]!, addr(res[0]!, v6)), `pod1 → pod0 ${v6 ? 'v6' : 'v4'}`);
       }
-      for (const e of endpoints(bpffs.root)) assert.ok(e.redirected > 0, `${e.addr} redirected ${e.redirected}`);
+      for (const e of endpoints(bpffs.root)) assert.ok(e.redirected > 100, `${e.addr} redirected ${e.redirected}`);
     });
 
     it('pod → host and host → pod still work through the stack', () => {
@@ -77,13 +78,18 @@ for (const attach of ['tcx', 'legacy'] as const) {
       }
     });
 
-    it('DEL leaves no map entry, counter or link pin behind', () => {
-      pods.forEach((p, i) => assert.equal(twill(envFor('DEL', `eb${i}`, p), { ...conf, prevResult: res[i] }).code, 0));
+    it('DEL leaves no map entry, counter or link pin behind; the last one takes the maps and program', () => {
+      const dir = `${bpffs.root}/twill/${net.name}`;
+      assert.equal(twill(envFor('DEL', 'eb0', pods[0]!), { ...conf, prevResult: res[0] }).code, 0);
+      assert.equal(endpoints(bpffs.root).length, 2, 'the other pod keeps its entries');
+      assert.ok(existsSync(`${dir}/endpoints`));
+      if (attach === 'tcx') settle(() => readdirSync(`${dir}/links`).length === 1);
+      assert.equal(readdirSync(`${dir}/links`).length, attach === 'tcx' ? 1 : 0);
+      assert.equal(twill(envFor('DEL', 'eb1', pods[1]!), { ...conf, prevResult: res[1] }).code, 0);
       assert.deepEqual(endpoints(bpffs.root), []);
+      assert.equal(existsSync(dir), false, 'the network pins nothing once its last endpoint is gone');
       assert.deepEqual(hostLinksSettled('twt').filter((l) => res.some((r) => r.interfaces[0].name === l)), []);
-      settle(() => readdirSync(`${bpffs.root}/twill/${net.name}/links`).length === 0);
-      assert.deepEqual(readdirSync(`${bpffs.root}/twill/${net.name}/links`), []);
-      assert.deepEqual(hostLinksSettled('twt').filter((l) => res.some((r) => r.interfaces[0].name === l)), []);
+      assert.equal(twill(envFor('DEL', 'eb1', pods[1]!), { ...conf, prevResult: res[1] }).code, 0, 'DEL again: nothing to do');
     });
   });
 }
@@ -109,8 +115,12 @@ describe('eBPF state across pods, networks and upgrades', () => {
     assert.ok(eps.filter((e) => e.network === a.net.name).every((e) => e.containerId === 'g1'));
     assert.equal(eps.filter((e) => e.network === b.name).length, 1);
     assert.equal(readdirSync(`${a.bpffs.root}/twill/${a.net.name}/links`).length, 0, 'auto attaches with legacy tc: no link pins');
+    // A GC that keeps nothing releases the network's maps and program; the other network stays.
+    assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...a.conf, 'cni.dev/valid-attachments': [] }).code, 0);
+    assert.deepEqual(readdirSync(`${a.bpffs.root}/twill`), [b.name]);
     assert.equal(twill(envFor('DEL', 'g1', p1!), a.conf).code, 0);
     assert.equal(twill(envFor('DEL', 'other', p3!), bConf).code, 0);
+    assert.deepEqual(readdirSync(`${a.bpffs.root}/twill`), []);
   });
 
   it('replaces a stale program (object changed) and moves existing links to the new one', () => {
@@ -127,8 +137,8 @@ describe('eBPF state across pods, networks and upgrades', () => {
     const progId = (dev: string): string => /\bid (\d+)/.exec(sh('tc', ['filter', 'show', 'dev', dev, 'ingress']))?.[1] ?? 'none';
     assert.match(progId(r1.json.interfaces[0].name), /^\d+$/);
     assert.equal(progId(r1.json.interfaces[0].name), progId(r2.json.interfaces[0].name));
-    assert.ok(pingOk(p1, addr(r2.json)));
-    assert.ok(pingOk(p2, addr(r1.json)));
+    assert.ok(tcpTransfer(p1!, p2!, addr(r2.json)));
+    assert.ok(tcpTransfer(p2!, p1!, addr(r1.json)));
     assert.ok(endpoints(a.bpffs.root).every((e) => e.redirected > 0));
     twill(envFor('DEL', 'up1', p1!), a.conf);
     twill(envFor('DEL', 'up2', p2!), a.conf);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
-import { COUNTERS_SIZE, EP_KEY_SIZE, EP_VALUE_SIZE, FLOW_KEY_SIZE, epKey, epKeyAddr, epValue, parseEpValue } from '../../lib/bpf/layout.js';
+import { COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, epKey, epKeyAddr, epValue, parseEpValue } from '../../lib/bpf/layout.js';
+import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
 import { formatAddr, parseAddr } from '../../lib/ipam/ip.js';
 import { ROOT } from '../helpers/twill.js';
@@ -16,12 +17,25 @@ describe('the committed tc object', () => {
 
   it('declares the maps with the layouts the loader writes', () => {
     const byName = new Map(elf.maps.map((m) => [m.name, m]));
-    assert.deepEqual(byName.get('endpoints'), { name: 'endpoints', type: MapType.Hash, keySize: EP_KEY_SIZE, valueSize: EP_VALUE_SIZE, maxEntries: 65536, flags: 0 });
-    assert.equal(byName.get('flows')?.type, MapType.LruHash);
-    assert.equal(byName.get('flows')?.keySize, FLOW_KEY_SIZE);
-    assert.equal(byName.get('counters')?.type, MapType.PercpuHash);
-    assert.equal(byName.get('counters')?.valueSize, COUNTERS_SIZE);
+    const NO_PREALLOC = 1;
+    assert.deepEqual(byName.get('endpoints'), { name: 'endpoints', type: MapType.Hash, keySize: EP_KEY_SIZE, valueSize: EP_VALUE_SIZE, maxEntries: 1024, flags: NO_PREALLOC });
+    assert.deepEqual(byName.get('counters'), { name: 'counters', type: MapType.PercpuHash, keySize: 4, valueSize: COUNTERS_SIZE, maxEntries: 1024, flags: NO_PREALLOC });
+    assert.deepEqual(elf.maps.map((m) => m.name).sort(), [...MAP_NAMES].sort());
     assert.equal(elf.license, 'GPL');
+  });
+
+  it('calls only the conntrack kfuncs, and reads nf_conn.status at the marker the loader patches', () => {
+    const prog = elf.programs.find((p) => p.name === 'twill_from_pod')!;
+    assert.deepEqual([...new Set(prog.kfuncRefs.map((r) => r.name))].sort(), ['bpf_ct_release', 'bpf_skb_ct_lookup']);
+    const insns = Buffer.from(prog.insns);
+    linkKfuncs(insns, prog, { funcId: (n) => (n === 'bpf_skb_ct_lookup' ? 1001 : 1002) });
+    for (const r of prog.kfuncRefs) {
+      assert.equal(insns[r.offset + 1]! >> 4, 2, 'src_reg = BPF_PSEUDO_KFUNC_CALL');
+      assert.equal(insns.readInt32LE(r.offset + 4), r.name === 'bpf_skb_ct_lookup' ? 1001 : 1002);
+    }
+    assert.throws(() => linkKfuncs(Buffer.from(prog.insns), prog, { funcId: () => undefined }), /no kfunc bpf_/);
+    assert.ok(patchFieldOffset(insns, CT_STATUS_MARKER, 128) >= 1);
+    assert.equal(patchFieldOffset(insns, CT_STATUS_MARKER, 128), 0, 'every marker was patched');
   });
 
   it('has the program, and every map reference relocates to an ld_imm64 with a map fd', () => {
@@ -63,6 +77,34 @@ describe('the committed tc object', () => {
 });
 
 describe('map key and value layouts', () => {
+  it('agree with bpf/twill_maps.h (compiled, sizes and offsets printed by the C compiler)', (t) => {
+    const cc = spawnSync('cc', ['--version']);
+    if (cc.status !== 0) {
+      t.skip('no C compiler');
+      return;
+    }
+    const dir = mkdtempSync(`${tmpdir()}/twill-layout-`);
+    try {
+      writeFileSync(`${dir}/l.c`, `#include <stdio.h>
+#include <stddef.h>
+#include "twill_maps.h"
+int main(void) {
+  printf("%zu %zu %zu %zu %zu %zu %zu %d %d\\n", sizeof(struct ep_key), sizeof(struct ep_value), sizeof(struct ep_counters),
+    offsetof(struct ep_value, flags), offsetof(struct ep_value, pod_mac), offsetof(struct ep_value, host_mac),
+    offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, TWILL_CT_STATUS_MARKER);
+  return 0;
+}
+`);
+      const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const got = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
+      const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
+      assert.deepEqual(got, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, CT_STATUS_MARKER]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('round-trip endpoint keys and values', () => {
     for (const s of ['10.1.2.3', 'fd00::1:2']) assert.equal(formatAddr(epKeyAddr(epKey(parseAddr(s)!))), s);
     const v = { ifindex: 77, flags: 1, podMac: '02:aa:bb:cc:dd:ee', hostMac: '06:11:22:33:44:55' };

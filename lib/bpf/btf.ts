@@ -1,0 +1,83 @@
+// The running kernel's BTF (/sys/kernel/btf/vmlinux): just enough to resolve the ids of the
+// kfuncs a program calls and the offset of a struct member it reads. Read once per load.
+import { readFileSync } from 'node:fs';
+
+const BTF_MAGIC = 0xeb9f;
+const KIND_STRUCT = 4, KIND_FUNC = 12;
+
+/** Bytes that follow the 12-byte type header, per kind (see include/uapi/linux/btf.h). */
+function tailSize(kind: number, vlen: number): number {
+  switch (kind) {
+    case 1: case 14: case 17: return 4; // INT, VAR, DECL_TAG
+    case 3: return 12; // ARRAY
+    case 4: case 5: return vlen * 12; // STRUCT, UNION
+    case 6: return vlen * 8; // ENUM
+    case 13: return vlen * 8; // FUNC_PROTO
+    case 15: return vlen * 12; // DATASEC
+    case 19: return vlen * 12; // ENUM64
+    default: return 0; // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
+  }
+}
+
+export interface KernelBtf {
+  /** BTF id of the kernel function name (a kfunc), or undefined. */
+  funcId(name: string): number | undefined;
+  /** Byte offset of member in struct, or undefined. */
+  memberOffset(struct: string, member: string): number | undefined;
+}
+
+export class BtfError extends Error {}
+
+export function parseBtf(b: Buffer): KernelBtf {
+  if (b.length < 24 || b.readUInt16LE(0) !== BTF_MAGIC) throw new BtfError('not a little-endian BTF blob');
+  const hdrLen = b.readUInt32LE(4);
+  const typeOff = hdrLen + b.readUInt32LE(8), typeLen = b.readUInt32LE(12);
+  const strOff = hdrLen + b.readUInt32LE(16);
+  const name = (off: number): string => b.toString('latin1', strOff + off, b.indexOf(0, strOff + off));
+  const funcs = new Map<string, number>();
+  const structs = new Map<string, number>(); // name → byte offset of the type header
+  let id = 1;
+  for (let o = typeOff; o < typeOff + typeLen; id++) {
+    const info = b.readUInt32LE(o + 4);
+    const kind = (info >>> 24) & 0x1f, vlen = info & 0xffff;
+    if (kind === KIND_FUNC || kind === KIND_STRUCT) {
+      const n = b.readUInt32LE(o);
+      if (n !== 0) {
+        const s = name(n);
+        if (kind === KIND_FUNC) funcs.set(s, id);
+        else if (!structs.has(s)) structs.set(s, o);
+      }
+    }
+    o += 12 + tailSize(kind, vlen);
+  }
+  return {
+    funcId: (n) => funcs.get(n),
+    memberOffset: (struct, member) => {
+      const o = structs.get(struct);
+      if (o === undefined) return undefined;
+      const info = b.readUInt32LE(o + 4);
+      const bitfields = (info >>> 31) === 1;
+      for (let i = 0; i < (info & 0xffff); i++) {
+        const m = o + 12 + i * 12;
+        if (name(b.readUInt32LE(m)) !== member) continue;
+        const bits = b.readUInt32LE(m + 8);
+        return (bitfields ? bits & 0xffffff : bits) / 8;
+      }
+      return undefined;
+    },
+  };
+}
+
+let vmlinux: KernelBtf | undefined;
+export function kernelBtf(path = '/sys/kernel/btf/vmlinux'): KernelBtf {
+  if (!vmlinux) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(path);
+    } catch (e) {
+      throw new BtfError(`kernel BTF unavailable (${path}): ${(e as Error).message}`);
+    }
+    vmlinux = parseBtf(bytes);
+  }
+  return vmlinux;
+}
