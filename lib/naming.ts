@@ -27,7 +27,8 @@ export function aliasPrefix(network: string): string {
 }
 
 export function hostVethAlias(network: string, containerId: string, ifName: string): string {
-  return `${aliasPrefix(network)}${ifName}:${containerId}`.slice(0, 255);
+  // IFALIASZ is 256 with the terminating NUL; long container IDs are cut (the veth name is the key).
+  return Buffer.from(`${aliasPrefix(network)}${ifName}:${containerId}`).subarray(0, 250).toString('latin1');
 }
 
 /** A random locally administered unicast MAC (uniqueness on one node is all it needs). */

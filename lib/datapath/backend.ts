@@ -8,7 +8,7 @@ import { mkdirs } from '../fsx.js';
 import { bits, formatAddr, formatCidr, sameAddr, type Addr } from '../ipam/ip.js';
 import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
-import { fnv1a64, runMarker } from '../naming.js';
+import { fileName, fnv1a64, runMarker } from '../naming.js';
 import { Netlink } from '../sys/netlink.js';
 import {
   addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
@@ -51,7 +51,7 @@ function txChecksumOn(conf: NetConf): boolean {
   return maj > 5 || (maj === 5 && min >= 7);
 }
 
-const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${conf.name}.json`;
+const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.json`;
 const appliedPath = (conf: NetConf): string => runMarker(conf.stateDir, 'applied', conf.name);
 export const vxlanDevice = (conf: NetConf): string => conf.vxlan.device ?? `twill.${conf.vxlan.vni}`;
 

@@ -5,6 +5,7 @@ import { Code, CniError } from '../cni/errors.js';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../ipam/ip.js';
+import { fileName } from '../naming.js';
 
 export interface Peer {
   name: string;
@@ -13,7 +14,7 @@ export interface Peer {
   podCIDRs: Cidr[];
 }
 
-export const syncedNodesPath = (conf: NetConf): string => `${conf.stateDir}/nodes/${conf.name}.json`;
+export const syncedNodesPath = (conf: NetConf): string => `${conf.stateDir}/nodes/${fileName(conf.name)}.json`;
 
 export function readNodesFile(path: string, what: string): NodeEntry[] {
   let doc: unknown;

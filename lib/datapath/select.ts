@@ -8,6 +8,7 @@ import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { mkdirs } from '../fsx.js';
+import { fileName } from '../naming.js';
 
 export interface DatapathState {
   mode: 'ebpf' | 'routed';
@@ -16,7 +17,7 @@ export interface DatapathState {
 }
 
 export const ebpfNet = (conf: NetConf): EbpfNet => ({ root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints });
-const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${conf.name}.json`;
+const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${fileName(conf.name)}.json`;
 
 export function readDatapathState(conf: NetConf): DatapathState | undefined {
   try {

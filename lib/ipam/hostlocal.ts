@@ -5,20 +5,32 @@ import { Code, CniError } from '../cni/errors.js';
 import type { Dns, Route } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { allocate } from './allocator.js';
-import { OwnerIndex, PENDING } from './index-file.js';
+import { indexName, OwnerIndex, PENDING } from './index-file.js';
 import { formatAddr, parseAddr, type Addr, type Cidr } from './ip.js';
 import { log } from '../log.js';
 import { rangeSets, rangeSize, requestedAddrs } from './ranges.js';
-import { Store } from './store.js';
+import { Store, type Reservation } from './store.js';
 import { crashPoint } from '../crash.js';
 import { readFileSync as readText } from 'node:fs';
 
 const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 
+/** The kernel's boot time (epoch ms), from /proc/stat's btime. */
+function bootTimeMs(): number | undefined {
+  try {
+    const m = /^btime (\d+)$/m.exec(readText('/proc/stat', 'utf8'));
+    return m ? Number(m[1]) * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * After a reboot every pod's namespace is gone, and with it every attachment the store still
- * records: the first ADD of a new boot releases all reservations of earlier boots (a runtime
- * re-ADDs its pods after a reboot). The boot ID is kept beside the owner index.
+ * records: the first ADD of a new boot releases the reservations of earlier boots (a runtime
+ * re-ADDs its pods after a reboot) — only those whose files predate this boot, never one the
+ * reference host-local or another twill configuration sharing the store made since. The boot
+ * ID is kept beside the owner index.
  */
 function releaseOtherBoots(conf: NetConf, store: Store, index: OwnerIndex): void {
   let boot: string;
@@ -29,8 +41,9 @@ function releaseOtherBoots(conf: NetConf, store: Store, index: OwnerIndex): void
   }
   const seen = index.bootId();
   if (seen === boot) return;
-  if (seen !== undefined) {
-    const stale = store.list();
+  const booted = bootTimeMs();
+  if (seen !== undefined && booted !== undefined) {
+    const stale = store.writtenBefore(booted);
     for (const r of stale) {
       store.release(r.ip);
       index.remove(r.id, r.ifname);
@@ -152,14 +165,17 @@ export function hostLocalGc(conf: NetConf, valid: readonly Attachment[]): { ip: 
   const index = indexOf(conf);
   const unlock = store.lock();
   try {
-    const stale = store.list().filter((r) => (r.ifname === '' ? !keepIds.has(r.id) : !keep.has(`${r.id}\n${r.ifname}`)));
+    const all = store.list();
+    const isStale = (r: Reservation): boolean => (r.ifname === '' ? !keepIds.has(r.id) : !keep.has(`${r.id}\n${r.ifname}`));
+    const stale = all.filter(isStale);
     for (const r of stale) {
       store.release(r.ip);
       index.remove(r.id, r.ifname);
     }
-    // Leftovers of processes killed mid-write, and index entries whose reservation is gone.
+    // Leftovers of processes killed mid-write, and index entries whose reservation is gone:
+    // one scan of the store, not one per index entry.
     store.sweepTemp();
-    index.sweep((id, ifname) => store.findByOwner(id, ifname).length > 0);
+    index.sweep(new Set(all.filter((r) => !isStale(r)).map((r) => indexName(r.id, r.ifname))));
     return stale;
   } finally {
     unlock();

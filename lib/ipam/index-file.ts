@@ -5,8 +5,12 @@
 import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { writeAtomic } from './store.js';
 import { mkdirs } from '../fsx.js';
+import { fileName } from '../naming.js';
 
 export const PENDING = Symbol('pending');
+
+/** The index file of an owner: "<id>:<ifname>" (":" appears in neither), hashed when too long for one path component. */
+export const indexName = (id: string, ifname: string): string => fileName(`${id}:${ifname}`, 240);
 const PENDING_TEXT = 'pending\n';
 
 export class OwnerIndex {
@@ -17,7 +21,7 @@ export class OwnerIndex {
   }
 
   private path(id: string, ifname: string): string {
-    return `${this.dir}/${id}:${ifname}`; // ":" appears in neither
+    return `${this.dir}/${indexName(id, ifname)}`;
   }
 
   /** The indexed addresses; PENDING while an ADD is allocating; undefined when not indexed. */
@@ -63,8 +67,8 @@ export class OwnerIndex {
     this.write(`${this.dir}/boot_id`, `${id}\n`);
   }
 
-  /** Drops index entries whose owner holds nothing any more, and temp files of dead writers. */
-  sweep(holds: (id: string, ifname: string) => boolean): void {
+  /** Drops index entries not named in keep (see indexName), and temp files of dead writers. */
+  sweep(keep: ReadonlySet<string>): void {
     let names: string[] = [];
     try {
       names = readdirSync(this.dir);
@@ -72,9 +76,8 @@ export class OwnerIndex {
       return;
     }
     for (const n of names) {
-      if (n.startsWith('.twill-tmp-')) unlinkSync(`${this.dir}/${n}`);
-      const sep = n.indexOf(':');
-      if (sep > 0 && !holds(n.slice(0, sep), n.slice(sep + 1))) unlinkSync(`${this.dir}/${n}`);
+      if (n === 'boot_id') continue;
+      if (n.startsWith('.twill-tmp-') || !keep.has(n)) unlinkSync(`${this.dir}/${n}`);
     }
   }
 

@@ -73,6 +73,8 @@ export function formatAddr(a: Addr): string {
     const v = Number(a.value);
     return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
   }
+  // IPv4-mapped addresses in RFC 5952's mixed notation, as Go's netip does: ::ffff:10.1.2.3.
+  if (a.value >> 32n === 0xffffn) return `::ffff:${formatAddr({ family: 4, value: a.value & 0xffffffffn })}`;
   const g: number[] = [];
   for (let i = 7; i >= 0; i--) g.push(Number((a.value >> BigInt(i * 16)) & 0xffffn));
   // RFC 5952 as Go does it: compress the first longest run of two or more zero groups.

@@ -21,6 +21,10 @@ const builtIn = (conf: NetConf): boolean => conf.ipam?.type === 'host-local';
 
 function ipamType(conf: NetConf): string {
   if (!conf.ipam) throw new CniError(Code.InvalidConfig, 'invalid network config: ipam is required');
+  // Delegating to ourselves would exec twill with its own config, again and again.
+  if (conf.ipam.type === conf.type || conf.ipam.type === 'twill') {
+    throw new CniError(Code.InvalidConfig, `invalid network config: ipam.type "${conf.ipam.type}" is this plugin itself`, 'use "host-local" or another IPAM plugin');
+  }
   return conf.ipam.type;
 }
 

@@ -1,7 +1,7 @@
 // The reference host-local's on-disk store (backend/disk): one file per reserved address,
 // named by the address, holding "containerID\r\nifname"; last_reserved_ip.N per range set;
 // flock on <dir>/lock. twill and host-local share a pool through it.
-import { closeSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { lockFile } from '../sys/flock.js';
 import { mkdirs } from '../fsx.js';
 
@@ -31,9 +31,11 @@ export function writeAtomic(path: string, data: string, exclusive = false, durab
   } finally {
     closeSync(fd);
   }
+  let renamed = false;
   try {
     if (!exclusive) {
       renameSync(tmp, path);
+      renamed = true;
       return true;
     }
     linkSync(tmp, path);
@@ -42,7 +44,8 @@ export function writeAtomic(path: string, data: string, exclusive = false, durab
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
   } finally {
-    if (exclusive) unlinkSync(tmp);
+    // The temp name goes in every case but a successful rename (a failed one must not leave it).
+    if (!renamed) unlinkSync(tmp);
   }
 }
 
@@ -68,12 +71,31 @@ export class Store {
     }
   }
 
-  /** Reserves ip for the owner; false when another reservation holds it. */
+  /**
+   * Reserves ip for the owner; false when another reservation holds it. A taken address costs
+   * one lstat (the lock is held: nothing appears between the look and the link), not a temp
+   * file written and synced; a reservation whose hint cannot be written is taken back.
+   */
   reserve(ip: string, id: string, ifname: string, rangeSet: number): boolean {
-    if (!writeAtomic(`${this.dir}/${ip}`, ownerKey(id, ifname), true)) return false;
-    // A round-robin hint (host-local writes it without even an atomic rename): no fsync.
-    writeAtomic(`${this.dir}/${LAST_PREFIX}${rangeSet}`, ip);
+    const path = `${this.dir}/${ip}`;
+    if (lstatSync(path, { throwIfNoEntry: false })) return false;
+    if (!writeAtomic(path, ownerKey(id, ifname), true)) return false;
+    try {
+      // A round-robin hint (host-local writes it without even an atomic rename): no fsync.
+      writeAtomic(`${this.dir}/${LAST_PREFIX}${rangeSet}`, ip);
+    } catch (e) {
+      this.release(ip);
+      throw e;
+    }
     return true;
+  }
+
+  /** Reservations whose file was written before `ms` (epoch milliseconds). */
+  writtenBefore(ms: number): Reservation[] {
+    return this.list().filter((r) => {
+      const st = lstatSync(`${this.dir}/${r.ip}`, { throwIfNoEntry: false });
+      return st !== undefined && st.mtimeMs < ms;
+    });
   }
 
   lastReserved(rangeSet: number): string | undefined {

@@ -1,12 +1,12 @@
 // SIGKILL at every step of ADD and DEL: the runtime's usual retries (DEL; or ADD again, then
 // DEL) and GC must leave nothing behind. Also a reboot: state on disk, namespaces gone.
 import assert from 'node:assert/strict';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { ADD_STEPS, DEL_STEPS } from '../../lib/crash.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
-import { cleanupNetns, deleteNetns, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
+import { CNI_BIN_DIR, cleanupNetns, deleteNetns, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -99,20 +99,28 @@ describe('reboot: /var/lib kept, namespaces and /run gone', () => {
     removeDir(net.stateDir);
   });
 
-  it('the first ADD of a new boot releases every earlier reservation; pins are recreated lazily', () => {
+  it('the first ADD of a new boot releases the earlier boot\'s reservations, not this boot\'s; pins are recreated lazily', () => {
     const pods = [makeNetns(), makeNetns(), makeNetns()];
     pods.forEach((p, i) => assert.equal(twill(envFor('ADD', `old-${i}`, p), conf).code, 0));
-    // "Reboot": every namespace and veth disappears, bpffs is empty, the stores stay.
+    // "Reboot": every namespace and veth disappears, bpffs is empty, the stores stay, and
+    // what was written then predates the boot.
     pods.forEach(deleteNetns);
     hostLinksSettled('twt');
     sh('umount', [bpffs.root]);
     writeFileSync(`${net.stateDir}/ipam/${net.name}/boot_id`, 'an-earlier-boot\n');
-    assert.equal(files(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f)).length, 3);
+    const store = `${net.dataDir}/${net.name}`;
+    const earlier = new Date('2001-01-01T00:00:00Z');
+    for (const f of files(store).filter((f) => /^\d/.test(f))) utimesSync(`${store}/${f}`, earlier, earlier);
+    assert.equal(files(store).filter((f) => /^\d/.test(f)).length, 3);
+    // In the new boot the reference host-local reserves first (a pod of another runtime).
+    const hl = runPlugin(`${CNI_BIN_DIR}/host-local`, { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'host-local-pod', CNI_NETNS: '/dev/null', CNI_IFNAME: 'eth0', CNI_PATH: CNI_BIN_DIR }, { cniVersion: '1.0.0', name: net.name, ipam: conf.ipam });
+    assert.equal(hl.code, 0, hl.stdout + hl.stderr);
+    const hlAddr = hl.json.ips[0].address.split('/')[0];
     const ns = makeNetns();
     const r = twill(envFor('ADD', 'new-0', ns), conf);
     assert.equal(r.code, 0, r.stdout);
-    const held = files(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f));
-    assert.deepEqual(held, [r.json.ips[0].address.split('/')[0]]);
+    const held = files(store).filter((f) => /^\d/.test(f)).sort();
+    assert.deepEqual(held, [r.json.ips[0].address.split('/')[0], hlAddr].sort(), 'host-local\'s reservation of this boot stays');
     assert.equal(endpointsJson(bpffs.root).length, 1);
     assert.equal(twill(envFor('DEL', 'new-0', ns), conf).code, 0);
   });

@@ -16,6 +16,12 @@ describe('ip', () => {
     assert.equal(roundTrip('::ffff:0:10.1.2.3'), '::ffff:0:a01:203');
   });
 
+  it('prints IPv4-mapped IPv6 in mixed notation (RFC 5952, Go netip), distinct from the IPv4 address', () => {
+    assert.equal(roundTrip('::ffff:10.1.2.3'), '::ffff:10.1.2.3');
+    assert.equal(roundTrip('0:0:0:0:0:ffff:a01:203'), '::ffff:10.1.2.3');
+    assert.equal(roundTrip('::fffe:a01:203'), '::fffe:a01:203');
+  });
+
   it('parses and rejects IPv4 strictly', () => {
     assert.equal(roundTrip('10.0.0.1'), '10.0.0.1');
     for (const bad of ['10.0.0', '10.0.0.256', '010.0.0.1', '1.2.3.4.5', '', 'a.b.c.d', '1:2:3:4:5:6:7:8:9', ':::', '1::2::3']) {
