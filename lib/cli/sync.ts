@@ -118,10 +118,23 @@ async function once(o: SyncOpts): Promise<number> {
   return results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0) ? 1 : 0;
 }
 
+/**
+ * --watch: a sync every interval; a failed one (API server away, token rejected) is retried
+ * with exponential backoff up to five minutes, and the loop never exits on an error.
+ */
 export async function runSync(o: SyncOpts): Promise<number> {
   if (!o.watch) return once(o);
+  let backoff = 1;
   for (;;) {
-    await once(o);
-    await new Promise((r) => setTimeout(r, o.watch! * 1000));
+    let wait = o.watch;
+    try {
+      await once(o);
+      backoff = 1;
+    } catch (e) {
+      wait = Math.min(backoff, 300);
+      backoff = Math.min(backoff * 2, 300);
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'sync failed', error: (e as Error).message, retryIn: wait })}\n`);
+    }
+    await new Promise((r) => setTimeout(r, wait * 1000));
   }
 }

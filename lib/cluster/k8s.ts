@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import type { NodeEntry } from '../config/types.js';
+import { parseAddr } from '../ipam/ip.js';
 
 export interface KubeAccess {
   server: string;
@@ -51,6 +52,8 @@ export function inClusterAccess(root = '/var/run/secrets/kubernetes.io/serviceac
   return { server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, token: readFileSync(`${root}/token`, 'utf8').trim(), ca: readFileSync(`${root}/ca.crt`) };
 }
 
+const MAX_BODY = 64 << 20;
+
 function get(a: KubeAccess, path: string): Promise<Obj> {
   const url = new URL(path, a.server);
   return new Promise((res, rej) => {
@@ -64,7 +67,11 @@ function get(a: KubeAccess, path: string): Promise<Obj> {
     }, (r) => {
       let body = '';
       r.setEncoding('utf8');
-      r.on('data', (d: string) => (body += d));
+      r.on('data', (d: string) => {
+        body += d;
+        // A page of 500 Nodes is a few MB: anything far larger is not an answer to trust.
+        if (body.length > MAX_BODY) req.destroy(new Error(`GET ${url.pathname}: response larger than ${MAX_BODY >> 20} MiB`));
+      });
       r.on('end', () => {
         if (r.statusCode !== 200) return rej(new Error(`GET ${url.pathname}: HTTP ${r.statusCode} ${body.slice(0, 200)}`));
         try {
@@ -97,8 +104,10 @@ export async function listNodes(a: KubeAccess, pageSize = 500): Promise<NodeList
       const spec = obj(item.spec);
       const cidrs = (Array.isArray(spec.podCIDRs) ? spec.podCIDRs : typeof spec.podCIDR === 'string' ? [spec.podCIDR] : []).filter((c): c is string => typeof c === 'string');
       const internal = (Array.isArray(obj(item.status).addresses) ? (obj(item.status).addresses as unknown[]) : []).map(obj).filter((x) => x.type === 'InternalIP').map((x) => String(x.address));
-      const v4 = internal.find((x) => !x.includes(':'));
-      const v6 = internal.find((x) => x.includes(':'));
+      // An InternalIP that is not an address makes the node unusable, not the table.
+      const valid = internal.filter((x) => parseAddr(x) !== undefined);
+      const v4 = valid.find((x) => !x.includes(':'));
+      const v6 = valid.find((x) => x.includes(':'));
       if (cidrs.length === 0 || !(v4 ?? v6)) {
         pending.push(name);
         continue;

@@ -46,7 +46,9 @@ export const nodesFileSchema = {
   $id: 'twill-nodes',
   type: 'object',
   required: ['nodes'],
-  properties: { nodes: { type: 'array', maxItems: 5000, items: node } },
+  // Each node is checked on its own (datapath/nodes.ts): one bad entry is skipped and
+  // reported, never a reason to drop the whole table.
+  properties: { nodes: { type: 'array', maxItems: 200000, items: { type: 'object' } } },
 } as const;
 
 const attachment = {
@@ -93,7 +95,7 @@ export const schema = {
       },
     },
     nodeName: { type: 'string', maxLength: 253, pattern: NAME, description: 'This node\'s name in the node table (default: the node whose IP is on a local interface).' },
-    nodes: { type: 'array', maxItems: 5000, items: node, description: 'The node table: every node of the cluster, this one included.' },
+    nodes: { type: 'array', maxItems: 200000, items: node, description: 'The node table: every node of the cluster, this one included.' },
     nodesFile: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'A JSON file {"nodes": [...]} kept current by config management or `twill sync`; used when nodes is absent.' },
     clusterCIDRs: { type: 'array', maxItems: 16, items: cidrString, description: 'Destinations not masqueraded by ipMasq (default: every node\'s pod CIDRs).' },
     hostVethPrefix: {

@@ -108,7 +108,7 @@ function unpin(dir: string, hostName: string): void {
  * period, unpinning one whose device is gone does not. Nothing to do when the network never
  * used eBPF on this host.
  */
-export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefined, addrs: Addr[]): string[] {
+export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefined, addrs: Addr[], live?: () => ReadonlyMap<number, string>): string[] {
   const net = openNetwork(n.root, n.network);
   if (!net) return [];
   try {
@@ -117,8 +117,16 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
     // Without addresses (a DEL retried after the IPAM already released them, and no
     // prevResult) the map is searched for entries pointing at this veth.
     const keys = addrs.length > 0 || hostIndex === undefined ? addrs.map(epKey) : [...mapKeys(eps, EP_KEY_SIZE)];
+    // With the veth gone, an entry is ours only if no other live veth holds it: the address
+    // may already be a new pod's (a DEL retried after the IPAM handed it out again).
+    const links = hostIndex === undefined ? live?.() : undefined;
+    const ours = (ifindex: number): boolean => {
+      if (hostIndex !== undefined) return ifindex === hostIndex;
+      const name = links?.get(ifindex);
+      return name === undefined || name === hostName;
+    };
     for (const k of keys) {
-      if (mapLookup(eps, k, v) && (hostIndex === undefined || parseEpValue(v).ifindex === hostIndex)) mapDelete(eps, k);
+      if (mapLookup(eps, k, v) && ours(parseEpValue(v).ifindex)) mapDelete(eps, k);
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
     if (isEmpty(eps)) {

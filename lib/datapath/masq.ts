@@ -8,19 +8,20 @@ import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
 import { fnv1a64, runMarker } from '../naming.js';
 import { ensureMasq, removeMasq } from '../sys/masq.js';
-import { nodeTable, splitNodes, toPeer } from './nodes.js';
+import { splitNodes, toPeers } from './nodes.js';
+import { usableTable } from './backend.js';
 import { rangeSets } from '../ipam/ranges.js';
 
 export const masqTag = (conf: NetConf): string => fnv1a64(conf.name).toString(16).slice(0, 12);
 const marker = (conf: NetConf): string => runMarker(conf.stateDir, 'masq', conf.name);
 
 function spec(conf: NetConf, localAddrs: { family: 4 | 6; value: bigint }[]): { sources: Cidr[]; exempt: Cidr[] } {
-  const table = nodeTable(conf);
+  const { table } = usableTable(conf);
   const { self } = splitNodes(conf, table, localAddrs);
   const sources = self?.podCIDRs ?? (conf.ipam?.type === 'host-local' ? rangeSets(conf).flat().map((r) => r.subnet) : []);
   const exempt = conf.clusterCIDRs
     ? conf.clusterCIDRs.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined).map(network)
-    : [...sources, ...table.flatMap((n) => toPeer(n).podCIDRs)];
+    : [...sources, ...toPeers(table).peers.flatMap((p) => p.podCIDRs)];
   return { sources, exempt };
 }
 

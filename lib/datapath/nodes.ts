@@ -1,7 +1,6 @@
 // The node table of a network: the config's nodes, else its nodesFile, else what `twill sync`
 // last wrote. Validated with the same schema; this node is found by name or local address.
-import { readFileSync } from 'node:fs';
-import { Code, CniError } from '../cni/errors.js';
+import { existsSync, readFileSync } from 'node:fs';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../ipam/ip.js';
@@ -16,46 +15,72 @@ export interface Peer {
 
 export const syncedNodesPath = (conf: NetConf): string => `${conf.stateDir}/nodes/${fileName(conf.name)}.json`;
 
+/** The table exists but cannot be read or parsed: keep what was programmed from the last good one. */
+export class NodeTableUnreadable extends Error {}
+
 export function readNodesFile(path: string, what: string): NodeEntry[] {
   let doc: unknown;
   try {
     doc = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new CniError(Code.InvalidConfig, `${what} ${path}: ${(e as Error).message}`);
+    throw new NodeTableUnreadable(`${what} ${path}: ${(e as Error).message}`);
   }
   if (!validateNodesFile(doc)) {
     const err = validateNodesFile.errors?.[0];
-    throw new CniError(Code.InvalidConfig, `${what} ${path}: ${err?.instancePath || '(root)'} ${err?.message ?? 'is invalid'}`);
+    throw new NodeTableUnreadable(`${what} ${path}: ${err?.instancePath || '(root)'} ${err?.message ?? 'is invalid'}`);
   }
   return (doc as { nodes: NodeEntry[] }).nodes;
 }
 
+/**
+ * The configured table. Throws NodeTableUnreadable when a nodes file or the synced table is
+ * there but unreadable; an empty table only when nothing was ever synced.
+ */
 export function nodeTable(conf: NetConf): NodeEntry[] {
   if (conf.nodes) return conf.nodes;
   if (conf.nodesFile) return readNodesFile(conf.nodesFile, 'nodesFile');
-  try {
-    return readNodesFile(syncedNodesPath(conf), 'synced node table');
-  } catch {
-    return [];
+  const path = syncedNodesPath(conf);
+  if (!existsSync(path)) return [];
+  return readNodesFile(path, 'synced node table');
+}
+
+const NODE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$/;
+
+/** One node of the table as a peer, or why it cannot be one. */
+export function toPeer(n: NodeEntry): Peer | string {
+  const raw = n as unknown as Record<string, unknown>;
+  const name = typeof raw.name === 'string' && NODE_NAME.test(raw.name) ? raw.name : undefined;
+  if (!name) return `node ${JSON.stringify(raw.name ?? null).slice(0, 80)}: invalid name`;
+  const ip = typeof raw.ip === 'string' ? parseAddr(raw.ip) : undefined;
+  if (!ip) return `node ${name}: ip ${JSON.stringify(raw.ip ?? null).slice(0, 80)} is not an address`;
+  const ip6 = typeof raw.ip6 === 'string' ? parseAddr(raw.ip6) : undefined;
+  if (raw.ip6 !== undefined && !ip6) return `node ${name}: ip6 ${JSON.stringify(raw.ip6).slice(0, 80)} is not an address`;
+  if (!Array.isArray(raw.podCIDRs) || raw.podCIDRs.length > 4) return `node ${name}: podCIDRs must be a list of at most 4 CIDRs`;
+  const podCIDRs: Cidr[] = [];
+  for (const c of raw.podCIDRs) {
+    const p = typeof c === 'string' ? parseCidr(c) : undefined;
+    if (!p) return `node ${name}: pod CIDR ${JSON.stringify(c).slice(0, 80)} is not a CIDR`;
+    podCIDRs.push(network(p));
   }
+  return { name, ip, ...(ip6 ? { ip6 } : {}), podCIDRs };
 }
 
-export function toPeer(n: NodeEntry): Peer {
-  const ip = parseAddr(n.ip);
-  if (!ip) throw new CniError(Code.InvalidConfig, `node ${n.name}: ip "${n.ip}" is not an address`);
-  const ip6 = n.ip6 ? parseAddr(n.ip6) : undefined;
-  const podCIDRs = n.podCIDRs.map((c) => {
-    const p = parseCidr(c);
-    if (!p) throw new CniError(Code.InvalidConfig, `node ${n.name}: pod CIDR "${c}" is not a CIDR`);
-    return network(p);
-  });
-  return { name: n.name, ip, ...(ip6 ? { ip6 } : {}), podCIDRs };
+/** Every usable node as a peer; the others are skipped and named in bad. */
+export function toPeers(table: NodeEntry[]): { peers: Peer[]; bad: string[] } {
+  const peers: Peer[] = [];
+  const bad: string[] = [];
+  for (const n of table) {
+    const p = toPeer(n);
+    if (typeof p === 'string') bad.push(p);
+    else peers.push(p);
+  }
+  return { peers, bad };
 }
 
-/** Splits the table into this node and its peers. */
-export function splitNodes(conf: NetConf, table: NodeEntry[], localAddrs: Addr[]): { self?: Peer; peers: Peer[] } {
-  const peers = table.map(toPeer);
+/** Splits the table into this node and its peers; nodes that cannot be used are in bad. */
+export function splitNodes(conf: NetConf, table: NodeEntry[], localAddrs: Addr[]): { self?: Peer; peers: Peer[]; bad: string[] } {
+  const { peers, bad } = toPeers(table);
   const isLocal = (p: Peer): boolean => localAddrs.some((a) => a.family === p.ip.family && a.value === p.ip.value);
   const self = peers.find((p) => (conf.nodeName ? p.name === conf.nodeName : isLocal(p)));
-  return { ...(self ? { self } : {}), peers: peers.filter((p) => p !== self) };
+  return { ...(self ? { self } : {}), peers: peers.filter((p) => p !== self), bad };
 }

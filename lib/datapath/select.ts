@@ -8,6 +8,7 @@ import { writeAtomic } from '../ipam/store.js';
 import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { mkdirs } from '../fsx.js';
+import { listHostLinkNames } from '../sys/podlink.js';
 import { fileName } from '../naming.js';
 
 export interface DatapathState {
@@ -62,6 +63,6 @@ export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState 
 /** Removes the endpoint from the data path; returns pins to remove once the veth is gone. */
 export function teardownDatapath(conf: NetConf, hostName: string, hostIndex: number | undefined, addrs: Addr[]): string[] {
   if (conf.datapath === 'routed') return [];
-  return ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs);
+  return ebpfDel(ebpfNet(conf), hostName, hostIndex, addrs, listHostLinkNames);
 }
 

@@ -1,7 +1,7 @@
 // Loads the FFI addon (koffi). Inside the single executable it travels as an asset and is
 // written once to a content-addressed cache file, then dlopen'ed; in development it is
 // taken from node_modules. Nothing is downloaded at run time.
-import { closeSync, existsSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { mkdirs } from '../fsx.js';
 
@@ -19,11 +19,31 @@ export interface Koffi {
 const ASSET = 'koffi.node';
 let cached: Koffi | undefined;
 
+/**
+ * The directory the addon is extracted to: root's is under /run (only root can write there);
+ * anyone else's under $TMPDIR, where another local user could have planted it first — so it
+ * must be a real directory owned by us and writable by nobody else, or it is not used.
+ */
 function cacheDir(): string {
-  const dir = process.getuid?.() === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${process.getuid?.() ?? 'u'}`;
+  const uid = process.getuid?.() ?? -1;
+  const dir = uid === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${uid}`;
   mkdirs(dir, 0o700);
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new Error(`refusing the addon cache ${dir}: not a directory owned by uid ${uid} and writable only by it`);
+  }
   return dir;
 }
+
+/** A cached addon is used only if it is a regular file of ours that nobody else can write. */
+function trusted(path: string, uid: number): boolean {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (!st) return false;
+  if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) throw new Error(`refusing the cached addon ${path}: not a regular file owned by uid ${uid} and writable only by it`);
+  return true;
+}
+
+const sha256 = (b: Buffer): string => process.getBuiltinModule('node:crypto').createHash('sha256').update(b).digest('hex');
 
 const sea = (): { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined => {
   const m = process.getBuiltinModule('node:sea') as { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined;
@@ -33,12 +53,16 @@ const sea = (): { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | u
 function fromSea(): string | undefined {
   // The bundle also runs outside the executable once, at build time, to warm its code cache.
   if (typeof TWILL_KOFFI_SHA256 === 'undefined' || !sea()) return undefined;
+  const uid = process.getuid?.() ?? -1;
   const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
-  if (existsSync(path)) return path;
+  if (trusted(path, uid)) {
+    // root's cache is root's alone; elsewhere the file is checked again before it runs
+    // (node:crypto costs ~3 ms: the CNI path, as root, does not pay it).
+    if (uid === 0 || sha256(readFileSync(path)) === TWILL_KOFFI_SHA256) return path;
+    unlinkSync(path);
+  }
   const bytes = Buffer.from(sea()!.getRawAsset(ASSET));
-  // Only on first extraction: node:crypto is expensive to load.
-  const { createHash } = process.getBuiltinModule('node:crypto');
-  if (createHash('sha256').update(bytes).digest('hex') !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
+  if (sha256(bytes) !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {

@@ -145,6 +145,29 @@ describe('eBPF state across pods, networks and upgrades', () => {
   });
 });
 
+describe('a DEL retried after the address went to a new pod', () => {
+  const { conf, bpffs } = ebpfNet();
+
+  it('leaves the new pod\'s endpoint entries alone when the old veth is gone', () => {
+    const [old, neu] = [makeNetns(), makeNetns()];
+    const r = twill(envFor('ADD', 'old', old), conf);
+    assert.equal(r.code, 0, r.stdout);
+    assert.equal(twill(envFor('DEL', 'old', old), { ...conf, prevResult: r.json }).code, 0);
+    hostLinksSettled('twdel');
+    const wanted = r.json.ips.map((i: { address: string }) => i.address.split('/')[0]);
+    const r2 = twill({ ...envFor('ADD', 'new', neu), CNI_ARGS: `IgnoreUnknown=1;IP=${wanted.join(',')}` }, conf);
+    assert.equal(r2.code, 0, r2.stdout);
+    assert.deepEqual(r2.json.ips.map((i: { address: string }) => i.address.split('/')[0]), wanted);
+    // The runtime retries the old pod's DEL with its cached result.
+    assert.equal(twill(envFor('DEL', 'old', old), { ...conf, prevResult: r.json }).code, 0);
+    const eps = endpoints(bpffs.root);
+    assert.deepEqual(eps.map((e) => e.addr).sort(), [...wanted].sort());
+    assert.ok(eps.every((e) => e.containerId === 'new'));
+    assert.equal(twill(envFor('CHECK', 'new', neu), { ...conf, prevResult: r2.json }).code, 0);
+    assert.equal(twill(envFor('DEL', 'new', neu), { ...conf, prevResult: r2.json }).code, 0);
+  });
+});
+
 describe('fallback when eBPF cannot be used', () => {
   const net = testNet({ stack: 'v4' });
   after(() => {

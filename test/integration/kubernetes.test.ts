@@ -65,6 +65,41 @@ describe('Kubernetes node source', () => {
     }
   });
 
+  it('skips a Node whose InternalIP is not an address instead of failing the table', async () => {
+    const odd = tempDir('k8s-odd');
+    const { server, port } = await serve(odd, 't', [...fleet, { name: 'node-x', podCIDRs: ['10.244.9.0/24'], internal: ['not-an-ip'] }]);
+    try {
+      kubeconfig(`${odd}/kubeconfig`, port, `${odd}/ca.crt`, 't');
+      const list = await listNodes(await kubeconfigAccess(`${odd}/kubeconfig`));
+      assert.deepEqual(list.nodes.map((n) => n.name), ['node-a', 'node-b', 'node-d']);
+      assert.ok(list.pending.includes('node-x'));
+    } finally {
+      server.close();
+      removeDir(odd);
+    }
+  });
+
+  it('sync --watch survives an API server that is away: it backs off and keeps trying', async () => {
+    const gone = tempDir('k8s-gone');
+    try {
+      kubeconfig(`${gone}/kubeconfig`, 9, `${dir}/ca.crt`, 'x'); // nothing listens on port 9
+      writeFileSync(`${gone}/10-twill.conflist`, JSON.stringify({ cniVersion: '1.1.0', name: 'twtest-watch', plugins: [{ type: 'twill', stateDir: `${gone}/state`, ipam: { type: 'host-local', dataDir: `${gone}/ipam`, ranges: [[{ subnet: '10.249.9.0/24' }]] } }] }));
+      const p = spawn(process.env.TWILL_BIN ?? `${ROOT}/dist/twill`, ['sync', '--watch', '1', '--conf-dir', gone, '--kubeconfig', `${gone}/kubeconfig`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      let exited = false;
+      p.on('exit', () => (exited = true));
+      await new Promise((r) => setTimeout(r, 4000));
+      p.kill();
+      assert.equal(exited, false, `sync --watch exited: ${err}`);
+      const failures = err.split('\n').filter((l) => l.includes('"sync failed"'));
+      assert.ok(failures.length >= 2, err);
+      assert.deepEqual(failures.slice(0, 3).map((l) => JSON.parse(l).retryIn), [1, 2, 4].slice(0, Math.min(3, failures.length)));
+    } finally {
+      removeDir(gone);
+    }
+  });
+
   it('fails clearly on a wrong token and on an unknown CA', async () => {
     const other = tempDir('k8s2');
     const { server, port } = await serve(other, 'right', fleet);

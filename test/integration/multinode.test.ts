@@ -163,3 +163,41 @@ describe('VXLAN over an IPv6 underlay', () => {
     c.nodes.forEach((n, i) => assert.equal(c.twill(n, { ...podEnv(`u6-${i}`, pods[i]!), CNI_COMMAND: 'DEL' }, n.conf).code, 0));
   });
 });
+
+describe('a 10,000-node table with bad entries, and a table that becomes unreadable', () => {
+  const c = makeCluster({ backend: 'hostgw', datapath: 'routed', count: 2 });
+  after(() => c.destroy());
+  const FAKE = 9998;
+
+  it('skips and reports the bad nodes, programs the rest, and keeps the last good table when a read fails', () => {
+    const a = c.nodes[0]!;
+    // The fake nodes live on a second, directly connected underlay prefix of node a.
+    inNs(a.ns, ['ip', 'addr', 'add', '10.96.255.254/16', 'dev', 'eth0']);
+    const fake = Array.from({ length: FAKE }, (_, i) => ({ name: `fake-${i}`, ip: `10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`, podCIDRs: [`10.${160 + (i >> 8)}.${i & 255}.0/24`] }));
+    const bad = [{ name: 'bad-ip', ip: 'not-an-address', podCIDRs: ['10.159.0.0/24'] }, { name: 'bad-cidr', ip: '10.96.200.1', podCIDRs: ['10.159.1.0/99'] }, { ip: '10.96.200.2', podCIDRs: [] }];
+    const table = [...c.nodes.map((n) => ({ name: n.name, ip: n.ip, podCIDRs: [n.cidr4] })), ...bad, ...fake];
+    writeFileSync(`${a.dir}/nodes.json`, JSON.stringify({ nodes: table }));
+    const pod = makeNetns();
+    const r = c.twill(a, podEnv('big', pod), a.conf);
+    assert.equal(r.code, 0, r.stdout);
+    const routes = (): number => inNs(a.ns, ['ip', 'route', 'show', 'proto', '119']).split('\n').filter(Boolean).length;
+    assert.equal(routes(), FAKE + 1);
+    const s = c.cli(a, ['sync', '--conf-dir', a.confDir, '--json']);
+    const st = JSON.parse(s.stdout).networks[0].state;
+    assert.equal(st.peers.length, FAKE + 1);
+    assert.equal(st.problems.length, 3, st.problems.join('\n'));
+    assert.match(st.problems.join('\n'), /bad-ip.*not an address.*skipped/);
+    assert.match(st.problems.join('\n'), /bad-cidr.*not a CIDR/);
+    // Half-written by config management: ADD and sync keep the last good table.
+    writeFileSync(`${a.dir}/nodes.json`, JSON.stringify({ nodes: table }).slice(0, 5000));
+    const pod2 = makeNetns();
+    const r2 = c.twill(a, podEnv('big2', pod2), a.conf);
+    assert.equal(r2.code, 0, r2.stdout);
+    const s2 = c.cli(a, ['sync', '--conf-dir', a.confDir, '--json']);
+    assert.match(JSON.parse(s2.stdout).networks[0].state.problems.join('\n'), new RegExp(`kept the last good table \\(${table.length} nodes\\)`));
+    assert.equal(routes(), FAKE + 1, 'no peer route was deleted');
+    for (const [id, ns, res] of [['big', pod, r], ['big2', pod2, r2]] as const) {
+      assert.equal(c.twill(a, { ...podEnv(id, ns), CNI_COMMAND: 'DEL' }, { ...a.conf, prevResult: res.json }).code, 0);
+    }
+  });
+});

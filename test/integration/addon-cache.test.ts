@@ -1,0 +1,46 @@
+// The FFI addon's extraction cache for runs that are not root ($TMPDIR/twill-<uid>): another
+// local user must not be able to plant code there that runs as whoever runs twill.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { removeDir, tempDir, TWILL } from '../helpers/twill.js';
+
+const NOBODY = 65534;
+const asNobody = (tmp: string) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `TMPDIR=${tmp}`, TWILL, 'endpoints', '--bpffs-root', `${tmp}/none`], { encoding: 'utf8', timeout: 20_000 });
+
+describe('the addon cache of unprivileged runs', () => {
+  const tmp = tempDir('addon');
+  chmodSync(tmp, 0o1777);
+  const cache = `${tmp}/twill-${NOBODY}`;
+  after(() => removeDir(tmp));
+
+  it('is created private and used', () => {
+    const r = asNobody(tmp);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readdirSync(cache).filter((f) => f.endsWith('.node')).length, 1);
+  });
+
+  it('a cached addon that was tampered with is checked again, replaced and not run', () => {
+    const f = `${cache}/${readdirSync(cache).find((x) => x.endsWith('.node'))}`;
+    const good = readFileSync(f);
+    writeFileSync(f, 'not the addon');
+    chownSync(f, NOBODY, NOBODY);
+    const r = asNobody(tmp);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(readFileSync(f).equals(good));
+  });
+
+  it('a directory planted by another user, or writable by others, is refused', () => {
+    removeDir(cache);
+    mkdirSync(cache, { mode: 0o777 });
+    chmodSync(cache, 0o777); // root's, open to all: as another local user would leave it
+    writeFileSync(`${cache}/planted`, 'x');
+    const r = asNobody(tmp);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /refusing the addon cache/);
+    chownSync(cache, NOBODY, NOBODY); // ours now, but still group/other-writable
+    assert.match(asNobody(tmp).stderr, /refusing the addon cache/);
+    assert.deepEqual(readdirSync(cache), ['planted'], 'nothing was extracted into it');
+  });
+});
