@@ -19,9 +19,8 @@ build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
-dist/twill: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
-	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) scripts/build.mjs 2>&1 | grep -v "Can't find string offset" || true
-	@test -x dist/twill
+dist/twill: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/build-exe.sh scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
+	NODE=$(NODE) scripts/build-exe.sh
 
 build: deps dist/twill
 

@@ -143,66 +143,62 @@ static __always_inline int redirect_to(struct __sk_buff *skb, struct ep_value *t
 	return bpf_redirect_peer(to->ifindex, 0);
 }
 
-static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end)
+static __always_inline int pass(struct __sk_buff *skb)
 {
-	__u8 saddr[16] = {};
-	__builtin_memcpy(saddr, &ip->saddr, 4);
-	struct ep_value *from = endpoint(TWILL_AF_INET, saddr, 16);
-	if (!from || from->ifindex != skb->ifindex) {
-		count(skb, V_SPOOFED);
-		return TC_ACT_SHOT;
-	}
-	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
-		goto pass;
-	__u8 daddr[16] = {};
-	__builtin_memcpy(daddr, &ip->daddr, 4);
-	struct ep_value *to = endpoint(TWILL_AF_INET, daddr, 16);
-	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST))
-		goto pass;
-	struct bpf_sock_tuple t = {};
-	if (!l4_ports(ip + 1, end, ip->protocol, &t.ipv4.sport, &t.ipv4.dport))
-		goto pass;
-	t.ipv4.saddr = ip->saddr;
-	t.ipv4.daddr = ip->daddr;
-	if (!ct_direct(skb, &t, sizeof(t.ipv4), ip->protocol))
-		goto pass;
-	int r = redirect_to(skb, to);
-	if (r >= 0)
-		return r;
-pass:
 	count(skb, V_PASS);
 	return PASS;
+}
+
+/* A validated TCP/UDP packet: into the destination pod when it is a local endpoint, neither
+ * end is shaped, and conntrack vouches for the flow; else on to the stack. */
+static __always_inline int deliver(struct __sk_buff *skb, struct ep_value *from, struct ep_value *to,
+				   struct bpf_sock_tuple *t, __u32 tlen, __u8 proto)
+{
+	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST) || !ct_direct(skb, t, tlen, proto))
+		return pass(skb);
+	int r = redirect_to(skb, to);
+	return r >= 0 ? r : pass(skb);
+}
+
+static __always_inline int spoofed(struct __sk_buff *skb)
+{
+	count(skb, V_SPOOFED);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end)
+{
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__builtin_memcpy(saddr, &ip->saddr, 4);
+	__builtin_memcpy(daddr, &ip->daddr, 4);
+	struct ep_value *from = endpoint(TWILL_AF_INET, saddr, 16);
+	if (!from || from->ifindex != skb->ifindex)
+		return spoofed(skb);
+	struct bpf_sock_tuple t = {};
+	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)) ||
+	    !l4_ports(ip + 1, end, ip->protocol, &t.ipv4.sport, &t.ipv4.dport))
+		return pass(skb);
+	t.ipv4.saddr = ip->saddr;
+	t.ipv4.daddr = ip->daddr;
+	return deliver(skb, from, endpoint(TWILL_AF_INET, daddr, 16), &t, sizeof(t.ipv4), ip->protocol);
 }
 
 static __always_inline int from_pod_v6(struct __sk_buff *skb, struct ipv6hdr *ip6, void *end)
 {
 	__u32 w0 = ip6->saddr.in6_u.u6_addr32[0];
 	/* fe80::/10 (neighbour discovery) and :: (MLD, DAD) never leave the link. */
-	if ((w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
-		goto pass;
-	if (!(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
-		goto pass;
+	if ((w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) ||
+	    !(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
+		return pass(skb);
 	struct ep_value *from = endpoint(TWILL_AF_INET6, &ip6->saddr, 16);
-	if (!from || from->ifindex != skb->ifindex) {
-		count(skb, V_SPOOFED);
-		return TC_ACT_SHOT;
-	}
-	struct ep_value *to = endpoint(TWILL_AF_INET6, &ip6->daddr, 16);
-	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST))
-		goto pass;
+	if (!from || from->ifindex != skb->ifindex)
+		return spoofed(skb);
 	struct bpf_sock_tuple t = {};
 	if (!l4_ports(ip6 + 1, end, ip6->nexthdr, &t.ipv6.sport, &t.ipv6.dport))
-		goto pass;
+		return pass(skb);
 	__builtin_memcpy(t.ipv6.saddr, &ip6->saddr, 16);
 	__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
-	if (!ct_direct(skb, &t, sizeof(t.ipv6), ip6->nexthdr))
-		goto pass;
-	int r = redirect_to(skb, to);
-	if (r >= 0)
-		return r;
-pass:
-	count(skb, V_PASS);
-	return PASS;
+	return deliver(skb, from, endpoint(TWILL_AF_INET6, &ip6->daddr, 16), &t, sizeof(t.ipv6), ip6->nexthdr);
 }
 
 SEC("tc")
@@ -213,26 +209,17 @@ int twill_from_pod(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > end)
-		goto pass;
+		return pass(skb);
+	/* An IP packet too short to name its source is never let by. */
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end) {
-			count(skb, V_SPOOFED); /* too short to name its source: never let it by */
-			return TC_ACT_SHOT;
-		}
-		return from_pod_v4(skb, ip, end);
+		return (void *)(ip + 1) > end ? spoofed(skb) : from_pod_v4(skb, ip, end);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > end) {
-			count(skb, V_SPOOFED);
-			return TC_ACT_SHOT;
-		}
-		return from_pod_v6(skb, ip6, end);
+		return (void *)(ip6 + 1) > end ? spoofed(skb) : from_pod_v6(skb, ip6, end);
 	}
-pass:
-	count(skb, V_PASS);
-	return PASS;
+	return pass(skb);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -72,6 +72,12 @@ function runUndo(undo: (() => void)[], cause: unknown): void {
 export function add(c: Call): Result {
   const ns = openPodNetns(c.netnsPath);
   const undo: (() => void)[] = [];
+  // Runs last: a failed ADD that was the network's only pod takes the guard and NAT rules too
+  // (only once it got that far: a rejected ADD touches nothing).
+  let sharedState = false;
+  undo.push(() => {
+    if (sharedState) locked(c, () => networkIdle(c) && removeNetworkState(c.conf));
+  });
   try {
     const mtu = ensureBackend(c.conf);
     const ipam = ipamAdd(c);
@@ -90,6 +96,7 @@ export function add(c: Call): Result {
     undo.push(() => locked(c, () => unpinLater(teardownDatapath(c.conf, name, link.hostIndex, addrs))));
     // What the network sets up once (maps and program, guard, masquerade) is ordered against
     // the DEL that finds the network's last pod gone and takes it down.
+    sharedState = true;
     const dp = locked(c, () => {
       const st = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
       ensureNetworkGuard(c.conf);
@@ -130,9 +137,10 @@ function networkIdle(c: Call, exceptVeth?: string): boolean {
   return hostLinksWithAlias(aliasPrefix(c.conf.name)).every((l) => l.name === exceptVeth);
 }
 
-function removeNetworkState(conf: NetConf): void {
+function removeNetworkState(conf: NetConf): true {
   removeNetworkGuard(conf);
   if (conf.ipMasq) removeNetworkMasq(conf);
+  return true;
 }
 
 /** Pod addresses named by prevResult (DEL may find the IPAM already released). */

@@ -130,9 +130,11 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
   const close = (): void => {
     for (const fd of maps.values()) closeFd(fd);
   };
+  let fresh = false;
   try {
     let progFd = objGet(`${dir}/${progName}`);
     if (progFd === undefined) {
+      fresh = readdirSync(dir).every((f) => f === 'links');
       const elf = parseElf(obj.bytes);
       for (const m of elf.maps) {
         if (!(MAP_NAMES as readonly string[]).includes(m.name)) throw new Error(`object declares an unknown map ${m.name}`);
@@ -153,6 +155,8 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
     return { dir, progFd: fd, maps, close: () => { close(); closeFd(fd); } };
   } catch (e) {
     close();
+    // A network this call began pinning and could not finish is not left half there.
+    if (fresh) releaseNetwork(root, network);
     throw e;
   }
 }

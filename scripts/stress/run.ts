@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { caseArb, checkCase, edgeCases, fuzzFixtures } from '../../test/helpers/fuzz.js';
 import { testNet } from '../../test/helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../../test/helpers/traffic.js';
-import { CNI_BIN_DIR, cleanupNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, tempDir, TWILL } from '../../test/helpers/twill.js';
+import { CNI_BIN_DIR, cleanupNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../../test/helpers/twill.js';
 
 const KILLS = Number(process.env.STRESS_KILLS ?? 200);
 const STORM_SECONDS = Number(process.env.STORM_SECONDS ?? 60);
@@ -161,6 +161,7 @@ function fuzz(): { cases: number; failures: string[] } {
     }),
     { numRuns: FUZZ_RUNS, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31) },
   );
+  sh('umount', [`${sandbox}/bpffs`], { allowFail: true });
   removeDir(sandbox);
   return { cases, failures };
 }

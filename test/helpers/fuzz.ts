@@ -4,7 +4,7 @@
 // exactly as it was. Paths a config may name are confined to a sandbox directory.
 import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostSnapshot, makeNetns, netnsPath, TWILL } from './twill.js';
 
 export interface FuzzCase {
@@ -41,7 +41,8 @@ export function caseArb(sandbox: string, ns: string, notNs: string): fc.Arbitrar
       name,
       type: fc.constant('twill'),
       mtu: fc.oneof(fc.integer({ min: -10, max: 70000 }), fc.anything()),
-      datapath: fc.constant('routed'),
+      datapath: fc.constantFrom('routed', 'ebpf', 'auto'),
+      bpffsRoot: fc.oneof(fc.constant(`${sandbox}/bpffs`), path),
       hostVethPrefix: fc.oneof(fc.constant('twz'), weird),
       logFile: path,
       logLevel: fc.oneof(fc.constantFrom('debug', 'info'), weird),
@@ -54,7 +55,7 @@ export function caseArb(sandbox: string, ns: string, notNs: string): fc.Arbitrar
     { requiredKeys: ['cniVersion', 'name', 'type', 'datapath'] },
   );
   const stdin = fc.oneof(
-    { weight: 8, arbitrary: conf.map((c) => JSON.stringify({ ...c, ipam: { dataDir: `${sandbox}/data`, ...(c.ipam as object) }, stateDir: c.stateDir ?? `${sandbox}/state` })) },
+    { weight: 8, arbitrary: conf.map((c) => JSON.stringify({ ...c, ipam: { dataDir: `${sandbox}/data`, ...(c.ipam as object) }, stateDir: c.stateDir ?? `${sandbox}/state`, bpffsRoot: c.bpffsRoot ?? `${sandbox}/bpffs` })) },
     { weight: 1, arbitrary: fc.string({ maxLength: 200 }) },
     { weight: 1, arbitrary: fc.json({ maxDepth: 4 }) },
   );
@@ -110,6 +111,11 @@ export function checkCase(c: FuzzCase, sandbox: string): Outcome {
 export function fuzzFixtures(sandbox: string): { ns: string; notNs: string } {
   const notNs = `${sandbox}/regular-file`;
   writeFileSync(notNs, '');
+  // The eBPF cases pin under a bpffs of the sandbox's own, mounted once up front (the mount
+  // is not part of what a rejected call may not change).
+  mkdirSync(`${sandbox}/bpffs/twill`, { recursive: true });
+  spawnSync('mount', ['-t', 'bpf', 'bpffs', `${sandbox}/bpffs`]);
+  mkdirSync(`${sandbox}/bpffs/twill`, { recursive: true });
   return { ns: makeNetns(), notNs };
 }
 

@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { ADD_STEPS, DEL_STEPS } from '../../lib/crash.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
-import { CNI_BIN_DIR, cleanupNetns, deleteNetns, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
+import { CNI_BIN_DIR, cleanupNetns, deleteNetns, pingOk, hostLinksSettled, inNs, makeNetns, netnsPath, removeDir, runPlugin, sh, TWILL, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -51,7 +51,17 @@ describe('crash safety: SIGKILL at every step', () => {
       assert.deepEqual(leftovers(net, bpffs.root), clean);
       // The other retry: ADD again (after another crash), then DEL.
       crash(step, envFor('ADD', id, ns));
-      twill(envFor('ADD', id, ns), conf);
+      const again = twill(envFor('ADD', id, ns), conf);
+      if (ADD_STEPS.indexOf(step) < ADD_STEPS.indexOf('add:indexed')) {
+        // Nothing was recorded for the attachment yet: the retried ADD makes a whole pod.
+        assert.equal(again.code, 0, `the retried ADD succeeds: ${again.stdout}`);
+        assert.equal(twill(envFor('CHECK', id, ns), { ...conf, prevResult: again.json }).code, 0, 'and its pod is whole');
+        assert.ok(pingOk(ns, again.json.ips[0].gateway));
+      } else {
+        // As the reference host-local: a second ADD without a DEL is refused, changing nothing.
+        assert.equal(again.json.code, 7, again.stdout);
+        assert.match(again.json.msg, /duplicate allocation is not allowed/);
+      }
       assert.equal(twill(envFor('DEL', id, ns), conf).code, 0);
       assert.deepEqual(leftovers(net, bpffs.root), clean);
       deleteNetns(ns);

@@ -12,6 +12,7 @@ describe('hostile input', () => {
   const { ns, notNs } = fuzzFixtures(sandbox);
   after(() => {
     sh('ip', ['-br', 'link'], { allowFail: true });
+    sh('umount', [`${sandbox}/bpffs`], { allowFail: true });
     removeDir(sandbox);
   });
 

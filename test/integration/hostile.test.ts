@@ -3,31 +3,15 @@
 // the host's FORWARD rules; and a NAT'd connection that reuses the 5-tuple of an earlier
 // direct flow still gets its reverse translation.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
-import { cleanupNetns, inNs, makeNetns, netnsPath, removeDir, ROOT, sh, twill, type Env } from '../helpers/twill.js';
+import { echo, forge, send, sleep } from '../helpers/pkt.js';
+import { cleanupNetns, makeNetns, netnsPath, removeDir, sh, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
-const PKT = `${ROOT}/test/helpers/pkt.py`;
 const envFor = (verb: string, id: string, ns: string): Env => ({ CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' });
-
-/** Runs the echo server in ns for seconds; resolves to its per-payload counts. */
-function echo(ns: string, port: number, seconds: number): Promise<Record<string, number>> {
-  return new Promise((resolve) => {
-    const p = spawn('ip', ['netns', 'exec', ns, 'python3', PKT, 'echo', String(port), String(seconds)]);
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', () => resolve(Object.fromEntries(out.trim().split(' ').filter((kv) => kv.includes('=')).map((kv) => [kv.split('=')[0]!, Number(kv.split('=')[1])]))));
-  });
-}
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const send = (ns: string, sport: number, dst: string, dport: number, count: number): number => Number(inNs(ns, ['python3', PKT, 'send', String(sport), dst, String(dport), String(count)]).trim());
-const forge = (ns: string, dstMac: string, src: string, dst: string, sport: number, dport: number, count: number): void => {
-  inNs(ns, ['python3', PKT, 'forge', 'eth0', dstMac, src, dst, String(sport), String(dport), String(count)]);
-};
 
 describe('a hostile pod on the eBPF fast path', () => {
   const net = testNet({ stack: 'dual' });
