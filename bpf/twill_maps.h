@@ -25,6 +25,7 @@ struct ep_key {
 };
 
 #define EP_F_NO_FAST 0x1  /* shaped by the bandwidth plugin: always through the stack */
+#define EP_F_PENDING 0x2  /* whether the chain shapes it is not known yet: through the stack */
 
 struct ep_value {
 	__u32 ifindex;    /* host-side veth */

@@ -150,11 +150,11 @@ static __always_inline int pass(struct __sk_buff *skb)
 }
 
 /* A validated TCP/UDP packet: into the destination pod when it is a local endpoint, neither
- * end is shaped, and conntrack vouches for the flow; else on to the stack. */
+ * end is shaped (or may be: pending), and conntrack vouches for the flow; else on to the stack. */
 static __always_inline int deliver(struct __sk_buff *skb, struct ep_value *from, struct ep_value *to,
 				   struct bpf_sock_tuple *t, __u32 tlen, __u8 proto)
 {
-	if (!to || ((to->flags | from->flags) & EP_F_NO_FAST) || !ct_direct(skb, t, tlen, proto))
+	if (!to || ((to->flags | from->flags) & (EP_F_NO_FAST | EP_F_PENDING)) || !ct_direct(skb, t, tlen, proto))
 		return pass(skb);
 	int r = redirect_to(skb, to);
 	return r >= 0 ? r : pass(skb);

@@ -1,4 +1,5 @@
 // Entry point: a CNI plugin when CNI_COMMAND is set, otherwise the operator CLI.
+import { runAsPlugin } from '../lib/cni/env.js';
 import { runCni, type Handlers } from '../lib/cni/plugin.js';
 import { log } from '../lib/log.js';
 import { stdinFd, writeErr, writeOut } from '../lib/stdio.js';
@@ -15,7 +16,9 @@ const handlers: Handlers = {
   STATUS: async () => (await verbs()).STATUS,
 };
 
-const cniMode = process.env.CNI_COMMAND !== undefined;
+// A runtime's environment (any CNI_ variable) gets a CNI answer — an error JSON naming
+// CNI_COMMAND when that one is missing — never the CLI's usage text.
+const cniMode = runAsPlugin(process.env);
 
 async function main(): Promise<number> {
   if (cniMode) {

@@ -5,17 +5,19 @@ import { Code, CniError } from './cni/errors.js';
 import type { Dns, Result } from './cni/result.js';
 import { parseResult } from './cni/result.js';
 import type { NetConf } from './config/types.js';
-import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type Addr, type Cidr } from './ipam/ip.js';
+import { formatAddr, formatCidr, network, parseAddr, parseCidr, sameAddr, type Addr, type Cidr } from './net/ip.js';
 import type { IpamOutcome } from './ipam/hostlocal.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamHeldCount, ipamStatus, type IpamCall } from './ipam/ipam.js';
 import { log } from './log.js';
 import { ensureBackend, readBackendState } from './datapath/backend.js';
 import { crashPoint } from './crash.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
-import { openNetns, NetnsGone } from './sys/netns.js';
+import { openNetns } from './sys/netns.js';
 import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
-import { ebpfNet, isShaped, readDatapathState, setupDatapath, teardownDatapath } from './datapath/select.js';
+import { ebpfNet, isShaped, readDatapathState, setupDatapath, shaping, teardownDatapath } from './datapath/select.js';
+import { clearPending, markPending, promotePending } from './datapath/promote.js';
+import { EP_F_PENDING } from './bpf/layout.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
 import { ensureNetworkGuard, removeNetworkGuard } from './datapath/guard.js';
 import { withNetworkLock } from './datapath/netlock.js';
@@ -26,14 +28,7 @@ export interface Call extends IpamCall {
 
 const hostName = (c: Call): string => hostVethName(c.conf.hostVethPrefix, c.containerId, c.ifName);
 
-function openPodNetns(path: string) {
-  try {
-    return openNetns(path);
-  } catch (e) {
-    if (e instanceof NetnsGone) throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path} does not exist`);
-    throw e;
-  }
-}
+const openPodNetns = openNetns;
 
 /** Pod routes: each range's subnet and the configured routes, through the family's gateway. */
 export function podRoutes(ipam: IpamOutcome): { dst: Cidr; gw: Addr }[] {
@@ -98,7 +93,9 @@ export function add(c: Call): Result {
     // the DEL that finds the network's last pod gone and takes it down.
     sharedState = true;
     const dp = locked(c, () => {
-      const st = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaped: isShaped(c.conf) });
+      promoteOthers(c);
+      const st = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaping: shaping(c.conf) });
+      if (st.pending) markPending(c.conf, name, { containerId: c.containerId, ifName: c.ifName, hostIndex: link.hostIndex });
       ensureNetworkGuard(c.conf);
       ensureNetworkMasq(c.conf, localAddresses);
       return st;
@@ -124,6 +121,16 @@ export function add(c: Call): Result {
 }
 
 const locked = <T>(c: Call, fn: () => T): T => withNetworkLock(c.conf.stateDir, c.conf.name, fn);
+
+/** Settles other pods of the network still waiting for their chain (datapath/promote.ts); never fails the verb. */
+function promoteOthers(c: Call): void {
+  if (c.conf.datapath === 'routed') return;
+  try {
+    promotePending(c.conf);
+  } catch (e) {
+    log.warn('could not settle pending pods', { error: (e as Error).message });
+  }
+}
 
 /**
  * True when no pod of the network is left on this host (called with the network lock held).
@@ -174,8 +181,10 @@ export function del(c: Call): void {
     locked(c, () => {
       try {
         const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
+        clearPending(c.conf, name);
         pins = teardownDatapath(c.conf, name, hostIndex, addrs);
         crashPoint('del:datapath');
+        promoteOthers(c);
       } catch (e) {
         errors.push(`ebpf: ${(e as Error).message}`);
       }
@@ -203,6 +212,11 @@ function hasRoute(side: SideState, dst: Cidr, gw?: Addr): boolean {
   return side.routes.some((r) => r.dst.prefix === net.prefix && sameAddr(r.dst.addr, net.addr) && (!gw || (r.gw !== undefined && sameAddr(r.gw, gw))));
 }
 
+/** CHECK's verdict: a declaration (not an arrow) so the compiler narrows after each call. */
+function fail(what: string): never {
+  throw new CniError(Code.Internal, `CHECK failed: ${what}`);
+}
+
 export function check(c: Call): void {
   if (!c.conf.prevResult) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult');
   const prev = parseResult(c.conf.prevResult);
@@ -210,9 +224,6 @@ export function check(c: Call): void {
   if (podIdx < 0) throw new CniError(Code.InvalidConfig, `prevResult has no interface ${c.ifName} with a sandbox`);
   const ips = prev.ips.filter((i) => i.interface === podIdx).map((i) => ({ cidr: parseCidr(i.address), gw: i.gateway ? parseAddr(i.gateway) : undefined }));
   const families = [...new Set(ips.map((i) => i.cidr?.addr.family ?? 4))];
-  const fail = (what: string): never => {
-    throw new CniError(Code.Internal, `CHECK failed: ${what}`);
-  };
   const ns = openPodNetns(c.netnsPath);
   let pod: SideState;
   try {
@@ -222,25 +233,25 @@ export function check(c: Call): void {
   }
   if (!pod.link) fail(`interface ${c.ifName} is missing from ${c.netnsPath}`);
   const want = prev.interfaces[podIdx]!;
-  if (want.mac && pod.link!.mac !== want.mac.toLowerCase()) fail(`${c.ifName} has MAC ${pod.link!.mac}, expected ${want.mac}`);
+  if (want.mac && pod.link.mac !== want.mac.toLowerCase()) fail(`${c.ifName} has MAC ${pod.link.mac}, expected ${want.mac}`);
   const mtu = want.mtu ?? c.conf.mtu ?? readBackendState(c.conf)?.mtu ?? 1500;
-  if (pod.link!.mtu !== mtu) fail(`${c.ifName} has MTU ${pod.link!.mtu}, expected ${mtu}`);
+  if (pod.link.mtu !== mtu) fail(`${c.ifName} has MTU ${pod.link.mtu}, expected ${mtu}`);
   const name = hostName(c);
   const host = readHostSide(name, families);
   if (!host.link) fail(`host veth ${name} is missing`);
-  if (host.link!.index !== pod.link!.peerIndex) fail(`host veth ${name} is not the peer of ${c.ifName}`);
+  if (host.link.index !== pod.link.peerIndex) fail(`host veth ${name} is not the peer of ${c.ifName}`);
   for (const ip of ips) {
     if (!ip.cidr) fail('prevResult has an invalid address');
-    if (!hasAddr(pod, ip.cidr!)) fail(`${c.ifName} lacks address ${formatCidr(ip.cidr!)}`);
-    const hostRoute = { addr: ip.cidr!.addr, prefix: ip.cidr!.addr.family === 4 ? 32 : 128 };
-    if (!hasRoute(host, hostRoute)) fail(`host route to ${formatAddr(ip.cidr!.addr)} via ${name} is missing`);
+    if (!hasAddr(pod, ip.cidr)) fail(`${c.ifName} lacks address ${formatCidr(ip.cidr)}`);
+    const hostRoute = { addr: ip.cidr.addr, prefix: ip.cidr.addr.family === 4 ? 32 : 128 };
+    if (!hasRoute(host, hostRoute)) fail(`host route to ${formatAddr(ip.cidr.addr)} via ${name} is missing`);
     if (ip.gw && !hasRoute(pod, { addr: ip.gw, prefix: ip.gw.family === 4 ? 32 : 128 })) fail(`pod route to gateway ${formatAddr(ip.gw)} is missing`);
   }
   for (const r of prev.routes) {
     const dst = parseCidr(r.dst);
     if (dst && families.includes(dst.addr.family) && !hasRoute(pod, dst)) fail(`pod route to ${r.dst} is missing`);
   }
-  checkDatapath(c, name, host.link!.index, ips.map((i) => i.cidr!.addr), fail);
+  checkDatapath(c, name, host.link.index, ips.map((i) => i.cidr).filter((x): x is Cidr => x !== undefined).map((x) => x.addr));
   const held = ipamCheck(c);
   if (held) {
     for (const ip of ips) {
@@ -249,17 +260,18 @@ export function check(c: Call): void {
   }
 }
 
-function checkDatapath(c: Call, name: string, hostIndex: number, addrs: Addr[], fail: (what: string) => never): void {
+function checkDatapath(c: Call, name: string, hostIndex: number, addrs: Addr[]): void {
   if (c.conf.datapath === 'routed' || readDatapathState(c.conf)?.mode !== 'ebpf') return;
   const st = ebpfRead(ebpfNet(c.conf), name, hostIndex, addrs);
   if (!st) fail('eBPF maps of the network are not pinned');
   for (const a of addrs) {
-    const e = st!.entries.find((x) => sameAddr(x.addr, a));
+    const e = st.entries.find((x) => sameAddr(x.addr, a));
     if (!e) fail(`endpoint map has no entry for ${formatAddr(a)}`);
-    if (e!.ep.ifindex !== hostIndex) fail(`endpoint map sends ${formatAddr(a)} to ifindex ${e!.ep.ifindex}, not ${name} (${hostIndex})`);
+    if (e.ep.ifindex !== hostIndex) fail(`endpoint map sends ${formatAddr(a)} to ifindex ${e.ep.ifindex}, not ${name} (${hostIndex})`);
   }
-  // A shaped pod has no program by design (see datapath/ebpf.ts).
-  if (!isShaped(c.conf) && !st!.linkPinned && !st!.legacyFilter) fail(`no tc program is attached to ${name}`);
+  // A shaped pod has no program by design (see datapath/ebpf.ts), nor one still pending (datapath/promote.ts).
+  const waiting = st.entries.some((e) => (e.ep.flags & EP_F_PENDING) !== 0);
+  if (!isShaped(c.conf) && !waiting && !st.linkPinned && !st.legacyFilter) fail(`no tc program is attached to ${name}`);
 }
 
 export function gc(c: Call): void {
@@ -280,6 +292,7 @@ export function gc(c: Call): void {
   try {
     locked(c, () => {
       if (c.conf.datapath !== 'routed') {
+        promoteOthers(c);
         const removed = ebpfGc(ebpfNet(c.conf), keep, listHostLinkNames());
         if (removed.length > 0) log.info('GC removed eBPF state', { removed });
       }

@@ -1,7 +1,7 @@
-// Directory creation that cannot loop: Node's recursive mkdirSync spins forever when a
-// parent exists but mkdir(2) answers ENOENT beneath it (procfs does), and these paths
-// come from configuration.
-import { mkdirSync } from 'node:fs';
+// File-system helpers shared by every layer: directory creation that cannot loop (Node's
+// recursive mkdirSync spins forever when a parent exists but mkdir(2) answers ENOENT beneath
+// it, as procfs does, and these paths come from configuration), and atomic writes.
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 
 export function mkdirs(path: string, mode = 0o700): void {
   let at = '';
@@ -15,3 +15,39 @@ export function mkdirs(path: string, mode = 0o700): void {
     }
   }
 }
+
+/** Prefix of the temporary names writeAtomic uses (swept after a crash mid-write). */
+export const TMP_PREFIX = '.twill-tmp-';
+
+/**
+ * Writes a file so that it appears whole or not at all (temp + rename, or temp + link when
+ * exclusive). durable adds an fsync before it appears: reservations survive power loss.
+ */
+export function writeAtomic(path: string, data: string, exclusive = false, durable = exclusive): boolean {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, data);
+    if (durable) fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  let renamed = false;
+  try {
+    if (!exclusive) {
+      renameSync(tmp, path);
+      renamed = true;
+      return true;
+    }
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    // The temp name goes in every case but a successful rename (a failed one must not leave it).
+    if (!renamed) unlinkSync(tmp);
+  }
+}
+

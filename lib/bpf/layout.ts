@@ -1,11 +1,12 @@
 // Byte layouts of the map keys and values in bpf/twill_maps.h.
-import { addrBytes, addrFromBytes, type Addr } from '../ipam/ip.js';
+import { addrBytes, addrFromBytes, type Addr } from '../net/ip.js';
 import { macBytes, macString } from '../sys/rtnl.js';
 
 export const EP_KEY_SIZE = 20;
 export const EP_VALUE_SIZE = 20;
 export const COUNTERS_SIZE = 48;
 export const EP_F_NO_FAST = 0x1;
+export const EP_F_PENDING = 0x2;
 /** The maps of twill_tc.c, by their pin names. */
 export const MAP_NAMES = ['endpoints', 'counters'] as const;
 export type MapName = (typeof MAP_NAMES)[number];

@@ -1,6 +1,6 @@
 // bpf(2): the commands twill uses, with their attribute layouts (union bpf_attr).
 import { readFileSync } from 'node:fs';
-import { check, libc } from '../sys/libc.js';
+import { check, ENOENT, libc, SysError } from '../sys/libc.js';
 import { koffi } from '../sys/native.js';
 
 const NR_BPF: Record<string, number> = { x64: 321, arm64: 280 };
@@ -64,7 +64,7 @@ function unlessAbsent(name: string, cmd: number, a: Buffer): boolean {
     bpf(name, cmd, a);
     return true;
   } catch (e) {
-    if ((e as { errno?: number }).errno === 2) return false;
+    if (e instanceof SysError && e.errno === ENOENT) return false;
     throw e;
   }
 }
@@ -130,7 +130,7 @@ export function objGet(path: string): number | undefined {
   try {
     return bpf(`open pinned ${path}`, Cmd.ObjGet, a);
   } catch (e) {
-    if ((e as { errno?: number }).errno === 2) return undefined;
+    if (e instanceof SysError && e.errno === ENOENT) return undefined;
     throw e;
   } finally {
     p.length;

@@ -1,77 +1,141 @@
 // The operator CLI (no CNI_COMMAND): yargs is loaded only here, never on the CNI path.
-import yargs from 'yargs';
-import { SUPPORTED_VERSIONS } from '../cni/versions.js';
+//
+// The command line is parsed and validated whole before anything runs: a handler only
+// records what to run, so an unknown option, a missing value or a bad type (a typo in a
+// systemd unit or a DaemonSet's args) runs nothing and exits 2.
+import yargs, { type Argv } from 'yargs';
+
+export const EXIT = { ok: 0, problems: 1, usage: 2 } as const;
+
+const EXIT_HELP = 'Exit codes: 0 ok, 1 not ready or problems found, 2 usage error (nothing was run).';
+
+type Run = () => Promise<number> | number;
+
+/** -o json | table, with --json kept as an alias of -o json. */
+function output<T>(y: Argv<T>) {
+  return y
+    .option('output', { alias: 'o', choices: ['table', 'json'] as const, default: 'table' as const, describe: 'output format', requiresArg: true })
+    .option('json', { type: 'boolean', default: false, describe: 'same as -o json' });
+}
+const isJson = (a: { output: string; json: boolean }): boolean => a.json || a.output === 'json';
+
+/** Flags that take no value; yargs would read `--force=maybe` as true. */
+const BOOLEAN_FLAGS = new Set(['force', 'in-cluster', 'cleanup', 'json', 'help', 'version']);
+
+function badBoolean(argv: string[]): string | undefined {
+  for (const a of argv) {
+    const m = /^--([a-z-]+)=(.*)$/s.exec(a);
+    if (m && BOOLEAN_FLAGS.has(m[1]!) && m[2] !== 'true' && m[2] !== 'false') return `--${m[1]} takes no value (or true/false), not "${m[2]!.slice(0, 40)}"`;
+  }
+  return undefined;
+}
 
 export async function runCli(argv: string[], version: string): Promise<number> {
-  let code = 0;
-  await yargs(argv)
+  let run: Run | undefined;
+  let usage: string | undefined = badBoolean(argv);
+  const parser = yargs(argv)
     .scriptName('twill')
     .usage('$0 <command>\n\ntwill is a CNI plugin: container runtimes run it with CNI_COMMAND set.\nWithout it, these commands are for operators.')
-    .command('version', 'print the version and the CNI spec versions supported', {}, () => {
-      process.stdout.write(`twill ${version}\nCNI spec versions: ${SUPPORTED_VERSIONS.join(', ')}\n`);
-    })
+    .command(
+      'version',
+      'print the version, the CNI spec versions supported, and what this host offers (runtime, kernel, tcx, ringbuf, conntrack kfuncs)',
+      (y) => output(y).epilog(EXIT_HELP).example('$0 version -o json', 'machine-readable, with the host\'s features'),
+      (a) => {
+        run = async () => (await import('./version.js')).runVersion({ version, json: isJson(a) });
+      },
+    )
     .command(
       'endpoints',
-      'list the eBPF endpoint maps: address, pod interface, container, fast-path counters',
-      (y) => y
-        .option('bpffs-root', { type: 'string', default: '/sys/fs/bpf', describe: 'bpffs root the networks pin under' })
-        .option('network', { type: 'string', describe: 'only this network' })
-        .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
-      async (a) => {
-        const { runEndpoints } = await import('./endpoints.js');
-        code = runEndpoints({ bpffsRoot: a['bpffs-root'], json: a.json, network: a.network });
+      'list the eBPF endpoint maps: address, pod interface, container, fast-path and spoofed-packet counters',
+      (y) => output(y)
+        .option('bpffs-root', { type: 'string', default: '/sys/fs/bpf', describe: 'bpffs root the networks pin under', requiresArg: true })
+        .option('network', { type: 'string', describe: 'only this network', requiresArg: true })
+        .epilog(EXIT_HELP)
+        .example('$0 endpoints --network pods -o json', 'one network\'s endpoints as JSON'),
+      (a) => {
+        run = async () => (await import('./endpoints.js')).runEndpoints({ bpffsRoot: a['bpffs-root'], json: isJson(a), network: a.network });
       },
     )
     .command(
       'status',
       'per network: data path and why, backend, pool usage, endpoints, BPF ids and pins, recent errors; exit 1 when a network cannot serve ADDs',
-      (y) => y
-        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', describe: 'CNI configuration directory' })
-        .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
-      async (a) => {
-        const { runStatus } = await import('./status.js');
-        code = runStatus({ confDir: a['conf-dir'], json: a.json });
+      (y) => output(y)
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', describe: 'CNI configuration directory', requiresArg: true })
+        .epilog(EXIT_HELP)
+        .example('$0 status --conf-dir /etc/cni/net.d', 'is every twill network ready?'),
+      (a) => {
+        run = async () => (await import('./status.js')).runStatus({ confDir: a['conf-dir'], json: isJson(a) });
       },
     )
     .command(
       'install',
       'put this executable into the CNI bin dir and a conflist into the CNI config dir (atomically; an existing conflist is kept unless --force)',
       (y) => y
-        .option('bin-dir', { type: 'string', default: '/opt/cni/bin' })
-        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d' })
-        .option('conflist', { type: 'string', describe: 'conflist to install (default: twill + portmap + bandwidth on 10.85.0.0/16)' })
-        .option('name', { type: 'string', default: '10-twill.conflist', describe: 'file name in the config dir' })
-        .option('force', { type: 'boolean', default: false, describe: 'replace an existing conflist of that name' }),
-      async (a) => {
-        const { runInstall } = await import('./install.js');
-        code = runInstall({ binDir: a['bin-dir'], confDir: a['conf-dir'], conflist: a.conflist, name: a.name, force: a.force, source: process.execPath });
+        .option('bin-dir', { type: 'string', default: '/opt/cni/bin', requiresArg: true })
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+        .option('conflist', { type: 'string', describe: 'conflist to install (default: twill + portmap + bandwidth on 10.85.0.0/16)', requiresArg: true })
+        .option('name', { type: 'string', default: '10-twill.conflist', describe: 'file name in the config dir', requiresArg: true })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing conflist of that name' })
+        .epilog(EXIT_HELP)
+        .example('$0 install --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d', 'from an init container'),
+      (a) => {
+        run = async () => (await import('./install.js')).runInstall({ binDir: a['bin-dir'], confDir: a['conf-dir'], conflist: a.conflist, name: a.name, force: a.force, source: process.execPath });
       },
     )
     .command(
       'sync',
       'reconcile every twill network with its node table (Kubernetes Node objects, a nodes file, or the config): VXLAN device, FDB, neighbours, peer routes, masquerade',
-      (y) => y
-        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d' })
-        .option('network', { type: 'string', describe: 'only this network' })
-        .option('kubeconfig', { type: 'string', describe: 'read Node objects with this kubeconfig' })
+      (y) => output(y)
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+        .option('network', { type: 'string', describe: 'only this network', requiresArg: true })
+        .option('kubeconfig', { type: 'string', describe: 'read Node objects with this kubeconfig', requiresArg: true })
         .option('in-cluster', { type: 'boolean', default: false, describe: 'read Node objects with the pod\'s service account' })
-        .option('nodes-file', { type: 'string', describe: 'read the node table from this JSON file ({"nodes": [...]})' })
-        .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry and the masquerade rules' })
-        .option('watch', { type: 'number', describe: 'repeat every N seconds' })
-        .option('json', { type: 'boolean', default: false }),
-      async (a) => {
-        const { runSync } = await import('./sync.js');
-        code = await runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], cleanup: a.cleanup, watch: a.watch, json: a.json });
+        .option('nodes-file', { type: 'string', describe: 'read the node table from this JSON file ({"nodes": [...]})', requiresArg: true })
+        .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry, the masquerade rules, and eBPF state no veth uses' })
+        .option('watch', { type: 'number', describe: 'repeat every N seconds (1 to 86400); errors are retried with backoff', requiresArg: true })
+        .check((a) => {
+          const sources = [a.kubeconfig !== undefined, a['in-cluster'], a['nodes-file'] !== undefined].filter(Boolean).length;
+          if (sources > 1) throw new Error('--kubeconfig, --in-cluster and --nodes-file are alternatives: name one');
+          if (a.watch !== undefined && (!Number.isInteger(a.watch) || a.watch < 1 || a.watch > 86400)) throw new Error(`--watch must be a whole number of seconds from 1 to 86400, not ${String(argvValue(argv, 'watch') ?? a.watch)}`);
+          return true;
+        })
+        .epilog(EXIT_HELP)
+        .example('$0 sync --kubeconfig /etc/kubernetes/kubelet.conf', 'peers from the cluster\'s Node objects')
+        .example('$0 sync --in-cluster --watch 30', 'as a DaemonSet loop'),
+      (a) => {
+        run = async () => (await import('./sync.js')).runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], cleanup: a.cleanup, watch: a.watch, json: isJson(a) });
       },
     )
+    .completion('completion', 'print a shell completion script (bash, zsh): twill completion >> ~/.bashrc')
     .demandCommand(1, 'name a command (see --help)')
+    .recommendCommands()
     .strict()
+    .strictOptions()
+    .epilog(EXIT_HELP)
     .version(version)
     .help()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .exitProcess(false)
     .fail((msg, err) => {
-      process.stderr.write(`${msg ?? err?.message}\n\nRun "twill --help" for usage.\n`);
-      code = 2;
-    })
-    .parseAsync();
-  return code;
+      usage = msg ?? err?.message ?? 'usage error';
+    });
+  if (usage === undefined) {
+    try {
+      await parser.parseAsync();
+    } catch (e) {
+      usage ??= (e as Error).message;
+    }
+  }
+  if (usage !== undefined) {
+    process.stderr.write(`twill: ${usage}\n\nRun "twill --help" for usage.\n`);
+    return EXIT.usage;
+  }
+  return run ? run() : EXIT.ok; // --help, --version and completion print and end here
+}
+
+/** The raw text given for --name (to quote it back in an error). */
+function argvValue(argv: string[], name: string): string | undefined {
+  const i = argv.findIndex((x) => x === `--${name}` || x.startsWith(`--${name}=`));
+  if (i < 0) return undefined;
+  return argv[i]!.includes('=') ? argv[i]!.split('=').slice(1).join('=') : argv[i + 1];
 }

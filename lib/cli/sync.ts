@@ -6,12 +6,13 @@ import type { NetConf, NodeEntry } from '../config/types.js';
 import { reconcile, type BackendState } from '../datapath/backend.js';
 import { ensureNetworkMasq, removeNetworkMasq } from '../datapath/masq.js';
 import { readNodesFile, syncedNodesPath } from '../datapath/nodes.js';
-import { mkdirs } from '../fsx.js';
-import { writeAtomic } from '../ipam/store.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
 import { listHostLinkNames, localAddresses } from '../sys/podlink.js';
 import { pruneEbpf } from '../datapath/ebpf.js';
 import { ebpfNet } from '../datapath/select.js';
 import { pinnedNetworks } from '../bpf/loader.js';
+import { promotePending } from '../datapath/promote.js';
+import { withNetworkLock } from '../datapath/netlock.js';
 import { twillNetworks } from './netconfs.js';
 
 export interface SyncOpts {
@@ -73,7 +74,7 @@ function pruneOrphans(o: SyncOpts): SyncResult[] {
   for (const conf of byRoot.values()) {
     for (const network of pinnedNetworks(conf.bpffsRoot).filter((x) => !names.has(x))) {
       try {
-        out.push({ network, pruned: pruneEbpf({ ...ebpfNet(conf), network }, listHostLinkNames()) });
+        out.push({ network, pruned: withNetworkLock(conf.stateDir, network, () => pruneEbpf({ ...ebpfNet(conf), network }, listHostLinkNames())) });
       } catch (e) {
         out.push({ network, error: (e as Error).message });
       }
@@ -98,8 +99,11 @@ async function once(o: SyncOpts): Promise<number> {
       let pruned: string[] | undefined;
       if (o.cleanup) {
         removeNetworkMasq(conf);
-        pruned = pruneEbpf(ebpfNet(conf), listHostLinkNames());
-      } else ensureNetworkMasq(conf, localAddresses, true);
+        pruned = withNetworkLock(conf.stateDir, conf.name, () => pruneEbpf(ebpfNet(conf), listHostLinkNames()));
+      } else {
+        ensureNetworkMasq(conf, localAddresses, true);
+        if (conf.datapath !== 'routed') withNetworkLock(conf.stateDir, conf.name, () => promotePending(conf));
+      }
       results.push({ network: conf.name, tableChanged, state, ...(pruned ? { pruned } : {}) });
     } catch (e) {
       results.push({ network: conf.name, error: (e as Error).message });

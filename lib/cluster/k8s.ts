@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import type { NodeEntry } from '../config/types.js';
-import { parseAddr } from '../ipam/ip.js';
+import { parseAddr } from '../net/ip.js';
 
 export interface KubeAccess {
   server: string;

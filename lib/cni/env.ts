@@ -30,6 +30,7 @@ export function isVerb(v: string | undefined): v is Verb {
 
 export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const verb = env.CNI_COMMAND;
+  if (verb === undefined) throw new CniError(Code.InvalidEnv, 'required environment variable missing: CNI_COMMAND', 'a runtime\'s CNI_* variables are set but CNI_COMMAND is not');
   if (!isVerb(verb)) throw new CniError(Code.InvalidEnv, `CNI_COMMAND: unknown command "${String(verb).slice(0, 32)}"`);
   const path = (env.CNI_PATH ?? '').split(':').filter((p) => p !== '');
   // Only what the verb uses is read: libcni validates a config by running VERSION with
@@ -49,3 +50,7 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   }
   return { verb, containerId, netns, ifName, args: parseCniArgs(env.CNI_ARGS), path };
 }
+
+/** The variables a runtime sets: any of them means twill was run as a plugin, not by a person. */
+const RUNTIME_VARS = ['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH', 'CNI_ARGS'] as const;
+export const runAsPlugin = (env: NodeJS.ProcessEnv): boolean => RUNTIME_VARS.some((k) => env[k] !== undefined);

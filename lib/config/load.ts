@@ -3,6 +3,8 @@ import { Code, CniError } from '../cni/errors.js';
 import { isSupported, SUPPORTED_VERSIONS } from '../cni/versions.js';
 import type { NetConf } from './types.js';
 import { validate } from './validate.generated.js';
+import { goKeys } from './gokeys.js';
+import { schema } from './schema.js';
 
 export const MAX_CONFIG_BYTES = 1 << 20;
 
@@ -27,14 +29,15 @@ export function loadNetConf(raw: string): NetConf {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new CniError(Code.DecodeFailure, 'network config must be a JSON object');
   }
-  const v = (data as { cniVersion?: unknown }).cniVersion;
+  const conf = goKeys(data, schema) as Record<string, unknown>;
+  const v = conf.cniVersion;
   if (typeof v === 'string' && !isSupported(v)) {
     throw new CniError(Code.IncompatibleVersion, `cniVersion "${v.slice(0, 16)}" is not supported`, `supported: ${SUPPORTED_VERSIONS.join(', ')}`);
   }
-  if (!validate(data)) {
+  if (!validate(conf)) {
     const err = validate.errors?.[0];
     const field = err ? fieldName(err.instancePath, err.params) : '(root)';
     throw new CniError(Code.InvalidConfig, `invalid network config: ${field} ${err?.message ?? 'is invalid'}`);
   }
-  return data as NetConf;
+  return conf as unknown as NetConf;
 }

@@ -78,6 +78,7 @@ export const schema = {
       description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach and detach waits ~15 ms for an RCU grace period), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin get no program either way.',
     },
     maxEndpoints: { type: 'integer', minimum: 16, maximum: 1048576, default: 1024, description: 'Pod addresses the network\'s endpoint map holds on one node (kubelet\'s default of 110 pods, dual-stack, needs 220). Entries are allocated as pods come (no preallocation); a new size applies once the network\'s last pod on the node is gone and its maps are released.' },
+    cniCacheDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/cni', description: 'libcni\'s cache directory (containerd, CRI-O, podman and cnitool keep each chain\'s result under results/). When twill\'s entry does not declare the bandwidth capability, a pod gets the fast path once its chain\'s result is cached there and its veth shows no shaping.' },
     backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node), "vxlan" (one VXLAN device per network, static FDB and neighbours), "hostgw" (a route per peer pod CIDR via the peer node, which must share the underlay L2).' },
     vxlan: {
       type: 'object',
@@ -141,8 +142,28 @@ export const schema = {
       properties: {
         ips: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 64 } },
         ipRanges: { type: 'array', maxItems: 16, items: rangeSet },
-        bandwidth: { type: 'object' },
-        portMappings: { type: 'array' },
+        bandwidth: {
+          type: 'object',
+          description: 'The pod\'s limits (bits per second; bursts in bits), from the kubernetes.io/ingress-bandwidth and egress-bandwidth annotations.',
+          properties: {
+            ingressRate: { type: 'number', minimum: 0 },
+            ingressBurst: { type: 'number', minimum: 0 },
+            egressRate: { type: 'number', minimum: 0 },
+            egressBurst: { type: 'number', minimum: 0 },
+          },
+        },
+        portMappings: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              hostPort: { type: 'integer' },
+              containerPort: { type: 'integer' },
+              protocol: { type: 'string', maxLength: 16 },
+              hostIP: { type: 'string', maxLength: 64 },
+            },
+          },
+        },
       },
     },
     args: {

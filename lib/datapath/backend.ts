@@ -4,9 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
-import { mkdirs } from '../fsx.js';
-import { bits, formatAddr, formatCidr, sameAddr, type Addr } from '../ipam/ip.js';
-import { writeAtomic } from '../ipam/store.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
+import { bits, formatAddr, formatCidr, sameAddr, type Addr } from '../net/ip.js';
 import { log } from '../log.js';
 import { fileName, fnv1a64, runMarker } from '../naming.js';
 import { Netlink } from '../sys/netlink.js';

@@ -3,10 +3,10 @@
 // Callers that change a network's maps hold its lock (datapath/netlock.ts): the DEL or GC
 // that removes the last endpoint releases the network's pins, and must not race an ADD.
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
-import type { Addr } from '../ipam/ip.js';
-import { formatAddr } from '../ipam/ip.js';
+import type { Addr } from '../net/ip.js';
+import { formatAddr } from '../net/ip.js';
 import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, type Loaded } from '../bpf/loader.js';
-import { COUNTERS_SIZE, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
+import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, hasIngressFilter } from '../sys/tc.js';
 import { EEXIST, SysError } from '../sys/libc.js';
@@ -32,20 +32,21 @@ export interface EndpointSpec {
   hostMac: string;
   podMac: string;
   addrs: Addr[];
-  shaped: boolean;
+  /** Whether the chain's bandwidth plugin shapes the pod; unknown when twill's entry does not declare the capability. */
+  shaping: 'shaped' | 'unshaped' | 'unknown';
 }
 
 const linkPin = (dir: string, hostName: string): string => `${linksDir(dir)}/${hostName}`;
 
-function attachTcx(l: Loaded, s: EndpointSpec): void {
-  const fd = linkCreateTcx(l.progFd, s.hostIndex, AttachType.TcxIngress);
+function attachTcx(l: Loaded, hostName: string, hostIndex: number): void {
+  const fd = linkCreateTcx(l.progFd, hostIndex, AttachType.TcxIngress);
   try {
     try {
-      objPin(fd, linkPin(l.dir, s.hostName));
+      objPin(fd, linkPin(l.dir, hostName));
     } catch (e) {
       if (!(e instanceof SysError) || e.errno !== EEXIST) throw e;
-      unlinkSync(linkPin(l.dir, s.hostName)); // left by an earlier attempt for this attachment
-      objPin(fd, linkPin(l.dir, s.hostName));
+      unlinkSync(linkPin(l.dir, hostName)); // left by an earlier attempt for this attachment
+      objPin(fd, linkPin(l.dir, hostName));
     }
   } finally {
     closeFd(fd); // the pin keeps the link alive after we exit
@@ -61,22 +62,14 @@ function attachTcx(l: Loaded, s: EndpointSpec): void {
  * a shaped pod gets no program at all (its traffic must cross the host veth's qdiscs, so
  * it never takes the fast path; its map entry carries EP_F_NO_FAST for the other pods).
  */
-export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' {
+export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' | 'pending' {
   const l = loadNetwork(n.root, n.network, { endpoints: n.maxEndpoints });
   try {
-    let mode: 'tcx' | 'legacy' | 'none' = s.shaped ? 'none' : n.attach === 'tcx' ? 'tcx' : 'legacy';
-    if (mode === 'tcx') attachTcx(l, s);
-    if (mode === 'legacy') {
-      try {
-        attachClsact(s.hostIndex, l.progFd, 'twill');
-      } catch (e) {
-        if (n.attach === 'legacy') throw e;
-        attachTcx(l, s); // clsact unavailable (e.g. sch_ingress not built): tcx instead
-        mode = 'tcx';
-      }
-    }
+    // A pod that is (or may be) shaped gets no program now: see datapath/promote.ts.
+    const mode = s.shaping === 'unshaped' ? attachProgram(n, l, s.hostName, s.hostIndex) : s.shaping === 'shaped' ? 'none' : 'pending';
     crashPoint('add:attached');
-    const ep = epValue({ ifindex: s.hostIndex, flags: s.shaped ? EP_F_NO_FAST : 0, podMac: s.podMac, hostMac: s.hostMac });
+    const flags = s.shaping === 'shaped' ? EP_F_NO_FAST : s.shaping === 'unknown' ? EP_F_PENDING : 0;
+    const ep = epValue({ ifindex: s.hostIndex, flags, podMac: s.podMac, hostMac: s.hostMac });
     const eps = l.maps.get('endpoints')!;
     try {
       for (const a of s.addrs) mapUpdate(eps, epKey(a), ep);
@@ -88,6 +81,45 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
       throw e;
     }
     return mode;
+  } finally {
+    l.close();
+  }
+}
+
+function attachProgram(n: EbpfNet, l: Loaded, hostName: string, hostIndex: number): 'tcx' | 'legacy' {
+  if (n.attach === 'tcx') {
+    attachTcx(l, hostName, hostIndex);
+    return 'tcx';
+  }
+  try {
+    attachClsact(hostIndex, l.progFd, 'twill');
+    return 'legacy';
+  } catch (e) {
+    if (n.attach === 'legacy') throw e;
+    attachTcx(l, hostName, hostIndex); // clsact unavailable (e.g. sch_ingress not built): tcx instead
+    return 'tcx';
+  }
+}
+
+/**
+ * Settles a pending endpoint once its chain is known: a shaped pod stays off the fast path
+ * (and gets no program, so the bandwidth plugin's qdiscs are its alone); any other gets its
+ * program and the fast path. Returns how it was settled, or undefined when the endpoint is gone.
+ */
+export function ebpfPromote(n: EbpfNet, hostName: string, hostIndex: number, shaped: boolean): 'shaped' | 'tcx' | 'legacy' | undefined {
+  const l = loadNetwork(n.root, n.network, { endpoints: n.maxEndpoints });
+  try {
+    const eps = l.maps.get('endpoints')!;
+    const v = Buffer.alloc(EP_VALUE_SIZE);
+    const mine = [...mapKeys(eps, EP_KEY_SIZE)].filter((k) => mapLookup(eps, k, v) && parseEpValue(v).ifindex === hostIndex);
+    if (mine.length === 0) return undefined;
+    const how = shaped ? 'shaped' : attachProgram(n, l, hostName, hostIndex);
+    for (const k of mine) {
+      if (!mapLookup(eps, k, v)) continue;
+      const ep = parseEpValue(v);
+      mapUpdate(eps, k, epValue({ ...ep, flags: (ep.flags & ~EP_F_PENDING) | (shaped ? EP_F_NO_FAST : 0) }));
+    }
+    return how;
   } finally {
     l.close();
   }
@@ -241,6 +273,8 @@ export interface EndpointRow {
   containerId: string;
   podMac: string;
   fastPath: boolean;
+  /** Not yet known whether the chain shapes it (see datapath/promote.ts). */
+  pending?: boolean;
   counters?: Counters;
 }
 
@@ -270,7 +304,8 @@ export function endpointTable(root: string, links: { index: number; name: string
         const [, , podIfName = '', ...id] = (link?.alias ?? '').split(':');
         rows.push({
           network, addr: formatAddr(epKeyAddr(k)), hostIfName: link?.name ?? '(gone)', hostIndex: ep.ifindex,
-          podIfName, containerId: id.join(':'), podMac: ep.podMac, fastPath: (ep.flags & EP_F_NO_FAST) === 0,
+          podIfName, containerId: id.join(':'), podMac: ep.podMac, fastPath: (ep.flags & (EP_F_NO_FAST | EP_F_PENDING)) === 0,
+          ...(ep.flags & EP_F_PENDING ? { pending: true } : {}),
           ...(mapLookup(ctr, ifindexKey(ep.ifindex), cv) ? { counters: sumCounters(cv, possibleCpus()) } : {}),
         });
       }

@@ -3,8 +3,7 @@
 // hold the network lock.
 import { existsSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
-import { mkdirs } from '../fsx.js';
-import { writeAtomic } from '../ipam/store.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';
 import { runMarker } from '../naming.js';
 import { ensureGuard, removeGuard } from '../sys/guard.js';

@@ -2,9 +2,8 @@
 // A marker under /run (cleared by a reboot, like the rules) keeps ADD from running nft twice.
 import { existsSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
-import { mkdirs } from '../fsx.js';
-import { network, parseCidr, type Cidr } from '../ipam/ip.js';
-import { writeAtomic } from '../ipam/store.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
+import { network, parseCidr, type Cidr } from '../net/ip.js';
 import { log } from '../log.js';
 import { fnv1a64, runMarker } from '../naming.js';
 import { ensureMasq, removeMasq } from '../sys/masq.js';

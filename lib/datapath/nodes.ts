@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
-import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../ipam/ip.js';
+import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
 import { fileName } from '../naming.js';
 
 export interface Peer {

@@ -3,11 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
-import type { Addr } from '../ipam/ip.js';
-import { writeAtomic } from '../ipam/store.js';
+import type { Addr } from '../net/ip.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
-import { mkdirs } from '../fsx.js';
 import { listHostLinkNames } from '../sys/podlink.js';
 import { fileName } from '../naming.js';
 
@@ -39,14 +38,24 @@ function record(conf: NetConf, st: DatapathState): void {
 export function isShaped(conf: NetConf): boolean {
   const bw = conf.runtimeConfig?.bandwidth;
   if (!bw) return false;
-  return ['ingressRate', 'egressRate'].some((k) => typeof bw[k] === 'number' && (bw[k] as number) > 0);
+  return (bw.ingressRate ?? 0) > 0 || (bw.egressRate ?? 0) > 0;
 }
 
-export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState {
+/**
+ * What twill knows of the pod's shaping: runtimeConfig.bandwidth when its entry declares the
+ * bandwidth capability (or the runtime passed it anyway), else nothing (datapath/promote.ts).
+ */
+export function shaping(conf: NetConf): 'shaped' | 'unshaped' | 'unknown' {
+  if (isShaped(conf)) return 'shaped';
+  return conf.capabilities?.bandwidth === true || conf.runtimeConfig?.bandwidth !== undefined ? 'unshaped' : 'unknown';
+}
+
+export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState & { pending?: boolean } {
   if (conf.datapath === 'routed') return { mode: 'routed', reason: 'configured' };
   try {
     const attach = ebpfAdd(ebpfNet(conf), spec);
     if (attach === 'none') return { mode: 'ebpf', attach, reason: 'shaped by the bandwidth plugin: no fast path' };
+    if (attach === 'pending') return { mode: 'ebpf', attach: 'none', pending: true, reason: 'shaping not known until the chain is done: fast path pending' };
     const st: DatapathState = { mode: 'ebpf', attach: conf.ebpfAttach === 'tcx' ? 'tcx' : attach };
     record(conf, st);
     return st;

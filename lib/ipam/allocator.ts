@@ -1,7 +1,7 @@
 // host-local's allocation algorithm (backend/allocator): per range set, start after the last
 // reserved address, walk the ranges round-robin, skip gateways, take the first free one.
 import { Code, CniError } from '../cni/errors.js';
-import { contains, formatAddr, parseAddr, sameAddr, type Addr } from './ip.js';
+import { contains, formatAddr, parseAddr, sameAddr, type Addr } from '../net/ip.js';
 import type { Range, RangeSet } from './ranges.js';
 import type { Store } from './store.js';
 

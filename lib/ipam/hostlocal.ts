@@ -6,7 +6,7 @@ import type { Dns, Route } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { allocate } from './allocator.js';
 import { indexName, OwnerIndex, PENDING } from './index-file.js';
-import { formatAddr, parseAddr, type Addr, type Cidr } from './ip.js';
+import { formatAddr, parseAddr, type Addr, type Cidr } from '../net/ip.js';
 import { log } from '../log.js';
 import { rangeSets, rangeSize, requestedAddrs } from './ranges.js';
 import { Store, type Reservation } from './store.js';

@@ -3,8 +3,7 @@
 // The store stays the truth: every index hit is verified against it, and a miss falls back
 // to a scan, so reservations made by the reference host-local are still found.
 import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
-import { writeAtomic } from './store.js';
-import { mkdirs } from '../fsx.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
 import { fileName } from '../naming.js';
 
 export const PENDING = Symbol('pending');

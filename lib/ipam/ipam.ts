@@ -4,7 +4,7 @@ import type { Result } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';
 import { delegate } from './delegate.js';
 import { hostLocalAdd, hostLocalCount, hostLocalDel, hostLocalGc, hostLocalHeld, hostLocalUsage, type IpamOutcome, type PoolUsage } from './hostlocal.js';
-import { network, offset, parseAddr, parseCidr } from './ip.js';
+import { network, offset, parseAddr, parseCidr } from '../net/ip.js';
 
 export interface IpamCall {
   conf: NetConf;

@@ -2,7 +2,7 @@
 // range sets, requested addresses — parsed once, errors naming the field.
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf, RawRange } from '../config/types.js';
-import { contains, formatAddr, lastAddr, network, offset, overlaps, parseAddr, parseCidr, type Addr, type Cidr } from './ip.js';
+import { contains, formatAddr, lastAddr, network, offset, overlaps, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
 
 export interface Range {
   subnet: Cidr;

@@ -1,13 +1,12 @@
 // The reference host-local's on-disk store (backend/disk): one file per reserved address,
 // named by the address, holding "containerID\r\nifname"; last_reserved_ip.N per range set;
 // flock on <dir>/lock. twill and host-local share a pool through it.
-import { closeSync, fsyncSync, linkSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { lockFile } from '../sys/flock.js';
-import { mkdirs } from '../fsx.js';
+import { mkdirs, TMP_PREFIX, writeAtomic } from '../fsx.js';
 
 export const LINE_BREAK = '\r\n';
 const LAST_PREFIX = 'last_reserved_ip.';
-const TMP_PREFIX = '.twill-tmp-';
 
 export interface Reservation {
   ip: string;
@@ -16,38 +15,6 @@ export interface Reservation {
 }
 
 const ownerKey = (id: string, ifname: string): string => `${id.trim()}${LINE_BREAK}${ifname}`;
-
-/**
- * Writes a file so that it appears whole or not at all (temp + rename, or temp + link when
- * exclusive). durable adds an fsync before it appears: reservations survive power loss.
- */
-export function writeAtomic(path: string, data: string, exclusive = false, durable = exclusive): boolean {
-  const dir = path.slice(0, path.lastIndexOf('/'));
-  const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, data);
-    if (durable) fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  let renamed = false;
-  try {
-    if (!exclusive) {
-      renameSync(tmp, path);
-      renamed = true;
-      return true;
-    }
-    linkSync(tmp, path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    // The temp name goes in every case but a successful rename (a failed one must not leave it).
-    if (!renamed) unlinkSync(tmp);
-  }
-}
 
 export class Store {
   readonly dir: string;

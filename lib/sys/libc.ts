@@ -18,11 +18,15 @@ const NAMES: Record<number, string> = {
 };
 export const errnoName = (e: number): string => NAMES[e] ?? `errno ${e}`;
 
+export const EPERM = 1;
 export const EEXIST = 17;
 export const ENOENT = 2;
 export const ENODEV = 19;
 export const ESRCH = 3;
 export const EADDRNOTAVAIL = 99;
+export const EINVAL = 22;
+export const ENETUNREACH = 101;
+export const EHOSTUNREACH = 113;
 
 type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {

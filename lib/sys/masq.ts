@@ -1,7 +1,7 @@
 // Egress masquerade for a network: one nftables table per network (iptables when nft is
 // missing) — not one rule per pod. Created idempotently, removed with the network's last pod.
-import type { Cidr } from '../ipam/ip.js';
-import { formatCidr } from '../ipam/ip.js';
+import type { Cidr } from '../net/ip.js';
+import { formatCidr } from '../net/ip.js';
 
 import { IPT, NFT, find, run } from './nft.js';
 
@@ -37,13 +37,18 @@ export function ensureMasq(m: MasqSpec): 'nftables' | 'iptables' {
     const src = m.sources.filter((c) => c.addr.family === f);
     if (!ipt || src.length === 0) continue;
     const chain = `TWILL-MASQ-${m.tag}`.slice(0, 28).toUpperCase();
+    // Every command must succeed (but -N of a chain that exists, and -C, which asks).
+    const must = (args: string[]): void => {
+      const r = run(ipt, ['-t', 'nat', ...args]);
+      if (!r.ok) throw new Error(`${ipt} -t nat ${args.join(' ')}: ${r.out}`);
+    };
     run(ipt, ['-t', 'nat', '-N', chain]);
-    run(ipt, ['-t', 'nat', '-F', chain]);
-    for (const e of m.exempt.filter((c) => c.addr.family === f)) run(ipt, ['-t', 'nat', '-A', chain, '-d', formatCidr(e), '-j', 'RETURN']);
-    run(ipt, ['-t', 'nat', '-A', chain, '-j', 'MASQUERADE']);
+    must(['-F', chain]);
+    for (const e of m.exempt.filter((c) => c.addr.family === f)) must(['-A', chain, '-d', formatCidr(e), '-j', 'RETURN']);
+    must(['-A', chain, '-j', 'MASQUERADE']);
     for (const s of src) {
-      const rule = ['-t', 'nat', 'POSTROUTING', '-s', formatCidr(s), '-j', chain];
-      if (!run(ipt, [rule[0]!, rule[1]!, '-C', ...rule.slice(2)]).ok) run(ipt, [rule[0]!, rule[1]!, '-A', ...rule.slice(2)]);
+      const rule = ['POSTROUTING', '-s', formatCidr(s), '-j', chain];
+      if (!run(ipt, ['-t', 'nat', '-C', ...rule]).ok) must(['-A', ...rule]);
     }
   }
   return 'iptables';

@@ -1,7 +1,7 @@
 // A synchronous NETLINK_ROUTE socket. Synchronous on purpose: a socket is bound to the
 // network namespace of the thread that creates it, and twill's work is a short sequence of
 // requests that each need the previous answer.
-import { Code, CniError } from '../cni/errors.js';
+import { DumpInterrupted } from './errors.js';
 import { check, libc, SysError } from './libc.js';
 import { message, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, splitMessages, type RawMessage } from './nlmsg.js';
 
@@ -88,7 +88,7 @@ export class Netlink {
       }
       if (!interrupted) return out;
     }
-    throw new CniError(Code.TryAgainLater, 'netlink dump kept being interrupted by concurrent changes');
+    throw new DumpInterrupted('netlink dump kept being interrupted by concurrent changes');
   }
 }
 

@@ -1,12 +1,11 @@
 // Network namespaces: open, verify and enter one on the calling (main) thread.
 // Netns membership is per thread; only synchronous work happens while inside.
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
-import { Code, CniError } from '../cni/errors.js';
-import { check, libc } from './libc.js';
+import { check, EPERM, errno, libc } from './libc.js';
+import { NetnsGone, NetnsUnusable } from './errors.js';
+
 
 const CLONE_NEWNET = 0x40000000;
-
-export class NetnsGone extends Error {}
 
 export interface Netns {
   readonly fd: number;
@@ -22,15 +21,15 @@ export function openNetns(path: string): Netns {
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NetnsGone(`netns ${path} does not exist`);
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path}: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NetnsGone(`${path} does not exist`);
+    throw new NetnsUnusable(path, 'unopenable', `cannot be opened: ${(e as Error).message}`);
   }
   try {
     const st = fstatSync(fd);
     const own = statSync(ownPath);
-    if (!st.isFile()) throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path} is not a network namespace`);
+    if (!st.isFile()) throw new NetnsUnusable(path, 'not-netns', 'is not a network namespace');
     if (st.ino === own.ino && st.dev === own.dev) {
-      throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path} is the plugin's own (host) network namespace; refusing to touch it`);
+      throw new NetnsUnusable(path, 'host', 'is the plugin\'s own (host) network namespace; refusing to touch it');
     }
     // setns into it and straight back proves it is a *network* namespace, before anything acts on it.
     enterFd(fd, path);
@@ -47,7 +46,9 @@ let hostFd: number | undefined;
 function enterFd(fd: number, path: string): void {
   hostFd ??= openSync(ownPath, 'r');
   if (Number(libc().setns(fd, CLONE_NEWNET)) !== 0) {
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS ${path} is not a network namespace`);
+    const err = errno();
+    // EINVAL: a file that is not a network namespace; EPERM: no right to enter it.
+    throw err === EPERM ? new NetnsUnusable(path, 'denied', 'cannot be entered', err) : new NetnsUnusable(path, 'not-netns', 'is not a network namespace', err);
   }
 }
 

@@ -1,8 +1,8 @@
 // The routed veth of one pod: create, configure both ends, read back, delete.
 // Everything here talks to the kernel; the decisions are made by lib/attachment.ts.
 import { renameSync, rmSync } from 'node:fs';
-import { Code, CniError } from '../cni/errors.js';
-import { bits, type Addr, type Cidr } from '../ipam/ip.js';
+import { InterfaceExists, Vanished } from './errors.js';
+import { bits, type Addr, type Cidr } from '../net/ip.js';
 import { EEXIST } from './libc.js';
 import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
@@ -54,9 +54,9 @@ function create(nl: Netlink, s: PodLinkSpec): void {
     // alias: killed between creating the pair and naming it). Anything else is not ours to
     // delete. Without such a link, the pod already has an interface of that name: an error.
     const existing = getLink(nl, s.hostName);
-    if (!existing) throw new CniError(Code.InvalidConfig, `interface ${s.podIfName} already exists in ${s.netns.path}`);
+    if (!existing) throw new InterfaceExists(`interface ${s.podIfName} already exists in ${s.netns.path}`);
     if (existing.alias !== s.alias && existing.alias !== '') {
-      throw new CniError(Code.InvalidConfig, `host interface ${s.hostName} exists and belongs to something else (alias "${existing.alias}")`);
+      throw new InterfaceExists(`host interface ${s.hostName} exists and belongs to something else (alias "${existing.alias}")`);
     }
     deleteLink(nl, s.hostName);
     createVeth(nl, veth);
@@ -68,7 +68,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
   try {
     create(nl, s);
     const hostLink = getLink(nl, s.hostName);
-    if (!hostLink) throw new CniError(Code.TryAgainLater, `host veth ${s.hostName} vanished during ADD`);
+    if (!hostLink) throw new Vanished(`host veth ${s.hostName} vanished during ADD`);
     // The alias names the network for GC; set at once so a crash from here on leaves a veth
     // GC can attribute (the kernel ignores IFLA_IFALIAS in the create request itself).
     setLinkAlias(nl, hostLink.index, s.alias);
@@ -107,7 +107,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
 function configurePod(pod: Netlink, s: PodLinkSpec): number {
   setLinkUp(pod, 1); // loopback is ifindex 1 in every namespace
   const link = getLink(pod, s.podIfName);
-  if (!link) throw new CniError(Code.TryAgainLater, `${s.podIfName} vanished from ${s.netns.path} during ADD`);
+  if (!link) throw new Vanished(`${s.podIfName} vanished from ${s.netns.path} during ADD`);
   for (const a of s.addrs) addAddress(pod, { index: link.index, cidr: a.cidr, flags: addrFlags(a.cidr.addr) });
   setLinkUp(pod, link.index);
   for (const a of s.addrs) addRoute(pod, { dst: host(a.gateway), oif: link.index });

@@ -50,7 +50,7 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
   const table = nodes.map((n) => (opts.underlay6 ? { name: n.name, ip: n.ip6, podCIDRs: [n.cidr4, n.cidr6] } : { name: n.name, ip: n.ip, ip6: n.ip6, podCIDRs: [n.cidr4, n.cidr6] }));
   for (const n of nodes) {
     n.conf = {
-      cniVersion: '1.1.0', name: net, type: 'twill', backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },
+      cniVersion: '1.1.0', name: net, type: 'twill', capabilities: { bandwidth: true }, backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },
       nodeName: n.name, nodesFile: `${n.dir}/nodes.json`, stateDir: `${n.dir}/state`, bpffsRoot: `${n.dir}/bpffs`, logFile: `${n.dir}/twill.log`,
       ipam: { type: 'host-local', dataDir: `${n.dir}/ipam`, ranges: [[{ subnet: n.cidr4 }], [{ subnet: n.cidr6 }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
       ...(opts.extra?.(n) ?? {}),

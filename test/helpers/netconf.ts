@@ -31,6 +31,9 @@ export function testNet(opts: { stack?: Stack; cniVersion?: string; ranges?: unk
       name,
       type: 'twill',
       hostVethPrefix: opts.prefix ?? 'twt',
+      // As a conflist that hands twill the pod's limits: the fast path is decided at ADD.
+      // (promote.test.ts covers the entry that declares nothing.)
+      capabilities: { bandwidth: true },
       stateDir,
       ipam: { type: 'host-local', dataDir, ranges, ...(opts.ipam ?? {}) },
       ...extra,

@@ -4,7 +4,7 @@ import { after, describe, it } from 'node:test';
 import { CniError } from '../../lib/cni/errors.js';
 import { loadNetConf } from '../../lib/config/load.js';
 import { hostLocalAdd, hostLocalDel, hostLocalGc, hostLocalUsage } from '../../lib/ipam/hostlocal.js';
-import { formatCidr } from '../../lib/ipam/ip.js';
+import { formatCidr } from '../../lib/net/ip.js';
 import { tempDir } from '../helpers/twill.js';
 
 const dirs: string[] = [];

@@ -4,10 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
-import { COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, epKey, epKeyAddr, epValue, parseEpValue } from '../../lib/bpf/layout.js';
+import { COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, epKey, epKeyAddr, epValue, parseEpValue } from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
-import { formatAddr, parseAddr } from '../../lib/ipam/ip.js';
+import { formatAddr, parseAddr } from '../../lib/net/ip.js';
 import { ROOT } from '../helpers/twill.js';
 
 const object = readFileSync(`${ROOT}/bpf/twill_tc.o`);
@@ -89,9 +89,9 @@ describe('map key and value layouts', () => {
 #include <stddef.h>
 #include "twill_maps.h"
 int main(void) {
-  printf("%zu %zu %zu %zu %zu %zu %zu %d %d\\n", sizeof(struct ep_key), sizeof(struct ep_value), sizeof(struct ep_counters),
+  printf("%zu %zu %zu %zu %zu %zu %zu %d %d %d\\n", sizeof(struct ep_key), sizeof(struct ep_value), sizeof(struct ep_counters),
     offsetof(struct ep_value, flags), offsetof(struct ep_value, pod_mac), offsetof(struct ep_value, host_mac),
-    offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, TWILL_CT_STATUS_MARKER);
+    offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, EP_F_PENDING, TWILL_CT_STATUS_MARKER);
   return 0;
 }
 `);
@@ -99,7 +99,7 @@ int main(void) {
       assert.equal(r.status, 0, r.stderr);
       const got = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
-      assert.deepEqual(got, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, CT_STATUS_MARKER]);
+      assert.deepEqual(got, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { CniError } from '../../lib/cni/errors.js';
 import { loadNetConf } from '../../lib/config/load.js';
 import { rangeSets, requestedAddrs } from '../../lib/ipam/ranges.js';
-import { formatAddr } from '../../lib/ipam/ip.js';
+import { formatAddr } from '../../lib/net/ip.js';
 
 const base = { cniVersion: '1.0.0', name: 'n1', type: 'twill', ipam: { type: 'host-local', ranges: [[{ subnet: '10.1.0.0/24' }]] } };
 const load = (o: unknown): ReturnType<typeof loadNetConf> => loadNetConf(JSON.stringify(o));

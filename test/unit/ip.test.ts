@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { contains, formatAddr, lastAddr, network, parseAddr, parseCidr } from '../../lib/ipam/ip.js';
+import { contains, formatAddr, lastAddr, network, parseAddr, parseCidr } from '../../lib/net/ip.js';
 
 const roundTrip = (s: string): string => formatAddr(parseAddr(s)!);
 
