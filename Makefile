@@ -5,7 +5,7 @@ TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf install docs test-stress test test-unit test-integration typecheck bench demo install clean
+.PHONY: all build deps bpf install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
 
 all: build
 
@@ -34,8 +34,13 @@ test-integration: dist/twill
 	@if [ "$$(id -u)" -ne 0 ]; then echo "integration tests need root" >&2; exit 1; fi
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/integration/
 
+# End-to-end: containerd's CRI (kubelet's path) drives twill; root, private runtime state.
+test-e2e: dist/twill
+	@if [ "$$(id -u)" -ne 0 ]; then echo "e2e tests need root" >&2; exit 1; fi
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/e2e/
+
 test: deps build
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/ build/test/e2e/
 
 clean:
 	rm -rf build dist lib/config/validate.generated.js

@@ -110,7 +110,7 @@ export function add(c: Call): Result {
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
     crashPoint('add:done');
-    log.info('attached', { host: name, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.attach ? { attach: dp.attach } : {}) });
+    log.info('attached', { host: name, netns: c.netnsPath, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.pending ? { pending: true } : {}), ...(dp.attach ? { attach: dp.attach } : {}) });
     return result;
   } catch (e) {
     runUndo(undo, e);

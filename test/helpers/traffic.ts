@@ -13,8 +13,9 @@ export function iperfServer(ns: string, fixed?: number): number {
 }
 
 /** Bits per second received, or 0 when the transfer failed. */
-export function iperf(ns: string | undefined, addr: string, p: number, seconds = 1, reverse = false): number {
-  const args = ['iperf3', '-c', addr, '-p', String(p), '-t', String(seconds), '-J', '--connect-timeout', '2000', ...(reverse ? ['-R'] : [])];
+/** omit: seconds not counted at the start (a token bucket's initial burst, TCP slow start). */
+export function iperf(ns: string | undefined, addr: string, p: number, seconds = 1, reverse = false, omit = 0): number {
+  const args = ['iperf3', '-c', addr, '-p', String(p), '-t', String(seconds), '-J', '--connect-timeout', '2000', ...(reverse ? ['-R'] : []), ...(omit ? ['-O', String(omit)] : [])];
   const r = ns ? spawnSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', timeout: 20_000 }) : spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 20_000 });
   try {
     return JSON.parse(r.stdout).end.sum_received.bits_per_second as number;
