@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(iproute2 iputils-ping iperf3 containernetworking-plugins nftables iptables ethtool procps time clang libbpf-dev gcc libc6-dev util-linux python3 conntrack containerd runc)
+pkgs=(iproute2 iputils-ping iperf3 containernetworking-plugins nftables iptables ethtool procps time clang libbpf-dev gcc libc6-dev util-linux python3 conntrack containerd runc podman conmon catatonit busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
+import { hostAddress } from '../helpers/e2e.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, iperf, tempBpffs } from '../helpers/traffic.js';
 import { CNI_BIN_DIR, hostLinksSettled, inNs, pingOk, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
@@ -78,8 +79,7 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
       assert.ok(pingOk(undefined, ip));
       inNs(netns, ['iperf3', '-s', '-D', '-p', '8080']);
       spawnSync('sleep', ['0.3']);
-      const hostAddr = sh('ip', ['-4', '-o', 'route', 'get', ip]).match(/src (\S+)/)?.[1];
-      assert.ok(hostAddr);
+      const hostAddr = hostAddress();
       assert.ok(iperf(undefined, hostAddr, hostPort, 1) > 0, `hostPort via ${hostAddr}`);
       assert.ok(iperf(undefined, '127.0.0.1', hostPort, 1) > 0, 'hostPort via 127.0.0.1');
     });
