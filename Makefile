@@ -5,7 +5,7 @@ TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
+.PHONY: all build deps bpf image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
 
 all: build
 
@@ -51,6 +51,10 @@ demo: build
 # Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
 bench: build
 	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) build/scripts/bench/run.js
+
+# An OCI image of twill (dist/twill-image.tar), built offline; deploy/ runs it as a DaemonSet.
+image: dist/twill
+	$(NODE) build/scripts/image.js
 
 # The tc program is committed precompiled; `make bpf` rebuilds it (needs clang, libbpf-dev).
 bpf:

@@ -1,8 +1,13 @@
-// An OCI image made offline: a one-layer root filesystem packed as an OCI image layout tarball
-// (oci-layout, index.json, blobs/sha256/…), the way `ctr images import` takes it.
+// An OCI image made offline (make image, and the e2e tests' pause image): a one-layer root
+// filesystem packed as an OCI image layout tarball (oci-layout, index.json, blobs/sha256/…),
+// the way `ctr images import` takes it.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { sh } from './twill.js';
+import { execFileSync } from 'node:child_process';
+
+const sh = (cmd: string, args: string[]): void => {
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+};
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
