@@ -11,8 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { hostAddress } from '../helpers/e2e.js';
 import { testNet } from '../helpers/netconf.js';
-import { endpointsJson, iperf, tempBpffs } from '../helpers/traffic.js';
-import { CNI_BIN_DIR, hostLinksSettled, inNs, pingOk, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
+import { endpointsJson, iperf, iperfServer, tempBpffs } from '../helpers/traffic.js';
+import { CNI_BIN_DIR, hostLinks, hostLinksSettled, inNs, pingOk, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const skip = have('containerd') && have('runc') && have('ctr') ? false : 'containerd/runc not installed (scripts/install-deps.sh)';
@@ -58,7 +58,9 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
       for (const d of [bin, confDir, net.dataDir, net.stateDir]) removeDir(d);
     });
 
+    let ifbBefore: string[] = [];
     it('RunPodSandbox with bandwidth annotations and a hostPort starts the pod; its IP is twill\'s', async () => {
+      ifbBefore = hostLinks('bwp');
       const v = await ctrd!.cri.version();
       assert.equal(v.runtimeName, 'containerd');
       id = await ctrd!.cri.runPodSandbox({
@@ -67,6 +69,7 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
         portMappings: [{ containerPort: 8080, hostPort }],
       });
       const st = await ctrd!.cri.podSandboxStatus(id);
+      assert.equal(hostLinks('bwp').filter((l) => !ifbBefore.includes(l)).length, 1, 'the bandwidth plugin made its ifb');
       assert.equal(st.state, 0, 'SANDBOX_READY');
       ip = st.ip;
       assert.deepEqual(readdirSync(`${net.dataDir}/${net.name}`).filter((f) => /^\d/.test(f)), [ip], 'the address twill reserved');
@@ -85,8 +88,9 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
     });
 
     it('the limits hold both ways (10 Mbit/s, once containerd\'s 512 MiB default burst is spent)', () => {
-      const toPod = iperf(undefined, ip, 8080, 3, false, 4);
-      const fromPod = iperf(undefined, ip, 8080, 3, true, 4);
+      // A one-shot server of its own for each direction (the hostPort one may still be busy).
+      const toPod = iperf(undefined, ip, iperfServer(netns), 3, false, 4);
+      const fromPod = iperf(undefined, ip, iperfServer(netns), 3, true, 4);
       assert.ok(toPod > 1e6 && toPod < 16e6, `host → pod ${Math.round(toPod / 1e6)} Mbit/s`);
       assert.ok(fromPod > 1e6 && fromPod < 16e6, `pod → host ${Math.round(fromPod / 1e6)} Mbit/s`);
     });
@@ -98,7 +102,7 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
       assert.deepEqual(endpointsJson(bpffs.root), [], 'endpoint entries');
       assert.deepEqual(hostLinksSettled('twt'), [], 'veth');
       assert.ok(!sh('iptables-save', ['-t', 'nat']).includes(`--dport ${hostPort}`), 'DNAT rules');
-      assert.ok(!sh('tc', ['qdisc', 'show']).includes('ifb') && !/\bifb\S*bwp/.test(sh('ip', ['-br', 'link'])), 'ifb devices');
+      assert.deepEqual(hostLinksSettled('bwp').filter((l) => !ifbBefore.includes(l)), [], 'the ifb device of the egress limit');
       assert.equal(existsSync(`/var/run/netns/${netns}`), false, 'netns');
       const dels = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('"verb":"DEL"') && l.includes('"msg":"released"')).length;
       assert.ok(dels >= 2, `containerd ran DEL ${dels} times`);
