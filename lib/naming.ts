@@ -44,8 +44,11 @@ export function randomMac(): string {
  * keep theirs apart.
  */
 export function runMarker(stateDir: string, what: string, network: string): string {
-  return `/run/twill/${hex(stateDir, 8)}-${what}-${fileName(network)}`;
+  return `${runMarkerPrefix(stateDir)}${what}-${fileName(network)}`;
 }
+
+/** Every marker of one state directory starts with this. */
+export const runMarkerPrefix = (stateDir: string): string => `/run/twill/${hex(stateDir, 8)}-`;
 
 /**
  * A name (network, container ID: up to 253 bytes) as one path component that leaves room

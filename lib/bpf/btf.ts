@@ -1,6 +1,7 @@
 // The running kernel's BTF (/sys/kernel/btf/vmlinux): just enough to resolve the ids of the
 // kfuncs a program calls and the offset of a struct member it reads. Read once per load.
 import { readFileSync } from 'node:fs';
+import { mkdirs, writeAtomic } from '../fsx.js';
 
 const BTF_MAGIC = 0xeb9f;
 const KIND_STRUCT = 4, KIND_FUNC = 12;
@@ -80,4 +81,50 @@ export function kernelBtf(path = '/sys/kernel/btf/vmlinux'): KernelBtf {
     vmlinux = parseBtf(bytes);
   }
   return vmlinux;
+}
+
+/** What a program needs from the kernel's BTF: kfunc ids and struct member offsets. */
+export interface KernelFacts {
+  funcs: Record<string, number>;
+  fields: Record<string, number>;
+}
+
+const BOOT_ID = '/proc/sys/kernel/random/boot_id';
+
+/**
+ * The ids and offsets a program needs, cached per boot under cacheDir: parsing vmlinux's BTF
+ * (5 MB) takes ~80 ms, and a network whose last pod left loads its program again on the next
+ * ADD. The kernel cannot change within a boot, so neither can these.
+ */
+export function kernelFacts(funcs: string[], fields: [string, string][], cacheDir = '/run/twill'): KernelFacts {
+  const cache = `${cacheDir}/btf-facts.json`;
+  let boot = '';
+  try {
+    boot = readFileSync(BOOT_ID, 'utf8').trim();
+    const c = JSON.parse(readFileSync(cache, 'utf8')) as KernelFacts & { bootId: string };
+    if (c.bootId === boot && funcs.every((f) => f in c.funcs) && fields.every(([s, m]) => `${s}.${m}` in c.fields)) return c;
+  } catch {
+    // no cache yet (or from another boot): parse
+  }
+  const btf = kernelBtf();
+  const out: KernelFacts = { funcs: {}, fields: {} };
+  for (const f of funcs) {
+    const id = btf.funcId(f);
+    if (id === undefined) throw new BtfError(`the kernel has no kfunc ${f}`);
+    out.funcs[f] = id;
+  }
+  for (const [s, m] of fields) {
+    const off = btf.memberOffset(s, m);
+    if (off === undefined) throw new BtfError(`the kernel BTF has no ${s}.${m}`);
+    out.fields[`${s}.${m}`] = off;
+  }
+  if (boot) {
+    try {
+      mkdirs(cacheDir, 0o700);
+      writeAtomic(cache, `${JSON.stringify({ bootId: boot, ...out })}\n`);
+    } catch {
+      // a cache that cannot be written costs the next load a parse, nothing more
+    }
+  }
+  return out;
 }

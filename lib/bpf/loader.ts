@@ -5,7 +5,7 @@
 import { readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
-import { kernelBtf } from './btf.js';
+import { kernelFacts } from './btf.js';
 import { tcObject } from './object.js';
 import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
 import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, parseEpValue, type MapName } from './layout.js';
@@ -69,11 +69,9 @@ function linkProgram(bytes: Buffer, maps: ReadonlyMap<string, number>): { insns:
   const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
   if (!prog) throw new Error('object has no twill_from_pod program');
   const insns = linkMaps(prog, maps);
-  const btf = kernelBtf();
-  linkKfuncs(insns, prog, btf);
-  const status = btf.memberOffset('nf_conn', 'status');
-  if (status === undefined) throw new Error('the kernel BTF has no nf_conn.status (conntrack not built in)');
-  if (patchFieldOffset(insns, CT_STATUS_MARKER, status) === 0) throw new Error('object reads no nf_conn.status');
+  const facts = kernelFacts([...new Set(prog.kfuncRefs.map((r) => r.name))], [['nf_conn', 'status']]);
+  linkKfuncs(insns, prog, { funcId: (n) => facts.funcs[n] });
+  if (patchFieldOffset(insns, CT_STATUS_MARKER, facts.fields['nf_conn.status']!) === 0) throw new Error('object reads no nf_conn.status');
   return { insns, license: elf.license };
 }
 

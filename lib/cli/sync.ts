@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { reconcile, type BackendState } from '../datapath/backend.js';
 import { ensureNetworkMasq, removeNetworkMasq } from '../datapath/masq.js';
+import { removeNetworkGuard } from '../datapath/guard.js';
 import { readNodesFile, syncedNodesPath } from '../datapath/nodes.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { listHostLinkNames, localAddresses } from '../sys/podlink.js';
@@ -99,6 +100,7 @@ async function once(o: SyncOpts): Promise<number> {
       let pruned: string[] | undefined;
       if (o.cleanup) {
         removeNetworkMasq(conf);
+        removeNetworkGuard(conf);
         pruned = withNetworkLock(conf.stateDir, conf.name, () => pruneEbpf(ebpfNet(conf), listHostLinkNames()));
       } else {
         ensureNetworkMasq(conf, localAddresses, true);

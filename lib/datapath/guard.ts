@@ -1,6 +1,6 @@
 // The guard of a network (sys/guard.ts): installed by the network's first ADD of a boot (a
-// marker under /run keeps later ADDs from running nft), removed with its last pod. Callers
-// hold the network lock.
+// marker under /run keeps later ADDs from running nft); removed by a GC that keeps nothing
+// and by `twill sync --cleanup`. Callers hold the network lock.
 import { existsSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';

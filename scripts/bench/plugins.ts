@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { forgetNetwork } from '../../test/helpers/netconf.js';
 
 export const REF_DIR = process.env.CNI_BIN_DIR ?? '/usr/lib/cni';
 
@@ -34,17 +35,20 @@ export class Workspace {
     for (const p of ['ptp', 'bridge', 'host-local']) symlinkSync(`${REF_DIR}/${p}`, `${this.binDir}/${p}`);
   }
 
-  subject(kind: 'twill' | 'twill-ebpf' | 'ptp' | 'bridge', octet: number): Subject {
+  subject(kind: 'twill' | 'twill-ebpf' | 'twill-ebpf-tcx' | 'ptp' | 'bridge', octet: number): Subject {
     const name = `bench-${kind}`;
     const ipam = { type: 'host-local', dataDir: `${this.dir}/ipam`, ranges: [[{ subnet: `10.${octet}.0.0/16` }]], routes: [{ dst: '0.0.0.0/0' }] };
     const base = { cniVersion: '1.0.0', name, ipam };
     if (kind === 'twill') return { name: 'twill routed', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
-    if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    // Declaring the bandwidth capability lets twill attach at ADD (an entry that declares nothing starts pending: datapath/promote.ts).
+    if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    if (kind === 'twill-ebpf-tcx') return { name: 'twill ebpf (tcx attach)', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', ebpfAttach: 'tcx', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'ptp') return { name: 'ptp + host-local', bin: `${this.binDir}/ptp`, conf: { ...base, type: 'ptp' } };
     return { name: 'bridge + host-local', bin: `${this.binDir}/bridge`, conf: { ...base, type: 'bridge', bridge: `twbench${octet}`, isGateway: true } };
   }
 
   cleanup(): void {
+    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-tcx']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
     for (const l of JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as { ifname: string }[]) {
       if (l.ifname.startsWith('twbench')) spawnSync('ip', ['link', 'del', l.ifname]);
     }

@@ -48,7 +48,7 @@ function startup(): number {
 }
 
 function lifecycle(versionP50: number): void {
-  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232), ws.subject('twill-ebpf', 229)];
+  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232), ws.subject('twill-ebpf', 229), ws.subject('twill-ebpf-tcx', 228)];
   const lat = subjects.map(() => ({ ADD: [] as number[], CHECK: [] as number[], DEL: [] as number[] }));
   for (let i = 0; i < N; i++) {
     subjects.forEach((s, k) => {

@@ -3,6 +3,7 @@
 // inside each node's namespace exactly as kubelet's runtime would run it there.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { forgetNetwork } from './netconf.js';
 import { deleteNetns, inNs, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from './twill.js';
 
 export interface SimNode {
@@ -82,6 +83,7 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
     },
     destroy: () => {
       for (const n of nodes) {
+        forgetNetwork(net, `${n.dir}/state`);
         sh('umount', [`${n.dir}/bpffs`], { allowFail: true });
         deleteNetns(n.ns);
         removeDir(n.dir);

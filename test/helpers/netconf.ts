@@ -1,5 +1,31 @@
 // Network configs for the tests, each isolated in its own store and state directories.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { guardTable } from '../../lib/sys/guard.js';
+import { masqTag } from '../../lib/datapath/masq.js';
+import { runMarkerPrefix } from '../../lib/naming.js';
+import type { NetConf } from '../../lib/config/types.js';
 import { tempDir } from './twill.js';
+
+/**
+ * What a network leaves on the host beyond its pods, by design (the guard table, per-boot
+ * markers): removed for every test network when the test process exits.
+ */
+export function forgetNetwork(name: string, stateDir: string): void {
+  spawnSync('nft', ['delete', 'table', 'inet', guardTable(masqTag({ name } as NetConf))]);
+  const prefix = runMarkerPrefix(stateDir);
+  const dir = prefix.slice(0, prefix.lastIndexOf('/'));
+  try {
+    for (const f of readdirSync(dir)) if (`${dir}/${f}`.startsWith(prefix)) rmSync(`${dir}/${f}`, { force: true });
+  } catch {
+    // no markers
+  }
+}
+
+const made: { name: string; stateDir: string }[] = [];
+process.on('exit', () => {
+  for (const n of made) forgetNetwork(n.name, n.stateDir);
+});
 
 export type Stack = 'v4' | 'v6' | 'dual';
 
@@ -20,6 +46,7 @@ export function testNet(opts: { stack?: Stack; cniVersion?: string; ranges?: unk
   const octet = 200 + (Number(id) % 50);
   const v4 = [{ subnet: `10.${octet}.${n % 250}.0/24` }];
   const v6 = [{ subnet: `fd77:${octet.toString(16)}:${(n % 250).toString(16)}::/64` }];
+  made.push({ name, stateDir });
   const stack = opts.stack ?? 'v4';
   const ranges = opts.ranges ?? (stack === 'v4' ? [v4] : stack === 'v6' ? [v6] : [v4, v6]);
   return {

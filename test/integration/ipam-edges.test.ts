@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { testNet } from '../helpers/netconf.js';
+import { forgetNetwork, testNet } from '../helpers/netconf.js';
 import { cleanupNetns, CNI_BIN_DIR, hostLinksSettled, hostSnapshot, makeNetns, netnsPath, pingOk, removeDir, tempDir, twill, type Env } from '../helpers/twill.js';
 
 after(cleanupNetns);
@@ -48,6 +48,7 @@ describe('IPAM edges', () => {
     const name = `${long.name}-${'n'.repeat(253 - long.name.length - 1)}`;
     const conf = { ...long.conf(), name };
     after(() => {
+      forgetNetwork(name, long.stateDir);
       removeDir(long.dataDir);
       removeDir(long.stateDir);
     });

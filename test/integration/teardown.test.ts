@@ -51,8 +51,10 @@ describe('the routed path refuses forged sources (the guard table)', () => {
     });
   }
 
-  it('the last pod takes the guard with it', () => {
+  it('the guard stays for the next pod; a GC that keeps nothing removes it', () => {
     [a, b, c].forEach((ns, i) => assert.equal(twill(envFor('DEL', `rg${i}`, ns), conf).code, 0));
+    assert.ok(hasTable('inet', `twill_guard_${tag(net.name)}`));
+    assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] }).code, 0);
     assert.equal(hasTable('inet', `twill_guard_${tag(net.name)}`), false);
   });
 });
@@ -77,6 +79,7 @@ describe('the network\'s last pod is decided from the store, under the network l
     assert.ok(hasTable('inet', `twill_guard_${tag(net.name)}`));
     assert.equal(twill(envFor('DEL', 'm2', p2), conf).code, 0);
     assert.equal(hasTable('ip', `twill_${tag(net.name)}`), false, 'gone with the last pod');
+    assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': [] }).code, 0);
     assert.equal(hasTable('inet', `twill_guard_${tag(net.name)}`), false);
   });
 });
