@@ -7,6 +7,7 @@ import { caseArb, checkCase, edgeCases, fuzzFixtures } from '../../test/helpers/
 import { testNet } from '../../test/helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../../test/helpers/traffic.js';
 import { CNI_BIN_DIR, cleanupNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../../test/helpers/twill.js';
+import { forgetStateDir } from '../../test/helpers/netconf.js';
 
 const KILLS = Number(process.env.STRESS_KILLS ?? 200);
 const STORM_SECONDS = Number(process.env.STORM_SECONDS ?? 60);
@@ -162,6 +163,7 @@ function fuzz(): { cases: number; failures: string[] } {
     { numRuns: FUZZ_RUNS, seed: Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31) },
   );
   sh('umount', [`${sandbox}/bpffs`], { allowFail: true });
+  forgetStateDir(`${sandbox}/state`);
   removeDir(sandbox);
   return { cases, failures };
 }

@@ -22,6 +22,19 @@ export function forgetNetwork(name: string, stateDir: string): void {
   }
 }
 
+/** forgetNetwork for every network that left a guard marker under stateDir (names unknown to the caller: the fuzzer's). */
+export function forgetStateDir(stateDir: string): void {
+  const prefix = runMarkerPrefix(stateDir);
+  const dir = prefix.slice(0, prefix.lastIndexOf('/'));
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir).filter((f) => `${dir}/${f}`.startsWith(`${prefix}guard-`));
+  } catch {
+    return;
+  }
+  for (const f of names) forgetNetwork(`${dir}/${f}`.slice(`${prefix}guard-`.length), stateDir);
+}
+
 const made: { name: string; stateDir: string }[] = [];
 process.on('exit', () => {
   for (const n of made) forgetNetwork(n.name, n.stateDir);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { after, describe, it } from 'node:test';
 import { caseArb, checkCase, edgeCases, fuzzFixtures } from '../helpers/fuzz.js';
+import { forgetStateDir } from '../helpers/netconf.js';
 import { cleanupNetns, removeDir, sh, tempDir } from '../helpers/twill.js';
 
 after(cleanupNetns);
@@ -13,6 +14,7 @@ describe('hostile input', () => {
   after(() => {
     sh('ip', ['-br', 'link'], { allowFail: true });
     sh('umount', [`${sandbox}/bpffs`], { allowFail: true });
+    forgetStateDir(`${sandbox}/state`);
     removeDir(sandbox);
   });
 
