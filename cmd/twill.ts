@@ -16,9 +16,9 @@ const handlers: Handlers = {
   STATUS: async () => (await verbs()).STATUS,
 };
 
-// A runtime's environment (any CNI_ variable) gets a CNI answer — an error JSON naming
-// CNI_COMMAND when that one is missing — never the CLI's usage text.
-const cniMode = runAsPlugin(process.env);
+// A runtime's environment (CNI_ variables, no arguments) gets a CNI answer — an error JSON
+// naming CNI_COMMAND when that one is missing — never the CLI's usage text.
+const cniMode = runAsPlugin(process.env, process.argv.slice(2));
 
 async function main(): Promise<number> {
   if (cniMode) {

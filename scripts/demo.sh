@@ -50,6 +50,7 @@ cleanup() {
     ip netns pids "$p" 2>/dev/null | xargs -r kill 2>/dev/null
     ip netns del "$p" 2>/dev/null
   done
+  dist/twill sync --cleanup --conf-dir "$work" >/dev/null 2>&1
   umount "$work/bpffs" 2>/dev/null
   rm -rf "$work"
 }
@@ -105,9 +106,12 @@ for p in "${pods[@]}"; do
   chain DEL "$work/$NET.conflist" "/run/netns/$p" "$p" "$(caps_for "$p")"
   ip netns del "$p"
 done
+# The network's guard table outlives its last pod (for the next one); cleanup removes it.
+dist/twill sync --cleanup --conf-dir "$work" >/dev/null
+guard=$(nft list tables 2>/dev/null | grep -c twill_guard_ || true)
 left=$(ls "$work/ipam/$NET" | grep -cv -e '^lock$' -e '^last_reserved_ip' || true)
 veths=$(ip -br link | grep -c '^tw' || true)
-echo "addresses still reserved: $left; twill veths left: $veths"
+echo "addresses still reserved: $left; twill veths left: $veths; guard tables left: $guard"
 echo "log: $(wc -l < "$work/twill.log") JSON lines in the log file"
-[ "$left" -eq 0 ] && [ "$veths" -eq 0 ]
+[ "$left" -eq 0 ] && [ "$veths" -eq 0 ] && [ "$guard" -eq 0 ]
 echo "demo done: nothing left behind"

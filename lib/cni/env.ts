@@ -51,6 +51,13 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   return { verb, containerId, netns, ifName, args: parseCniArgs(env.CNI_ARGS), path };
 }
 
-/** The variables a runtime sets: any of them means twill was run as a plugin, not by a person. */
-const RUNTIME_VARS = ['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH', 'CNI_ARGS'] as const;
-export const runAsPlugin = (env: NodeJS.ProcessEnv): boolean => RUNTIME_VARS.some((k) => env[k] !== undefined);
+/** The variables a runtime sets. */
+const RUNTIME_VARS = ['CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_PATH', 'CNI_ARGS'] as const;
+
+/**
+ * Run as a plugin: CNI_COMMAND is set, or a runtime's variables are and no command line was
+ * given (runtimes exec plugins without arguments). A person typing `twill status` with
+ * CNI_PATH exported in their shell still gets the CLI.
+ */
+export const runAsPlugin = (env: NodeJS.ProcessEnv, args: readonly string[]): boolean =>
+  env.CNI_COMMAND !== undefined || (args.length === 0 && RUNTIME_VARS.some((k) => env[k] !== undefined));

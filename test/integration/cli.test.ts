@@ -96,9 +96,12 @@ describe('a runtime\'s environment without CNI_COMMAND', () => {
     assert.match(e.msg, /CNI_COMMAND/);
   });
 
-  it('with no CNI_ variable at all the CLI answers', () => {
+  it('with no CNI_ variable at all the CLI answers; and with a command line, even if CNI_PATH is exported', () => {
     const r = cli(['version']);
     assert.equal(r.status, 0);
     assert.match(r.stdout, /^twill /);
+    const withPath = cli(['version'], { CNI_PATH: '/opt/cni/bin' });
+    assert.equal(withPath.status, 0, withPath.stdout);
+    assert.match(withPath.stdout, /^twill /);
   });
 });
