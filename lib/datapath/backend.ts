@@ -1,7 +1,7 @@
 // Cross-node backends: programs the tunnel device, neighbours, FDB and peer routes from the
 // node table, idempotently (the second run changes nothing), removing what a departed node
 // left. ADD calls it cheaply: it skips when the applied state is current.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
@@ -198,7 +198,8 @@ export function reconcile(conf: NetConf, opts: { cleanup?: boolean } = {}): Back
     changes += apply(nl, conf, plan, devIndex);
     const st: BackendState = { backend: conf.backend, ...(devIndex !== undefined ? { device: vxlanDevice(conf) } : {}), mtu, ...(self ? { self: self.name } : {}), peers: peers.map((p) => p.name), problems, changes };
     for (const p of problems) log.warn('backend', { problem: p });
-    saveState(conf, st, table, !usable.problem && !opts.cleanup);
+    if (opts.cleanup) rmSync(appliedPath(conf), { force: true }); // nothing programmed: nothing to remember until next boot
+    else saveState(conf, st, table, !usable.problem);
     return st;
   } finally {
     nl.close();
