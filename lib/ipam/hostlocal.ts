@@ -183,7 +183,7 @@ export function hostLocalGc(conf: NetConf, valid: readonly Attachment[]): { ip: 
 }
 
 export function hostLocalCount(conf: NetConf): number {
-  return storeOf(conf).list().length;
+  return storeOf(conf).count();
 }
 
 export interface PoolUsage {

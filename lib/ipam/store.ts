@@ -130,6 +130,16 @@ export class Store {
     return out;
   }
 
+  /** How many addresses are reserved: one readdir, no file read (DEL asks on every call). */
+  count(): number {
+    try {
+      return readdirSync(this.dir).filter((n) => n !== 'lock' && !n.startsWith(LAST_PREFIX) && !n.startsWith(TMP_PREFIX)).length;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw e;
+    }
+  }
+
   findByOwner(id: string, ifname: string): string[] {
     const exact = this.list().filter((r) => r.id === id.trim() && r.ifname === ifname);
     // Legacy files hold only the container ID (host-local keeps honouring them).

@@ -33,6 +33,16 @@ describe('address store', () => {
     assert.deepEqual(s.owner('10.9.0.2'), { id: 'a', ifname: 'eth0' });
   });
 
+  it('counts reservations without reading them', () => {
+    const s = store();
+    assert.equal(s.count(), 0);
+    s.reserve('10.9.0.5', 'a', 'eth0', 0);
+    s.reserve('10.9.0.6', 'b', 'eth0', 0);
+    assert.equal(s.count(), 2);
+    s.release('10.9.0.5');
+    assert.equal(s.count(), 1);
+  });
+
   it('takes a reservation back when its hint cannot be written (nothing leaks)', () => {
     const s = store();
     mkdirSync(`${s.dir}/last_reserved_ip.0`); // rename over a directory fails, as ENOSPC would
