@@ -28,8 +28,6 @@ export interface Call extends IpamCall {
 
 const hostName = (c: Call): string => hostVethName(c.conf.hostVethPrefix, c.containerId, c.ifName);
 
-const openPodNetns = openNetns;
-
 /** Pod routes: each range's subnet and the configured routes, through the family's gateway. */
 export function podRoutes(ipam: IpamOutcome): { dst: Cidr; gw: Addr }[] {
   const out = new Map<string, { dst: Cidr; gw: Addr }>();
@@ -65,7 +63,7 @@ function runUndo(undo: (() => void)[], cause: unknown): void {
 }
 
 export function add(c: Call): Result {
-  const ns = openPodNetns(c.netnsPath);
+  const ns = openNetns(c.netnsPath);
   const undo: (() => void)[] = [];
   // Runs last: a failed ADD that was the network's only pod takes the guard and NAT rules too
   // (only once it got that far: a rejected ADD touches nothing).
@@ -229,7 +227,7 @@ export function check(c: Call): void {
   if (podIdx < 0) throw new CniError(Code.InvalidConfig, `prevResult has no interface ${c.ifName} with a sandbox`);
   const ips = prev.ips.filter((i) => i.interface === podIdx).map((i) => ({ cidr: parseCidr(i.address), gw: i.gateway ? parseAddr(i.gateway) : undefined }));
   const families = [...new Set(ips.map((i) => i.cidr?.addr.family ?? 4))];
-  const ns = openPodNetns(c.netnsPath);
+  const ns = openNetns(c.netnsPath);
   let pod: SideState;
   try {
     pod = readPodSide(ns, c.ifName, families);

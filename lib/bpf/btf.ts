@@ -2,6 +2,7 @@
 // kfuncs a program calls and the offset of a struct member it reads. Read once per load.
 import { readFileSync } from 'node:fs';
 import { mkdirs, writeAtomic } from '../fsx.js';
+import { bootId } from '../sys/boot.js';
 
 const BTF_MAGIC = 0xeb9f;
 const KIND_STRUCT = 4, KIND_FUNC = 12;
@@ -89,8 +90,6 @@ export interface KernelFacts {
   fields: Record<string, number>;
 }
 
-const BOOT_ID = '/proc/sys/kernel/random/boot_id';
-
 /**
  * The ids and offsets a program needs, cached per boot under cacheDir: parsing vmlinux's BTF
  * (5 MB) takes ~80 ms, and a network whose last pod left loads its program again on the next
@@ -98,9 +97,8 @@ const BOOT_ID = '/proc/sys/kernel/random/boot_id';
  */
 export function kernelFacts(funcs: string[], fields: [string, string][], cacheDir = '/run/twill'): KernelFacts {
   const cache = `${cacheDir}/btf-facts.json`;
-  let boot = '';
+  const boot = bootId();
   try {
-    boot = readFileSync(BOOT_ID, 'utf8').trim();
     const c = JSON.parse(readFileSync(cache, 'utf8')) as KernelFacts & { bootId: string };
     if (c.bootId === boot && funcs.every((f) => f in c.funcs) && fields.every(([s, m]) => `${s}.${m}` in c.fields)) return c;
   } catch {

@@ -3,7 +3,7 @@
 // changed (an upgrade) is loaded anew and every pinned link is switched to it. The last
 // endpoint to go takes the network's maps and program with it (releaseNetwork).
 import { readdirSync, rmdirSync, unlinkSync } from 'node:fs';
-import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap } from './elf.js';
+import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';
 import { tcObject } from './object.js';
@@ -64,8 +64,7 @@ function openMap(dir: string, m: ElfMap, sizes: MapSizes): number {
 }
 
 /** The program's instructions, linked to its maps and to the running kernel. */
-function linkProgram(bytes: Buffer, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
-  const elf = parseElf(bytes);
+function linkProgram(elf: ElfObject, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
   const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
   if (!prog) throw new Error('object has no twill_from_pod program');
   const insns = linkMaps(prog, maps);
@@ -138,7 +137,7 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
         if (!(MAP_NAMES as readonly string[]).includes(m.name)) throw new Error(`object declares an unknown map ${m.name}`);
         maps.set(m.name as MapName, openMap(dir, m, sizes));
       }
-      const { insns, license } = linkProgram(obj.bytes, maps);
+      const { insns, license } = linkProgram(elf, maps);
       progFd = pinOrAdopt(progLoad('twill_from_pod', ProgType.SchedCls, insns, license), `${dir}/${progName}`);
       replaceStale(dir, progName, progFd, maps.get('endpoints')!);
     } else {

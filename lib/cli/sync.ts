@@ -99,9 +99,12 @@ async function once(o: SyncOpts): Promise<number> {
       const state = reconcile(conf, { cleanup: o.cleanup });
       let pruned: string[] | undefined;
       if (o.cleanup) {
-        removeNetworkMasq(conf);
-        removeNetworkGuard(conf);
-        pruned = withNetworkLock(conf.stateDir, conf.name, () => pruneEbpf(ebpfNet(conf), listHostLinkNames()));
+        // Under the network lock, as a DEL takes them down: an ADD must not see its marker and skip the table being removed.
+        pruned = withNetworkLock(conf.stateDir, conf.name, () => {
+          removeNetworkMasq(conf);
+          removeNetworkGuard(conf);
+          return pruneEbpf(ebpfNet(conf), listHostLinkNames());
+        });
       } else {
         ensureNetworkMasq(conf, localAddresses, true);
         if (conf.datapath !== 'routed') withNetworkLock(conf.stateDir, conf.name, () => promotePending(conf));

@@ -281,14 +281,8 @@ export interface EndpointRow {
 /** Every endpoint of every network pinned under root, with its per-CPU counters summed. */
 export function endpointTable(root: string, links: { index: number; name: string; alias: string }[]): EndpointRow[] {
   const rows: EndpointRow[] = [];
-  let networks: string[] = [];
-  try {
-    networks = readdirSync(`${root}/twill`);
-  } catch {
-    return rows;
-  }
   const byIndex = new Map(links.map((l) => [l.index, l]));
-  for (const network of networks.sort()) {
+  for (const network of pinnedNetworks(root)) {
     const net = openNetwork(root, network);
     if (!net) continue;
     try {

@@ -5,6 +5,7 @@ import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
 import { fileName } from '../naming.js';
+import { invalidNetworkName } from '../cni/names.js';
 
 export interface Peer {
   name: string;
@@ -44,12 +45,10 @@ export function nodeTable(conf: NetConf): NodeEntry[] {
   return readNodesFile(path, 'synced node table');
 }
 
-const NODE_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$/;
-
 /** One node of the table as a peer, or why it cannot be one. */
 export function toPeer(n: NodeEntry): Peer | string {
   const raw = n as unknown as Record<string, unknown>;
-  const name = typeof raw.name === 'string' && NODE_NAME.test(raw.name) ? raw.name : undefined;
+  const name = typeof raw.name === 'string' && invalidNetworkName(raw.name) === undefined ? raw.name : undefined;
   if (!name) return `node ${JSON.stringify(raw.name ?? null).slice(0, 80)}: invalid name`;
   const ip = typeof raw.ip === 'string' ? parseAddr(raw.ip) : undefined;
   if (!ip) return `node ${name}: ip ${JSON.stringify(raw.ip ?? null).slice(0, 80)} is not an address`;

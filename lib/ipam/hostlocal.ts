@@ -11,14 +11,13 @@ import { log } from '../log.js';
 import { rangeSets, rangeSize, requestedAddrs } from './ranges.js';
 import { Store, type Reservation } from './store.js';
 import { crashPoint } from '../crash.js';
-import { readFileSync as readText } from 'node:fs';
+import { bootId } from '../sys/boot.js';
 
-const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 
 /** The kernel's boot time (epoch ms), from /proc/stat's btime. */
 function bootTimeMs(): number | undefined {
   try {
-    const m = /^btime (\d+)$/m.exec(readText('/proc/stat', 'utf8'));
+    const m = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
     return m ? Number(m[1]) * 1000 : undefined;
   } catch {
     return undefined;
@@ -33,12 +32,8 @@ function bootTimeMs(): number | undefined {
  * ID is kept beside the owner index.
  */
 function releaseOtherBoots(conf: NetConf, store: Store, index: OwnerIndex): void {
-  let boot: string;
-  try {
-    boot = readText(BOOT_ID, 'utf8').trim();
-  } catch {
-    return;
-  }
+  const boot = bootId();
+  if (boot === undefined) return;
   const seen = index.bootId();
   if (seen === boot) return;
   const booted = bootTimeMs();

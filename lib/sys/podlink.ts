@@ -130,13 +130,15 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
   try {
     const link = getLink(nl, hostName);
     if (!link) return false;
+    let name = hostName;
+    let pins = thenRemove;
     if (background) {
       setLinkDown(nl, link.index);
       crashPoint('del:down');
-      const tomb = tombstoneName(link.index);
-      setLinkName(nl, link.index, tomb);
-      const pins = thenRemove.flatMap((p) => {
-        const to = `${p.slice(0, p.lastIndexOf('/'))}/${tomb}`;
+      name = tombstoneName(link.index);
+      setLinkName(nl, link.index, name);
+      pins = thenRemove.flatMap((p) => {
+        const to = `${p.slice(0, p.lastIndexOf('/'))}/${name}`;
         try {
           renameSync(p, to);
         } catch (e) {
@@ -145,13 +147,10 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
         }
         return [to];
       });
-      if (deleteLinkDetached(tomb, pins)) return true;
-      const removed = deleteLink(nl, tomb);
-      for (const f of pins) rmSync(f, { force: true });
-      return removed;
+      if (deleteLinkDetached(name, pins)) return true;
     }
-    const removed = deleteLink(nl, hostName);
-    for (const f of thenRemove) rmSync(f, { force: true });
+    const removed = deleteLink(nl, name);
+    for (const f of pins) rmSync(f, { force: true });
     return removed;
   } finally {
     nl.close();
