@@ -1,9 +1,10 @@
 // Logs: JSON lines in logFile, nothing but the result on stdout, symlinks not followed.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
-import { cleanupNetns, makeNetns, netnsPath, removeDir, tempDir, twill } from '../helpers/twill.js';
+import { cleanupNetns, makeNetns, netnsPath, removeDir, tempDir, TWILL, twill } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -51,4 +52,26 @@ describe('logging', () => {
     assert.equal(readFileSync(target, 'utf8'), 'untouched');
     assert.ok(existsSync(link));
   });
+
+  it('never blocks on a FIFO planted at the log path (the verb and twill status both answer)', () => {
+    const fifo = `${dir}/fifo.log`;
+    spawnSync('mkfifo', [fifo]);
+    const conf = net.conf({ logFile: fifo, logLevel: 'debug' });
+    const r = runPluginTimed({ CNI_COMMAND: 'STATUS' }, conf, 10_000);
+    assert.equal(r.status, 0, `STATUS with a FIFO as its log: ${r.signal ?? ''} ${r.stdout}`);
+    assert.match(r.stderr, /cannot write log file/);
+    const confDir = `${dir}/confd`;
+    mkdirSync(confDir);
+    const entry: Record<string, unknown> = { ...conf };
+    delete entry.cniVersion;
+    delete entry.name;
+    writeFileSync(`${confDir}/10-twill.conflist`, JSON.stringify({ cniVersion: '1.1.0', name: net.name, plugins: [entry] }));
+    const st = spawnSync(TWILL, ['status', '--conf-dir', confDir, '-o', 'json'], { encoding: 'utf8', timeout: 10_000 });
+    assert.notEqual(st.signal, 'SIGTERM', 'twill status blocked reading the log');
+    assert.ok(Array.isArray(JSON.parse(st.stdout)));
+  });
 });
+
+function runPluginTimed(env: Record<string, string>, conf: object, timeout: number) {
+  return spawnSync(TWILL, [], { input: JSON.stringify(conf), encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout });
+}
