@@ -15,12 +15,13 @@ import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js
 import { openNetns } from './sys/netns.js';
 import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
 import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
-import { ebpfNet, isShaped, readDatapathState, setupDatapath, shaping, teardownDatapath } from './datapath/select.js';
+import { ebpfNet, isShaped, policyBlocker, readDatapathState, setupDatapath, shaping, teardownDatapath } from './datapath/select.js';
 import { clearPending, markPending, promotePending } from './datapath/promote.js';
 import { EP_F_PENDING } from './bpf/layout.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
 import { ensureNetworkGuard, removeNetworkGuard } from './datapath/guard.js';
 import { withNetworkLock } from './datapath/netlock.js';
+import { readPodPolicy, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;
@@ -63,6 +64,8 @@ function runUndo(undo: (() => void)[], cause: unknown): void {
 }
 
 export function add(c: Call): Result {
+  const blocked = policyBlocker(c.conf);
+  if (blocked) throw new CniError(Code.NotAvailable, blocked);
   const ns = openNetns(c.netnsPath);
   const undo: (() => void)[] = [];
   // Runs last: a failed ADD that was the network's only pod takes the guard and NAT rules too
@@ -80,24 +83,36 @@ export function add(c: Call): Result {
     const podMac = randomMac();
     // Registered before the attempt: attachPod may fail after creating the pair.
     undo.push(() => detachPod(name));
-    const link = attachPod({
+    const addrs = ipam.ips.map((i) => i.cidr.addr);
+    let dp: ReturnType<typeof setupDatapath> | undefined;
+    attachPod({
       hostName: name, hostMac, podIfName: c.ifName, podMac, mtu, netns: ns,
       alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
       addrs: ipam.ips, routes: podRoutes(ipam),
+      // The data path (programs, policy) is in place before the host end comes up: no packet
+      // crosses the pair unjudged, not even the first.
+      beforeUp: (hostIndex) => {
+        undo.push(() => locked(c, () => unpinLater(teardownDatapath(c.conf, name, hostIndex, addrs))));
+        // What the network sets up once (maps and program, guard, masquerade) is ordered against
+        // the DEL that finds the network's last pod gone and takes it down.
+        sharedState = true;
+        dp = locked(c, () => {
+          promoteOthers(c);
+          const policy = c.conf.policy ? { pod: c.pod ? readPodPolicy(c.conf, `${c.pod.namespace}/${c.pod.name}`) : undefined, gateways: ipam.ips.map((i) => i.gateway) } : undefined;
+          const st = setupDatapath(c.conf, { hostName: name, hostIndex, hostMac, podMac, addrs, shaping: shaping(c.conf), ...(policy ? { policy } : {}) });
+          if (st.pending) markPending(c.conf, name, { containerId: c.containerId, ifName: c.ifName, hostIndex });
+          if (c.pod) {
+            writeEndpoint(c.conf, name, { ...c.pod, containerId: c.containerId, ifName: c.ifName, ifindex: hostIndex, addrs: addrs.map(formatAddr) });
+            undo.push(() => removeEndpoint(c.conf, name));
+          }
+          if (policy && !policy.pod) log.warn('pod unknown to the last policy sync: isolated until the next sync', { pod: c.pod ? `${c.pod.namespace}/${c.pod.name}` : '(no K8S_POD_NAME in CNI_ARGS)' });
+          ensureNetworkGuard(c.conf);
+          ensureNetworkMasq(c.conf, localAddresses);
+          return st;
+        });
+      },
     });
-    const addrs = ipam.ips.map((i) => i.cidr.addr);
-    undo.push(() => locked(c, () => unpinLater(teardownDatapath(c.conf, name, link.hostIndex, addrs))));
-    // What the network sets up once (maps and program, guard, masquerade) is ordered against
-    // the DEL that finds the network's last pod gone and takes it down.
-    sharedState = true;
-    const dp = locked(c, () => {
-      promoteOthers(c);
-      const st = setupDatapath(c.conf, { hostName: name, hostIndex: link.hostIndex, hostMac, podMac, addrs, shaping: shaping(c.conf) });
-      if (st.pending) markPending(c.conf, name, { containerId: c.containerId, ifName: c.ifName, hostIndex: link.hostIndex });
-      ensureNetworkGuard(c.conf);
-      ensureNetworkMasq(c.conf, localAddresses);
-      return st;
-    });
+    if (!dp) throw new Error(`host veth ${name} came up without its data path`);
     const prev = c.conf.prevResult ? parseResult(c.conf.prevResult) : undefined;
     const base = prev?.interfaces.length ?? 0;
     const result: Result = {
@@ -108,7 +123,7 @@ export function add(c: Call): Result {
     const dns = mergeDns(c.conf.dns, ipam.dns);
     if (dns) result.dns = dns;
     crashPoint('add:done');
-    log.info('attached', { host: name, netns: c.netnsPath, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.pending ? { pending: true } : {}), ...(dp.attach ? { attach: dp.attach } : {}) });
+    log.info('attached', { host: name, netns: c.netnsPath, ips: result.ips.map((i) => i.address), datapath: dp.mode, ...(dp.pending ? { pending: true } : {}), ...(dp.attach ? { attach: dp.attach } : {}), ...(c.pod ? { pod: `${c.pod.namespace}/${c.pod.name}` } : {}) });
     return result;
   } catch (e) {
     runUndo(undo, e);
@@ -185,6 +200,7 @@ export function del(c: Call): void {
       try {
         const addrs = [...released.map(parseAddr).filter((a): a is Addr => a !== undefined), ...prevAddrs(c)];
         clearPending(c.conf, name);
+        removeEndpoint(c.conf, name);
         pins = teardownDatapath(c.conf, name, hostIndex, addrs);
         crashPoint('del:datapath');
         promoteOthers(c);
@@ -307,6 +323,7 @@ export function gc(c: Call): void {
   for (const link of hostLinksWithAlias(aliasPrefix(c.conf.name))) {
     if (keep.has(link.name)) continue;
     try {
+      removeEndpoint(c.conf, link.name);
       detachPod(link.name);
       log.info('GC removed veth', { host: link.name, alias: link.alias });
     } catch (e) {
@@ -317,6 +334,8 @@ export function gc(c: Call): void {
 }
 
 export function status(c: Call): void {
+  const blocked = policyBlocker(c.conf, true);
+  if (blocked) throw new CniError(Code.NotAvailable, blocked);
   if (c.conf.ipam?.type === 'host-local') {
     const dir = `${c.conf.ipam.dataDir}`;
     try {

@@ -2,8 +2,21 @@
 import type { Handler, Invocation } from './cni/plugin.js';
 import { add, check, del, gc, status, type Call } from './attachment.js';
 import { toCni } from './kernel-errors.js';
-import { CniError } from './cni/errors.js';
+import { Code, CniError } from './cni/errors.js';
 import { log } from './log.js';
+
+// DNS-1123 label (namespace) and subdomain (pod): both become parts of file names.
+const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+function podOf(args: ReadonlyMap<string, string>): Call['pod'] {
+  const namespace = args.get('K8S_POD_NAMESPACE');
+  const name = args.get('K8S_POD_NAME');
+  if (namespace === undefined || name === undefined) return undefined;
+  if (!LABEL.test(namespace)) throw new CniError(Code.InvalidEnv, `CNI_ARGS: K8S_POD_NAMESPACE "${namespace.slice(0, 64)}" is not a namespace name`);
+  if (!SUBDOMAIN.test(name)) throw new CniError(Code.InvalidEnv, `CNI_ARGS: K8S_POD_NAME "${name.slice(0, 64)}" is not a pod name`);
+  return { namespace, name };
+}
 
 function call(inv: Invocation): Call {
   return {
@@ -12,6 +25,7 @@ function call(inv: Invocation): Call {
     ifName: inv.env.ifName,
     netnsPath: inv.env.netns,
     cniArgsIp: inv.env.args.get('IP'),
+    pod: podOf(inv.env.args),
     stdin: inv.stdin,
     env: inv.rawEnv,
     path: inv.env.path,

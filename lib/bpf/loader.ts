@@ -9,13 +9,15 @@ import { kernelFacts } from './btf.js';
 import { tcObject } from './object.js';
 import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
 import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, parseEpValue, type MapName } from './layout.js';
-import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+import { attachClsact, hasFilter } from '../sys/tc.js';
 import { EEXIST, SysError } from '../sys/libc.js';
 import { mkdirs } from '../fsx.js';
 
 export interface Loaded {
   dir: string;
+  /** twill_from_pod (veth ingress) and twill_to_pod (veth egress, networks that enforce policy). */
   progFd: number;
+  toProgFd: number;
   maps: Map<MapName, number>;
   close(): void;
 }
@@ -23,7 +25,13 @@ export interface Loaded {
 export interface MapSizes {
   /** max_entries of the endpoint and counter maps. */
   endpoints: number;
+  /** max_entries of the ipcache and policy tries (default: the object's). */
+  ipcache?: number;
+  policy?: number;
 }
+
+/** The tcx link pin of an endpoint's to-pod program, beside its from-pod one. */
+export const TO_POD_SUFFIX = '.to';
 
 export const networkDir = (root: string, network: string): string => `${root}/twill/${network}`;
 export const linksDir = (dir: string): string => `${dir}/links`;
@@ -60,17 +68,18 @@ function openMap(dir: string, m: ElfMap, sizes: MapSizes): number {
     checkCompatible(pinned, m, path);
     return pinned;
   }
-  return pinOrAdopt(mapCreate(m.name, { ...m, maxEntries: sizes.endpoints }), path);
+  const maxEntries = m.name === 'ipcache' ? sizes.ipcache ?? m.maxEntries : m.name === 'policy' ? sizes.policy ?? m.maxEntries : sizes.endpoints;
+  return pinOrAdopt(mapCreate(m.name, { ...m, maxEntries }), path);
 }
 
-/** The program's instructions, linked to its maps and to the running kernel. */
-function linkProgram(elf: ElfObject, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
-  const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
-  if (!prog) throw new Error('object has no twill_from_pod program');
+/** A program's instructions, linked to its maps and to the running kernel. */
+function linkProgram(elf: ElfObject, name: string, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
+  const prog = elf.programs.find((p) => p.name === name);
+  if (!prog) throw new Error(`object has no ${name} program`);
   const insns = linkMaps(prog, maps);
   const facts = kernelFacts([...new Set(prog.kfuncRefs.map((r) => r.name))], [['nf_conn', 'status']]);
   linkKfuncs(insns, prog, { funcId: (n) => facts.funcs[n] });
-  if (patchFieldOffset(insns, CT_STATUS_MARKER, facts.fields['nf_conn.status']!) === 0) throw new Error('object reads no nf_conn.status');
+  if (patchFieldOffset(insns, CT_STATUS_MARKER, facts.fields['nf_conn.status']!) === 0) throw new Error(`${name} reads no nf_conn.status`);
   return { insns, license: elf.license };
 }
 
@@ -79,23 +88,24 @@ function linkProgram(elf: ElfObject, maps: ReadonlyMap<string, number>): { insns
  * legacy filters by replacing them on each endpoint's veth — and removes older program pins
  * and the pins of maps the new object no longer has.
  */
-function replaceStale(dir: string, current: string, progFd: number, endpointsFd: number): void {
+function replaceStale(dir: string, current: string[], progFd: number, toProgFd: number, endpointsFd: number): void {
   const ifindexes = new Set<number>();
   const v = Buffer.alloc(EP_VALUE_SIZE);
   for (const k of mapKeys(endpointsFd, EP_KEY_SIZE)) if (mapLookup(endpointsFd, k, v)) ifindexes.add(parseEpValue(v).ifindex);
   for (const ifindex of ifindexes) {
-    if (hasIngressFilter(ifindex)) attachClsact(ifindex, progFd, 'twill', true);
+    if (hasFilter(ifindex, 'ingress')) attachClsact(ifindex, progFd, 'twill', true, 'ingress');
+    if (hasFilter(ifindex, 'egress')) attachClsact(ifindex, toProgFd, 'twill', true, 'egress');
   }
   for (const name of readdirSync(linksDir(dir))) {
     const fd = objGet(`${linksDir(dir)}/${name}`);
     if (fd === undefined) continue;
     try {
-      linkUpdate(fd, progFd);
+      linkUpdate(fd, name.endsWith(TO_POD_SUFFIX) ? toProgFd : progFd);
     } finally {
       closeFd(fd);
     }
   }
-  const keep = new Set<string>([current, 'links', ...MAP_NAMES]);
+  const keep = new Set<string>([...current, 'links', ...MAP_NAMES]);
   for (const f of readdirSync(dir)) if (!keep.has(f)) unlinkSync(`${dir}/${f}`);
 }
 
@@ -123,6 +133,7 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
   mkdirs(linksDir(dir), 0o700);
   const obj = tcObject();
   const progName = `prog_${obj.sha256.slice(0, 16)}`;
+  const toProgName = `${progName}_to`;
   let maps = new Map<MapName, number>();
   const close = (): void => {
     for (const fd of maps.values()) closeFd(fd);
@@ -130,16 +141,23 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
   let fresh = false;
   try {
     let progFd = objGet(`${dir}/${progName}`);
-    if (progFd === undefined) {
+    let toProgFd = progFd === undefined ? undefined : objGet(`${dir}/${toProgName}`);
+    if (progFd !== undefined && toProgFd === undefined) {
+      closeFd(progFd); // an ADD died between the two pins: load both again
+      progFd = undefined;
+    }
+    if (progFd === undefined || toProgFd === undefined) {
       fresh = readdirSync(dir).every((f) => f === 'links');
       const elf = parseElf(obj.bytes);
       for (const m of elf.maps) {
         if (!(MAP_NAMES as readonly string[]).includes(m.name)) throw new Error(`object declares an unknown map ${m.name}`);
         maps.set(m.name as MapName, openMap(dir, m, sizes));
       }
-      const { insns, license } = linkProgram(elf, maps);
-      progFd = pinOrAdopt(progLoad('twill_from_pod', ProgType.SchedCls, insns, license), `${dir}/${progName}`);
-      replaceStale(dir, progName, progFd, maps.get('endpoints')!);
+      const from = linkProgram(elf, 'twill_from_pod', maps);
+      const to = linkProgram(elf, 'twill_to_pod', maps);
+      progFd = pinOrAdopt(progLoad('twill_from_pod', ProgType.SchedCls, from.insns, from.license), `${dir}/${progName}`);
+      toProgFd = pinOrAdopt(progLoad('twill_to_pod', ProgType.SchedCls, to.insns, to.license), `${dir}/${toProgName}`);
+      replaceStale(dir, [progName, toProgName], progFd, toProgFd, maps.get('endpoints')!);
     } else {
       const pinned = openPinnedMaps(dir);
       if (!pinned) {
@@ -148,8 +166,8 @@ export function loadNetwork(root: string, network: string, sizes: MapSizes): Loa
       }
       maps = pinned;
     }
-    const fd = progFd;
-    return { dir, progFd: fd, maps, close: () => { close(); closeFd(fd); } };
+    const fd = progFd, toFd = toProgFd;
+    return { dir, progFd: fd, toProgFd: toFd, maps, close: () => { close(); closeFd(fd); closeFd(toFd); } };
   } catch (e) {
     close();
     // A network this call began pinning and could not finish is not left half there.

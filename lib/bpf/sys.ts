@@ -15,6 +15,7 @@ export const MapType = { Hash: 1, Array: 2, PercpuHash: 5, LruHash: 9 } as const
 export const ProgType = { SchedCls: 3 } as const;
 export const AttachType = { TcxIngress: 46, TcxEgress: 47 } as const;
 export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
 
 const ptr = (b: Buffer): bigint => koffi().address(b);
 

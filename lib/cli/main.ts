@@ -91,19 +91,22 @@ export async function runCli(argv: string[], version: string): Promise<number> {
         .option('kubeconfig', { type: 'string', describe: 'read Node objects with this kubeconfig', requiresArg: true })
         .option('in-cluster', { type: 'boolean', default: false, describe: 'read Node objects with the pod\'s service account' })
         .option('nodes-file', { type: 'string', describe: 'read the node table from this JSON file ({"nodes": [...]})', requiresArg: true })
+        .option('from-file', { type: 'string', describe: 'read Namespaces, Pods and NetworkPolicies from this file (a List as kubectl get -o json prints it, or multi-document YAML)', requiresArg: true })
         .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry, the masquerade rules, and eBPF state no veth uses' })
         .option('watch', { type: 'number', describe: 'repeat every N seconds (1 to 86400); errors are retried with backoff', requiresArg: true })
         .check((a) => {
           const sources = [a.kubeconfig !== undefined, a['in-cluster'], a['nodes-file'] !== undefined].filter(Boolean).length;
           if (sources > 1) throw new Error('--kubeconfig, --in-cluster and --nodes-file are alternatives: name one');
+          if (a['from-file'] !== undefined && (a.kubeconfig !== undefined || a['in-cluster'])) throw new Error('--from-file and --kubeconfig/--in-cluster are alternatives: name one');
           if (a.watch !== undefined && (!Number.isInteger(a.watch) || a.watch < 1 || a.watch > 86400)) throw new Error(`--watch must be a whole number of seconds from 1 to 86400, not ${String(argvValue(argv, 'watch') ?? a.watch)}`);
           return true;
         })
         .epilog(EXIT_HELP)
         .example('$0 sync --kubeconfig /etc/kubernetes/kubelet.conf', 'peers from the cluster\'s Node objects')
-        .example('$0 sync --in-cluster --watch 30', 'as a DaemonSet loop'),
+        .example('$0 sync --in-cluster --watch 30', 'as a DaemonSet loop')
+        .example('$0 sync --from-file cluster.json', 'NetworkPolicy without Kubernetes (kubectl get ns,pods,netpol -A -o json)'),
       (a) => {
-        run = async () => (await import('./sync.js')).runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], cleanup: a.cleanup, watch: a.watch, json: isJson(a) });
+        run = async () => (await import('./sync.js')).runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], fromFile: a['from-file'], cleanup: a.cleanup, watch: a.watch, json: isJson(a) });
       },
     )
     .completion('completion', 'print a shell completion script (bash, zsh): twill completion >> ~/.bashrc')

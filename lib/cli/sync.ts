@@ -15,6 +15,9 @@ import { pinnedNetworks } from '../bpf/loader.js';
 import { promotePending } from '../datapath/promote.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { twillNetworks } from './netconfs.js';
+import { syncNetworkPolicy, type PolicySync } from './sync-policy.js';
+import { addObjects, emptyCluster, type ClusterObjects } from '../policy/objects.js';
+import { readObjectsFile } from '../policy/source.js';
 
 export interface SyncOpts {
   confDir: string;
@@ -22,17 +25,39 @@ export interface SyncOpts {
   kubeconfig?: string | undefined;
   inCluster: boolean;
   nodesFile?: string | undefined;
+  /** Namespaces, Pods and NetworkPolicies from a file (a List or multi-document YAML). */
+  fromFile?: string | undefined;
   cleanup: boolean;
   watch?: number | undefined;
   json: boolean;
 }
 
-async function source(o: SyncOpts): Promise<{ nodes?: NodeEntry[]; note: string }> {
+interface Source {
+  nodes?: NodeEntry[];
+  objects?: ClusterObjects;
+  note: string;
+}
+
+async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
   if (o.kubeconfig || o.inCluster) {
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
     const list = await k8s.listNodes(access);
-    return { nodes: list.nodes, note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}` };
+    let objects: ClusterObjects | undefined;
+    if (wantPolicy) {
+      objects = emptyCluster();
+      for (const [kind, path] of Object.entries(k8s.COLLECTIONS)) {
+        const got = await k8s.listAll(access, path);
+        addObjects(objects, got.items.map((i) => ({ kind, ...(i as object) })));
+      }
+    }
+    const objs = objects ? `; ${objects.namespaces.size} namespaces, ${objects.pods.size} pods, ${objects.policies.size} network policies` : '';
+    return { nodes: list.nodes, ...(objects ? { objects } : {}), note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}${objs}` };
+  }
+  if (o.fromFile) {
+    const { cluster, skipped } = await readObjectsFile(o.fromFile);
+    const nodes = o.nodesFile ? readNodesFile(o.nodesFile, 'nodes file') : undefined;
+    return { ...(nodes ? { nodes } : {}), objects: cluster, note: `${cluster.namespaces.size} namespaces, ${cluster.pods.size} pods, ${cluster.policies.size} network policies from ${o.fromFile}${skipped.length ? ` (skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; …' : ''})` : ''}` };
   }
   if (o.nodesFile) {
     const nodes = readNodesFile(o.nodesFile, 'nodes file');
@@ -60,6 +85,7 @@ interface SyncResult {
   state?: BackendState;
   /** eBPF state removed by --cleanup. */
   pruned?: string[];
+  policy?: PolicySync;
   error?: string;
 }
 
@@ -85,9 +111,10 @@ function pruneOrphans(o: SyncOpts): SyncResult[] {
 }
 
 async function once(o: SyncOpts): Promise<number> {
-  const src = await source(o);
+  const networks = twillNetworks(o.confDir);
+  const src = await source(o, networks.some((n) => n.conf?.policy && (!o.network || n.conf.name === o.network)));
   const results: SyncResult[] = [];
-  for (const n of twillNetworks(o.confDir)) {
+  for (const n of networks) {
     if (!n.conf) {
       results.push({ network: n.file, error: n.error ?? 'invalid' });
       continue;
@@ -109,7 +136,8 @@ async function once(o: SyncOpts): Promise<number> {
         ensureNetworkMasq(conf, localAddresses, true);
         if (conf.datapath !== 'routed') withNetworkLock(conf.stateDir, conf.name, () => promotePending(conf));
       }
-      results.push({ network: conf.name, tableChanged, state, ...(pruned ? { pruned } : {}) });
+      const policy = conf.policy && src.objects && !o.cleanup ? syncNetworkPolicy(conf, src.objects, src.note) : undefined;
+      results.push({ network: conf.name, tableChanged, state, ...(pruned ? { pruned } : {}), ...(policy ? { policy } : {}) });
     } catch (e) {
       results.push({ network: conf.name, error: (e as Error).message });
     }
@@ -121,10 +149,16 @@ async function once(o: SyncOpts): Promise<number> {
     for (const r of results) {
       if (r.error) process.stdout.write(`${r.network}: error: ${r.error}\n`);
       else if (!r.state) process.stdout.write(`${r.network}: no configuration; removed ${r.pruned?.length ? r.pruned.join(', ') : 'nothing (veths still attached)'}\n`);
-      else process.stdout.write(`${r.network}: ${r.state!.backend}, ${r.state!.peers.length} peers, ${r.state!.changes} changes${r.state!.problems.map((p) => `\n  problem: ${p}`).join('')}\n`);
+      else process.stdout.write(`${r.network}: ${r.state!.backend}, ${r.state!.peers.length} peers, ${r.state!.changes} changes${r.state!.problems.map((p) => `\n  problem: ${p}`).join('')}${r.policy ? `\n  ${policyLine(r.policy)}` : ''}\n`);
     }
   }
-  return results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0) ? 1 : 0;
+  return results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0 || (r.policy?.problems.length ?? 0) > 0) ? 1 : 0;
+}
+
+function policyLine(p: PolicySync): string {
+  const a = p.applied;
+  const kernel = a ? `${a.policyEntries} policy entries (+${a.policyAdded} -${a.policyRemoved}), ${a.ipcacheEntries} ipcache entries (${a.ipcacheChanged} changed, ${a.ipcacheRemoved} removed), ${a.flagsChanged} endpoints switched` : 'no pod attached yet: state kept for the next ADD';
+  return [`policy: ${p.policies} policies, ${p.identities} identities, ${p.localPods} local pods; ${kernel}`, ...(p.unknown.length ? [`  isolated (pod unknown to the sync): ${p.unknown.join(', ')}`] : []), ...p.problems.map((x) => `  problem: ${x}`)].join('\n');
 }
 
 /**

@@ -87,6 +87,27 @@ function get(a: KubeAccess, path: string): Promise<Obj> {
   });
 }
 
+/** Every item of a collection, page by page; the resourceVersion of the list (where a watch starts). */
+export async function listAll(a: KubeAccess, path: string, pageSize = 500): Promise<{ items: unknown[]; resourceVersion: string }> {
+  const items: unknown[] = [];
+  let cont = '';
+  let rv = '';
+  do {
+    const page = await get(a, `${path}?limit=${pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
+    items.push(...(Array.isArray(page.items) ? page.items : []));
+    const meta = obj(page.metadata);
+    cont = typeof meta.continue === 'string' ? meta.continue : '';
+    if (typeof meta.resourceVersion === 'string') rv = meta.resourceVersion;
+  } while (cont);
+  return { items, resourceVersion: rv };
+}
+
+export const COLLECTIONS = {
+  Namespace: '/api/v1/namespaces',
+  Pod: '/api/v1/pods',
+  NetworkPolicy: '/apis/networking.k8s.io/v1/networkpolicies',
+} as const;
+
 export interface NodeList {
   nodes: NodeEntry[];
   /** Nodes without a pod CIDR yet (the controller manager has not allocated one). */

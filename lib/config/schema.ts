@@ -78,6 +78,17 @@ export const schema = {
       description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach waits for an RCU grace period, ~12 ms per ADD measured), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin (or pending, see cniCacheDir) get no program either way.',
     },
     maxEndpoints: { type: 'integer', minimum: 16, maximum: 1048576, default: 1024, description: 'Pod addresses the network\'s endpoint map holds on one node (kubelet\'s default of 110 pods, dual-stack, needs 220). Entries are allocated as pods come (no preallocation); a new size applies once the network\'s last pod on the node is gone and its maps are released.' },
+    policy: {
+      type: 'object',
+      required: ['type'],
+      description: 'NetworkPolicy enforcement (the key Calico\'s CNI config uses). With "type": "k8s" every pod of the network is judged by the policies `twill sync` last computed, in eBPF (the eBPF data path is then required: ADD and STATUS fail where it cannot run). Without this key nothing is enforced.',
+      properties: {
+        type: { enum: ['k8s'], description: '"k8s": networking.k8s.io/v1 NetworkPolicy.' },
+        kubeconfig: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Kubeconfig ADD uses to read a pod the last sync did not know (else that pod starts isolated until the next sync).' },
+        ipcacheEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 65536, description: 'Addresses the ipcache trie holds (every pod of the cluster, this node\'s addresses, ipBlock prefixes). Allocated as used.' },
+        policyEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 262144, description: 'Entries of the policy trie: (local endpoint, direction, peer identity, protocol, port block) allowances. Allocated as used.' },
+      },
+    },
     cniCacheDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/cni', description: 'libcni\'s cache directory (containerd, CRI-O, podman and cnitool keep each chain\'s result under results/). When twill\'s entry does not declare the bandwidth capability, a pod gets the fast path once its chain\'s result is cached there and its veth shows no shaping.' },
     backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node), "vxlan" (one VXLAN device per network, static FDB and neighbours), "hostgw" (a route per peer pod CIDR via the peer node, which must share the underlay L2).' },
     vxlan: {

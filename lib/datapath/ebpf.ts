@@ -5,10 +5,12 @@
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
-import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, type Loaded } from '../bpf/loader.js';
+import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
-import { attachClsact, hasIngressFilter } from '../sys/tc.js';
+import { attachClsact, hasFilter, type TcDirection } from '../sys/tc.js';
+import { installEndpointPolicy } from './policy.js';
+import type { PodPolicy } from '../policy/compile.js';
 import { EEXIST, SysError } from '../sys/libc.js';
 import { crashPoint } from '../crash.js';
 
@@ -19,7 +21,11 @@ export interface EbpfNet {
   network: string;
   attach: AttachMode;
   maxEndpoints: number;
+  /** Set when the network enforces NetworkPolicy: the trie sizes. */
+  policy?: { ipcache: number; policy: number };
 }
+
+const sizesOf = (n: EbpfNet) => ({ endpoints: n.maxEndpoints, ...(n.policy ? { ipcache: n.policy.ipcache, policy: n.policy.policy } : {}) });
 
 function isEmpty(eps: number): boolean {
   for (const _ of mapKeys(eps, EP_KEY_SIZE)) return false;
@@ -34,19 +40,22 @@ export interface EndpointSpec {
   addrs: Addr[];
   /** Whether the chain's bandwidth plugin shapes the pod; unknown when twill's entry does not declare the capability. */
   shaping: 'shaped' | 'unshaped' | 'unknown';
+  /** Networks that enforce policy: the pod's from the last sync (undefined: unknown, isolated) and the node's gateway addresses. */
+  policy?: { pod: PodPolicy | undefined; gateways: Addr[] };
 }
 
-const linkPin = (dir: string, hostName: string): string => `${linksDir(dir)}/${hostName}`;
+const linkPin = (dir: string, hostName: string, dir2: TcDirection = 'ingress'): string => `${linksDir(dir)}/${hostName}${dir2 === 'egress' ? TO_POD_SUFFIX : ''}`;
 
-function attachTcx(l: Loaded, hostName: string, hostIndex: number): void {
-  const fd = linkCreateTcx(l.progFd, hostIndex, AttachType.TcxIngress);
+function attachTcx(l: Loaded, hostName: string, hostIndex: number, dir: TcDirection = 'ingress'): void {
+  const fd = linkCreateTcx(dir === 'ingress' ? l.progFd : l.toProgFd, hostIndex, dir === 'ingress' ? AttachType.TcxIngress : AttachType.TcxEgress);
+  const pin = linkPin(l.dir, hostName, dir);
   try {
     try {
-      objPin(fd, linkPin(l.dir, hostName));
+      objPin(fd, pin);
     } catch (e) {
       if (!(e instanceof SysError) || e.errno !== EEXIST) throw e;
-      unlinkSync(linkPin(l.dir, hostName)); // left by an earlier attempt for this attachment
-      objPin(fd, linkPin(l.dir, hostName));
+      unlinkSync(pin); // left by an earlier attempt for this attachment
+      objPin(fd, pin);
     }
   } finally {
     closeFd(fd); // the pin keeps the link alive after we exit
@@ -63,15 +72,18 @@ function attachTcx(l: Loaded, hostName: string, hostIndex: number): void {
  * it never takes the fast path; its map entry carries EP_F_NO_FAST for the other pods).
  */
 export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' | 'pending' {
-  const l = loadNetwork(n.root, n.network, { endpoints: n.maxEndpoints });
+  const l = loadNetwork(n.root, n.network, sizesOf(n));
   try {
-    // A pod that is (or may be) shaped gets no program now: see datapath/promote.ts.
-    const mode = s.shaping === 'unshaped' ? attachProgram(n, l, s.hostName, s.hostIndex) : s.shaping === 'shaped' ? 'none' : 'pending';
+    // Without policy, a pod that is (or may be) shaped gets no program now: see datapath/promote.ts.
+    // With policy every pod gets both programs; a shaped or pending one by tcx, which leaves
+    // the bandwidth plugin's qdiscs alone.
+    const mode = n.policy ? attachBoth(n, l, s) : s.shaping === 'unshaped' ? attachProgram(n, l, s.hostName, s.hostIndex) : s.shaping === 'shaped' ? 'none' : 'pending';
     crashPoint('add:attached');
-    const flags = s.shaping === 'shaped' ? EP_F_NO_FAST : s.shaping === 'unknown' ? EP_F_PENDING : 0;
-    const ep = epValue({ ifindex: s.hostIndex, flags, podMac: s.podMac, hostMac: s.hostMac });
+    let flags = s.shaping === 'shaped' ? EP_F_NO_FAST : s.shaping === 'unknown' ? EP_F_PENDING : 0;
     const eps = l.maps.get('endpoints')!;
     try {
+      if (s.policy) flags |= installEndpointPolicy(l.maps, s.hostIndex, s.policy.pod, s.addrs, s.policy.gateways);
+      const ep = epValue({ ifindex: s.hostIndex, flags, podMac: s.podMac, hostMac: s.hostMac });
       for (const a of s.addrs) mapUpdate(eps, epKey(a), ep);
       crashPoint('add:published');
     } catch (e) {
@@ -80,10 +92,25 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
       if (isEmpty(eps)) releaseNetwork(n.root, n.network);
       throw e;
     }
-    return mode;
+    return s.policy && s.shaping !== 'unshaped' ? (s.shaping === 'shaped' ? 'none' : 'pending') : mode;
   } finally {
     l.close();
   }
+}
+
+function attachBoth(n: EbpfNet, l: Loaded, s: EndpointSpec): 'tcx' | 'legacy' {
+  if (s.shaping === 'unshaped' && n.attach !== 'tcx') {
+    try {
+      attachClsact(s.hostIndex, l.progFd, 'twill', false, 'ingress');
+      attachClsact(s.hostIndex, l.toProgFd, 'twill', false, 'egress');
+      return 'legacy';
+    } catch (e) {
+      if (n.attach === 'legacy') throw e;
+    }
+  }
+  attachTcx(l, s.hostName, s.hostIndex, 'ingress');
+  attachTcx(l, s.hostName, s.hostIndex, 'egress');
+  return 'tcx';
 }
 
 function attachProgram(n: EbpfNet, l: Loaded, hostName: string, hostIndex: number): 'tcx' | 'legacy' {
@@ -107,13 +134,14 @@ function attachProgram(n: EbpfNet, l: Loaded, hostName: string, hostIndex: numbe
  * program and the fast path. Returns how it was settled, or undefined when the endpoint is gone.
  */
 export function ebpfPromote(n: EbpfNet, hostName: string, hostIndex: number, shaped: boolean): 'shaped' | 'tcx' | 'legacy' | undefined {
-  const l = loadNetwork(n.root, n.network, { endpoints: n.maxEndpoints });
+  const l = loadNetwork(n.root, n.network, sizesOf(n));
   try {
     const eps = l.maps.get('endpoints')!;
     const v = Buffer.alloc(EP_VALUE_SIZE);
     const mine = [...mapKeys(eps, EP_KEY_SIZE)].filter((k) => mapLookup(eps, k, v) && parseEpValue(v).ifindex === hostIndex);
     if (mine.length === 0) return undefined;
-    const how = shaped ? 'shaped' : attachProgram(n, l, hostName, hostIndex);
+    // With policy the programs are attached at ADD already (tcx).
+    const how = shaped ? 'shaped' : n.policy ? 'tcx' : attachProgram(n, l, hostName, hostIndex);
     for (const k of mine) {
       if (!mapLookup(eps, k, v)) continue;
       const ep = parseEpValue(v);
@@ -126,10 +154,12 @@ export function ebpfPromote(n: EbpfNet, hostName: string, hostIndex: number, sha
 }
 
 function unpin(dir: string, hostName: string): void {
-  try {
-    unlinkSync(linkPin(dir, hostName));
-  } catch {
-    // not pinned
+  for (const p of [linkPin(dir, hostName), linkPin(dir, hostName, 'egress')]) {
+    try {
+      unlinkSync(p);
+    } catch {
+      // not pinned
+    }
   }
 }
 
@@ -166,8 +196,7 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       releaseNetwork(n.root, n.network);
       return [];
     }
-    const pin = linkPin(net.dir, hostName);
-    return existsSync(pin) ? [pin] : [];
+    return [linkPin(net.dir, hostName), linkPin(net.dir, hostName, 'egress')].filter((p) => existsSync(p));
   } finally {
     net.close();
   }
@@ -197,7 +226,7 @@ export function ebpfRead(n: EbpfNet, hostName: string, hostIndex: number, addrs:
     const entries: EbpfState['entries'] = [];
     const v = Buffer.alloc(EP_VALUE_SIZE);
     for (const a of addrs) if (mapLookup(eps, epKey(a), v)) entries.push({ addr: a, ep: parseEpValue(v) });
-    return { entries, linkPinned: existsSync(linkPin(net.dir, hostName)), legacyFilter: hostIndex > 0 && hasIngressFilter(hostIndex) };
+    return { entries, linkPinned: existsSync(linkPin(net.dir, hostName)), legacyFilter: hostIndex > 0 && hasFilter(hostIndex, 'ingress') };
   } finally {
     net.close();
   }
@@ -244,7 +273,7 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
       }
     }
     for (const pin of readdirSync(linksDir(net.dir))) {
-      if (!keepNames.has(pin)) {
+      if (!keepNames.has(pin.endsWith(TO_POD_SUFFIX) ? pin.slice(0, -TO_POD_SUFFIX.length) : pin)) {
         unpin(net.dir, pin);
         removed.push(`link ${pin}`);
       }

@@ -9,6 +9,7 @@ import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { listHostLinkNames } from '../sys/podlink.js';
 import { fileName } from '../naming.js';
+import { kernelFacts } from '../bpf/btf.js';
 
 export interface DatapathState {
   mode: 'ebpf' | 'routed';
@@ -16,7 +17,29 @@ export interface DatapathState {
   reason?: string;
 }
 
-export const ebpfNet = (conf: NetConf): EbpfNet => ({ root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints });
+export const ebpfNet = (conf: NetConf): EbpfNet => ({
+  root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints,
+  ...(conf.policy ? { policy: { ipcache: conf.policy.ipcacheEntries, policy: conf.policy.policyEntries } } : {}),
+});
+
+/**
+ * Why a network that enforces policy cannot run here, or undefined. Policy lives in the eBPF
+ * programs: a network that would fall back to the routed path would run unenforced. ADD asks
+ * about the configuration only (it then tries for real); STATUS also about the host.
+ */
+export function policyBlocker(conf: NetConf, host = false): string | undefined {
+  if (!conf.policy) return undefined;
+  if (conf.datapath === 'routed') return 'NetworkPolicy enforcement needs the eBPF data path, and the network is configured "datapath": "routed"';
+  if (!host) return undefined;
+  const st = readDatapathState(conf);
+  if (st?.mode === 'routed') return `NetworkPolicy enforcement needs the eBPF data path, which this host could not use: ${st.reason ?? 'unknown reason'}`;
+  try {
+    kernelFacts(['bpf_skb_ct_lookup', 'bpf_ct_release'], [['nf_conn', 'status']]);
+  } catch (e) {
+    return `NetworkPolicy enforcement needs the eBPF data path, which this host cannot run: ${(e as Error).message}`;
+  }
+  return undefined;
+}
 const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${fileName(conf.name)}.json`;
 
 export function readDatapathState(conf: NetConf): DatapathState | undefined {
@@ -61,6 +84,11 @@ export function setupDatapath(conf: NetConf, spec: EndpointSpec): DatapathState 
     return st;
   } catch (e) {
     const reason = (e as Error).message;
+    if (conf.policy) {
+      // Never a silent allow-all: record why, so STATUS reports it too.
+      record(conf, { mode: 'routed', reason: `eBPF unavailable: ${reason}` });
+      throw new CniError(Code.NotAvailable, `NetworkPolicy is enforced on this network, and the eBPF data path it needs is unavailable: ${reason}`);
+    }
     if (conf.datapath === 'ebpf') throw new CniError(Code.NotAvailable, `eBPF data path unavailable: ${reason}`, 'set "datapath": "auto" to fall back to the routed path');
     log.warn('eBPF data path unavailable, using the routed path', { reason });
     const st: DatapathState = { mode: 'routed', reason: `eBPF unavailable: ${reason}` };

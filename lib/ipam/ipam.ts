@@ -11,6 +11,8 @@ export interface IpamCall {
   containerId: string;
   ifName: string;
   cniArgsIp: string | undefined;
+  /** The Kubernetes pod (CNI_ARGS K8S_POD_NAMESPACE / K8S_POD_NAME), when the runtime names it. */
+  pod?: { namespace: string; name: string } | undefined;
   /** For delegation: the exact stdin and environment we were given. */
   stdin: string;
   env: NodeJS.ProcessEnv;

@@ -25,6 +25,8 @@ export interface PodLinkSpec {
   addrs: { cidr: Cidr; gateway: Addr }[];
   /** Extra pod routes, each through the gateway of its family. */
   routes: { dst: Cidr; gw: Addr }[];
+  /** Runs while the host end is still down: nothing crosses the pair before it returns. */
+  beforeUp?: (hostIndex: number) => void;
 }
 
 export interface PodLink {
@@ -93,6 +95,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_ra'], '0');
     }
     for (const a of s.addrs) addAddress(nl, { index: hostLink.index, cidr: host(a.gateway), flags: IFA_F_NOPREFIXROUTE | IFA_F_NODAD });
+    s.beforeUp?.(hostLink.index);
     setLinkUp(nl, hostLink.index);
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
     ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');

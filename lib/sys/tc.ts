@@ -5,12 +5,15 @@ import { RTM, TCA, tcmsg } from './rtnl-wire.js';
 import { decodeAttrs, encodeAttrs, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, str, u32 } from './nlmsg.js';
 
 const TCA_BPF_FD = 6, TCA_BPF_NAME = 7, TCA_BPF_FLAGS = 8, TCA_BPF_FLAG_ACT_DIRECT = 1;
-const TC_H_CLSACT = 0xfffffff1, TC_H_MIN_INGRESS = 0xfff2;
+const TC_H_CLSACT = 0xfffffff1, TC_H_MIN_INGRESS = 0xfff2, TC_H_MIN_EGRESS = 0xfff3;
+
+export type TcDirection = 'ingress' | 'egress';
+const parentOf = (dir: TcDirection): number => ((TC_H_CLSACT & 0xffff0000) | (dir === 'ingress' ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS)) >>> 0;
 const ETH_P_ALL_BE = 0x0300;
 
 
-/** Adds (or, with replace, swaps the program of) the ingress filter on ifindex. */
-export function attachClsact(ifindex: number, progFd: number, name: string, replace = false): void {
+/** Adds (or, with replace, swaps the program of) the ingress or egress filter on ifindex. */
+export function attachClsact(ifindex: number, progFd: number, name: string, replace = false, dir: TcDirection = 'ingress'): void {
   const nl = new Netlink();
   try {
     try {
@@ -18,7 +21,7 @@ export function attachClsact(ifindex: number, progFd: number, name: string, repl
     } catch (e) {
       if (!(e instanceof NetlinkError) || e.errno !== EEXIST) throw e;
     }
-    const parent = ((TC_H_CLSACT & 0xffff0000) | TC_H_MIN_INGRESS) >>> 0;
+    const parent = parentOf(dir);
     const info = ((1 << 16) | ETH_P_ALL_BE) >>> 0; // priority 1, all protocols
     const opts = encodeAttrs([[TCA_BPF_FD, u32(progFd)], [TCA_BPF_NAME, str(name)], [TCA_BPF_FLAGS, u32(TCA_BPF_FLAG_ACT_DIRECT)]]);
     nl.request(`add bpf filter to ${ifindex}`, RTM.NEWTFILTER, NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL), Buffer.concat([tcmsg(ifindex, 1, parent, info), encodeAttrs([[TCA.KIND, str('bpf')], [TCA.OPTIONS, opts]])]));
@@ -27,11 +30,11 @@ export function attachClsact(ifindex: number, progFd: number, name: string, repl
   }
 }
 
-/** True when an ingress filter exists on ifindex (CHECK of the legacy attachment). */
-export function hasIngressFilter(ifindex: number): boolean {
+/** True when a clsact filter of that direction exists on ifindex (CHECK of the legacy attachment). */
+export function hasFilter(ifindex: number, dir: TcDirection = 'ingress'): boolean {
   const nl = new Netlink();
   try {
-    const parent = ((TC_H_CLSACT & 0xffff0000) | TC_H_MIN_INGRESS) >>> 0;
+    const parent = parentOf(dir);
     return nl.dump(RTM.GETTFILTER, tcmsg(ifindex, 0, parent, 0)).some((m) => m.type === RTM.NEWTFILTER);
   } catch (e) {
     // No such device, or no clsact qdisc on it: no filter. Anything else is a real failure.

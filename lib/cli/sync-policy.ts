@@ -1,0 +1,71 @@
+// `twill sync`'s policy half: cluster objects → compile → the network's kernel tries and the
+// state ADD starts pods from.
+import { hostname } from 'node:os';
+import type { NetConf } from '../config/types.js';
+import { parseAddr, parseCidr, type Cidr } from '../net/ip.js';
+import { compile, chunkIdentity, ID_UNKNOWN, type PodPolicy } from '../policy/compile.js';
+import type { ClusterObjects } from '../policy/objects.js';
+import { openNetwork } from '../bpf/loader.js';
+import { applyPolicy, type ApplyReport } from '../datapath/policy.js';
+import { readEndpoints, readIdTable, writeSyncState } from '../datapath/policy-state.js';
+import { withNetworkLock } from '../datapath/netlock.js';
+import { localAddresses } from '../sys/podlink.js';
+
+export interface PolicySync {
+  policies: number;
+  identities: number;
+  localPods: number;
+  /** Local endpoints whose pod the objects do not name: kept isolated. */
+  unknown: string[];
+  applied?: ApplyReport;
+  problems: string[];
+}
+
+function nodeRanges(conf: NetConf): Cidr[] {
+  return (conf.ipam?.ranges ?? []).flat().map((r) => parseCidr(r.subnet)).filter((c): c is Cidr => c !== undefined);
+}
+
+export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source: string): PolicySync {
+  const node = conf.nodeName ?? hostname();
+  return withNetworkLock(conf.stateDir, conf.name, () => {
+    const records = readEndpoints(conf);
+    const pods = new Map(objects.pods);
+    const local = new Set<string>();
+    for (const p of pods.values()) if (p.nodeName === node) local.add(`${p.namespace}/${p.name}`);
+    for (const r of records.values()) {
+      const key = `${r.namespace}/${r.name}`;
+      const pod = pods.get(key);
+      if (!pod) continue;
+      // This node knows its pods' addresses before the API server's status does.
+      pods.set(key, { ...pod, ips: r.addrs });
+      local.add(key);
+    }
+    const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, readIdTable(conf));
+    const endpoints = new Map<number, PodPolicy | undefined>();
+    const localAddrs = new Map<string, number>();
+    const unknown: string[] = [];
+    for (const r of records.values()) {
+      const pp = compiled.pods.get(`${r.namespace}/${r.name}`);
+      if (!pp) unknown.push(`${r.namespace}/${r.name}`);
+      endpoints.set(r.ifindex, pp);
+      for (const s of r.addrs) {
+        const a = parseAddr(s);
+        if (a) localAddrs.set(`${s}/${a.family === 4 ? 32 : 128}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
+      }
+    }
+    let applied: ApplyReport | undefined;
+    const net = openNetwork(conf.bpffsRoot, conf.name);
+    if (net) {
+      try {
+        applied = applyPolicy(net.maps, { ipcache: compiled.ipcache, endpoints, localAddrs });
+      } finally {
+        net.close();
+      }
+    }
+    writeSyncState(conf, compiled.pods, compiled.table, {
+      time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
+      identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
+    });
+    return { policies: compiled.policies.length, identities: compiled.identities.size, localPods: compiled.pods.size, unknown, ...(applied ? { applied } : {}), problems: compiled.problems };
+  });
+}

@@ -1,0 +1,89 @@
+// What `twill sync` leaves for the verbs of a network that enforces policy: per local pod
+// the allowances and identity it starts with (so ADD needs no API server), the identity
+// table, and a record of the last sync; and per endpoint, who it is (ADD writes it from
+// CNI_ARGS: K8S_POD_NAMESPACE / K8S_POD_NAME).
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import type { NetConf } from '../config/types.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
+import { fileName } from '../naming.js';
+import type { IdTable, PodPolicy } from '../policy/compile.js';
+
+export const policyDir = (conf: NetConf): string => `${conf.stateDir}/policy/${fileName(conf.name)}`;
+const podFile = (conf: NetConf, pod: string): string => `${policyDir(conf)}/pods/${fileName(pod.replace('/', '_'))}.json`;
+const endpointFile = (conf: NetConf, hostName: string): string => `${policyDir(conf)}/endpoints/${hostName}.json`;
+
+export interface SyncRecord {
+  time: string;
+  source: string;
+  policies: string[];
+  blocks: { cidr: string; except: string[] }[];
+  identities: number;
+  pods: number;
+  ipcacheEntries: number;
+  policyEntries: number;
+}
+
+export interface EndpointRecord {
+  namespace: string;
+  name: string;
+  containerId: string;
+  ifName: string;
+  ifindex: number;
+  addrs: string[];
+}
+
+function readJson<T>(path: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export const readPodPolicy = (conf: NetConf, pod: string): PodPolicy | undefined => readJson<PodPolicy>(podFile(conf, pod));
+export const readSyncRecord = (conf: NetConf): SyncRecord | undefined => readJson<SyncRecord>(`${policyDir(conf)}/sync.json`);
+export const readIdTable = (conf: NetConf): IdTable | undefined => readJson<IdTable>(`${policyDir(conf)}/identities.json`);
+
+/** Writes a file only when its content changed: a sync that changes nothing writes nothing but its record. */
+function put(path: string, body: string): void {
+  if (readJson<unknown>(path) !== undefined && readFileSync(path, 'utf8') === body) return;
+  writeAtomic(path, body);
+}
+
+export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolicy>, table: IdTable, rec: SyncRecord): void {
+  const dir = policyDir(conf);
+  mkdirs(`${dir}/pods`, 0o700);
+  const keep = new Set<string>();
+  for (const [pod, p] of pods) {
+    const f = podFile(conf, pod);
+    keep.add(f.slice(f.lastIndexOf('/') + 1));
+    put(f, `${JSON.stringify(p)}\n`);
+  }
+  for (const f of readdirSync(`${dir}/pods`)) if (!keep.has(f)) rmSync(`${dir}/pods/${f}`, { force: true });
+  put(`${dir}/identities.json`, `${JSON.stringify(table)}\n`);
+  writeAtomic(`${dir}/sync.json`, `${JSON.stringify(rec, null, 2)}\n`);
+}
+
+export function writeEndpoint(conf: NetConf, hostName: string, rec: EndpointRecord): void {
+  mkdirs(`${policyDir(conf)}/endpoints`, 0o700);
+  writeAtomic(endpointFile(conf, hostName), `${JSON.stringify(rec)}\n`);
+}
+
+export function removeEndpoint(conf: NetConf, hostName: string): void {
+  rmSync(endpointFile(conf, hostName), { force: true });
+}
+
+export function readEndpoints(conf: NetConf): Map<string, EndpointRecord> {
+  const out = new Map<string, EndpointRecord>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(`${policyDir(conf)}/endpoints`);
+  } catch {
+    return out;
+  }
+  for (const f of names) {
+    const r = readJson<EndpointRecord>(`${policyDir(conf)}/endpoints/${f}`);
+    if (r) out.set(f.replace(/\.json$/, ''), r);
+  }
+  return out;
+}

@@ -1,0 +1,140 @@
+// Policy in the kernel: an endpoint's allowances and the ipcache, written so that no packet
+// ever meets a moment of allow-all or deny-all. A sync adds what is new, then switches the
+// endpoints' "selected" flags and the ipcache, then removes what is gone (make before break).
+import { formatCidr, parseCidr, type Addr } from '../net/ip.js';
+import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
+import {
+  EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
+  epValue, ipcKey, ipcValue, parseEpValue, parseIpcKey, parseIpcValue, polKey, polValue, type MapName,
+} from '../bpf/layout.js';
+import { chunkIdentity, type Allow, type IpcacheEntry, type PodPolicy } from '../policy/compile.js';
+
+type Maps = ReadonlyMap<MapName, number>;
+
+/** The policy trie entries of one endpoint. */
+export function allowKeys(ifindex: number, pp: Pick<PodPolicy, 'ingress' | 'egress'>): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const add = (dir: number, a: Allow): void => {
+    const k = polKey({ ifindex, identity: a.identity, dir, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits });
+    const hex = k.toString('hex');
+    if (!out.has(hex)) out.set(hex, polValue(a.policy));
+  };
+  for (const a of pp.ingress ?? []) add(POL_INGRESS, a);
+  for (const a of pp.egress ?? []) add(POL_EGRESS, a);
+  return out;
+}
+
+export const policyFlags = (pp: Pick<PodPolicy, 'ingress' | 'egress'> | undefined): number =>
+  pp === undefined ? EP_F_POL_IN | EP_F_POL_OUT : (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0);
+
+/**
+ * A new endpoint's policy (ADD): its allowances, its addresses' identities and the node's
+ * gateway addresses as host. pp undefined: the last sync did not know the pod, which then
+ * starts isolated both ways (only this node and replies reach it) until a sync knows it.
+ * Returns the endpoint flags to publish once this is in place.
+ */
+export function installEndpointPolicy(maps: Maps, ifindex: number, pp: PodPolicy | undefined, addrs: Addr[], gateways: Addr[]): number {
+  const pol = maps.get('policy')!;
+  const ipc = maps.get('ipcache')!;
+  if (pp) for (const [hex, v] of allowKeys(ifindex, pp)) mapUpdate(pol, Buffer.from(hex, 'hex'), v);
+  for (const a of addrs) {
+    const identity = (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN;
+    mapUpdate(ipc, ipcKey(a, a.family === 4 ? 32 : 128), ipcValue({ identity, flags: 0 }));
+  }
+  for (const g of gateways) {
+    try {
+      mapUpdate(ipc, ipcKey(g, g.family === 4 ? 32 : 128), ipcValue({ identity: ID_UNKNOWN, flags: IPC_F_HOST }), BPF_NOEXIST);
+    } catch {
+      // already known (a sync or an earlier pod put it there, with its identity)
+    }
+  }
+  return policyFlags(pp);
+}
+
+export interface Desired {
+  ipcache: IpcacheEntry[];
+  /** Local endpoints by host ifindex: their policy (undefined: unknown to the sync, isolated). */
+  endpoints: Map<number, PodPolicy | undefined>;
+  /** Addresses of local endpoints: the sync's view of them wins only where it knows them. */
+  localAddrs: Map<string, number>;
+}
+
+export interface ApplyReport {
+  policyAdded: number;
+  policyRemoved: number;
+  ipcacheChanged: number;
+  ipcacheRemoved: number;
+  flagsChanged: number;
+  policyEntries: number;
+  ipcacheEntries: number;
+}
+
+function dump(fd: number, keySize: number, valueSize: number): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const k of [...mapKeys(fd, keySize)]) {
+    const v = Buffer.alloc(valueSize);
+    if (mapLookup(fd, k, v)) out.set(k.toString('hex'), v);
+  }
+  return out;
+}
+
+/** Brings the network's policy and ipcache tries and its endpoints' flags to desired. */
+export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
+  const pol = maps.get('policy')!, ipc = maps.get('ipcache')!, eps = maps.get('endpoints')!;
+  const want = new Map<string, Buffer>();
+  for (const [ifindex, pp] of d.endpoints) if (pp) for (const [k, v] of allowKeys(ifindex, pp)) want.set(k, v);
+  const wantIpc = new Map<string, Buffer>();
+  for (const e of d.ipcache) wantIpc.set(ipcKey(e.cidr.addr, e.cidr.prefix).toString('hex'), ipcValue({ identity: e.identity, flags: e.host ? IPC_F_HOST : 0 }));
+  for (const [cidr, identity] of d.localAddrs) {
+    const c = parseCidr(cidr)!;
+    const k = ipcKey(c.addr, c.prefix).toString('hex');
+    const prev = wantIpc.get(k);
+    wantIpc.set(k, ipcValue({ identity, flags: prev ? parseIpcValue(prev).flags : 0 }));
+  }
+  const havePol = dump(pol, POL_KEY_SIZE, POL_VALUE_SIZE);
+  const haveIpc = dump(ipc, IPC_KEY_SIZE, IPC_VALUE_SIZE);
+  const r: ApplyReport = { policyAdded: 0, policyRemoved: 0, ipcacheChanged: 0, ipcacheRemoved: 0, flagsChanged: 0, policyEntries: want.size, ipcacheEntries: wantIpc.size };
+  // 1. Everything that allows more, and the new identities of addresses.
+  for (const [k, v] of want) {
+    if (havePol.get(k)?.equals(v)) continue;
+    mapUpdate(pol, Buffer.from(k, 'hex'), v, BPF_ANY);
+    r.policyAdded++;
+  }
+  for (const [k, v] of wantIpc) {
+    if (haveIpc.get(k)?.equals(v)) continue;
+    mapUpdate(ipc, Buffer.from(k, 'hex'), v, BPF_ANY);
+    r.ipcacheChanged++;
+  }
+  // 2. Which endpoints a policy selects, each direction.
+  const v = Buffer.alloc(EP_VALUE_SIZE);
+  for (const k of [...mapKeys(eps, EP_KEY_SIZE)]) {
+    if (!mapLookup(eps, k, v)) continue;
+    const ep = parseEpValue(v);
+    if (!d.endpoints.has(ep.ifindex)) continue;
+    const flags = (ep.flags & ~(EP_F_POL_IN | EP_F_POL_OUT)) | policyFlags(d.endpoints.get(ep.ifindex));
+    if (flags === ep.flags) continue;
+    mapUpdate(eps, k, epValue({ ...ep, flags }));
+    r.flagsChanged++;
+  }
+  // 3. What is gone.
+  for (const k of haveIpc.keys()) {
+    if (wantIpc.has(k)) continue;
+    mapDelete(ipc, Buffer.from(k, 'hex'));
+    r.ipcacheRemoved++;
+  }
+  for (const k of havePol.keys()) {
+    if (want.has(k)) continue;
+    mapDelete(pol, Buffer.from(k, 'hex'));
+    r.policyRemoved++;
+  }
+  return r;
+}
+
+/** The ipcache as text, for `twill policy` (address → identity, host flag). */
+export function readIpcache(maps: Maps): { cidr: string; identity: number; host: boolean }[] {
+  return [...dump(maps.get('ipcache')!, IPC_KEY_SIZE, IPC_VALUE_SIZE)].map(([k, v]) => {
+    const { addr, prefix } = parseIpcKey(Buffer.from(k, 'hex'));
+    const val = parseIpcValue(v);
+    return { cidr: formatCidr({ addr, prefix }), identity: val.identity, host: (val.flags & IPC_F_HOST) !== 0 };
+  });
+}
