@@ -169,3 +169,28 @@ export class NetpolCluster {
     removeDir(this.net.stateDir);
   }
 }
+
+/** Runs the agent in a pod's namespace; resolves to its last line of output. */
+export function agent(netns: string, args: string[], onReady?: () => void): Promise<string> {
+  return new Promise((res) => {
+    const p = spawn('ip', ['netns', 'exec', netns, 'python3', AGENT, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (onReady && out.includes('ready')) {
+        const f = onReady;
+        onReady = undefined;
+        f();
+      }
+    });
+    p.on('close', () => res(out.trim().split('\n').pop() ?? ''));
+  });
+}
+
+export interface StreamResult {
+  sent: number;
+  echoed: number;
+  maxGapMs: number;
+  cut: boolean;
+  cutAfterMs: number | null;
+}

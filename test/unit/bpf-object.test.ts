@@ -4,7 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
-import { COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, epKey, epKeyAddr, epValue, parseEpValue } from '../../lib/bpf/layout.js';
+import {
+  COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE,
+  MAP_NAMES, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, parseEpValue, parseIpcKey, parsePolKey, polKey,
+} from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
 import { formatAddr, parseAddr } from '../../lib/net/ip.js';
@@ -20,12 +23,15 @@ describe('the committed tc object', () => {
     const NO_PREALLOC = 1;
     assert.deepEqual(byName.get('endpoints'), { name: 'endpoints', type: MapType.Hash, keySize: EP_KEY_SIZE, valueSize: EP_VALUE_SIZE, maxEntries: 1024, flags: NO_PREALLOC });
     assert.deepEqual(byName.get('counters'), { name: 'counters', type: MapType.PercpuHash, keySize: 4, valueSize: COUNTERS_SIZE, maxEntries: 1024, flags: NO_PREALLOC });
+    const LPM_TRIE = 11;
+    assert.deepEqual(byName.get('ipcache'), { name: 'ipcache', type: LPM_TRIE, keySize: IPC_KEY_SIZE, valueSize: IPC_VALUE_SIZE, maxEntries: 65536, flags: NO_PREALLOC });
+    assert.deepEqual(byName.get('policy'), { name: 'policy', type: LPM_TRIE, keySize: POL_KEY_SIZE, valueSize: POL_VALUE_SIZE, maxEntries: 65536, flags: NO_PREALLOC });
     assert.deepEqual(elf.maps.map((m) => m.name).sort(), [...MAP_NAMES].sort());
     assert.equal(elf.license, 'GPL');
   });
 
-  it('calls only the conntrack kfuncs, and reads nf_conn.status at the marker the loader patches', () => {
-    const prog = elf.programs.find((p) => p.name === 'twill_from_pod')!;
+  for (const name of ['twill_from_pod', 'twill_to_pod']) it(`${name} calls only the conntrack kfuncs, and reads nf_conn.status at the marker the loader patches`, () => {
+    const prog = elf.programs.find((p) => p.name === name)!;
     assert.deepEqual([...new Set(prog.kfuncRefs.map((r) => r.name))].sort(), ['bpf_ct_release', 'bpf_skb_ct_lookup']);
     const insns = Buffer.from(prog.insns);
     linkKfuncs(insns, prog, { funcId: (n) => (n === 'bpf_skb_ct_lookup' ? 1001 : 1002) });
@@ -38,8 +44,8 @@ describe('the committed tc object', () => {
     assert.equal(patchFieldOffset(insns, CT_STATUS_MARKER, 128), 0, 'every marker was patched');
   });
 
-  it('has the program, and every map reference relocates to an ld_imm64 with a map fd', () => {
-    const prog = elf.programs.find((p) => p.name === 'twill_from_pod');
+  for (const name of ['twill_from_pod', 'twill_to_pod']) it(`has ${name}, and every map reference relocates to an ld_imm64 with a map fd`, () => {
+    const prog = elf.programs.find((p) => p.name === name);
     assert.ok(prog);
     assert.ok(prog.mapRefs.length > 0);
     const fds = new Map(elf.maps.map((m, i) => [m.name, 100 + i]));
@@ -92,14 +98,21 @@ int main(void) {
   printf("%zu %zu %zu %zu %zu %zu %zu %d %d %d\\n", sizeof(struct ep_key), sizeof(struct ep_value), sizeof(struct ep_counters),
     offsetof(struct ep_value, flags), offsetof(struct ep_value, pod_mac), offsetof(struct ep_value, host_mac),
     offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, EP_F_PENDING, TWILL_CT_STATUS_MARKER);
+  printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %d %d %d %d %d %d %d %d %d %d %zu\\n", sizeof(struct ipc_key), sizeof(struct ipc_value), sizeof(struct pol_key), sizeof(struct pol_value),
+    offsetof(struct ipc_key, family), offsetof(struct ipc_key, addr), offsetof(struct pol_key, ifindex), offsetof(struct pol_key, identity), offsetof(struct pol_key, dir), offsetof(struct pol_key, port),
+    EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, POL_KEY_BITS, offsetof(struct ep_counters, policy_out_bytes));
   return 0;
 }
 `);
       const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      const got = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
+      const [line1, line2] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
-      assert.deepEqual(got, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
+      assert.deepEqual(line1, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
+      // The byte positions polKey writes, found by value: ifindex 0x0a0b0c0d, identity 0x01020304, dir 7, port 0x1234.
+      const k = polKey({ ifindex: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
+      assert.deepEqual(line2, [IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, 4, 8, k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(Buffer.from([0x12, 0x34])),
+        EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), COUNTERS_SIZE - 8]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -110,5 +123,17 @@ int main(void) {
     const v = { ifindex: 77, flags: 1, podMac: '02:aa:bb:cc:dd:ee', hostMac: '06:11:22:33:44:55' };
     assert.deepEqual(parseEpValue(epValue(v)), v);
     assert.equal(epKey(parseAddr('10.1.2.3')!).length, EP_KEY_SIZE);
+  });
+
+  it('round-trip ipcache and policy keys; prefix lengths count the whole identity, then protocol and port bits', () => {
+    const k = ipcKey(parseAddr('10.1.0.0')!, 16);
+    assert.equal(k.readUInt32LE(0), 48);
+    assert.deepEqual({ ...parseIpcKey(k), addr: formatAddr(parseIpcKey(k).addr) }, { addr: '10.1.0.0', prefix: 16 });
+    const any = { ifindex: 9, identity: 300, dir: POL_INGRESS, proto: 0, protoBits: 0 as const, port: 0, portBits: 0 };
+    assert.equal(polKey(any).readUInt32LE(0), 72);
+    assert.deepEqual(parsePolKey(polKey(any)), any);
+    const block = { ifindex: 9, identity: 300, dir: POL_EGRESS, proto: 17, protoBits: 8 as const, port: 1024, portBits: 6 };
+    assert.equal(polKey(block).readUInt32LE(0), 86);
+    assert.deepEqual(parsePolKey(polKey(block)), block);
   });
 });
