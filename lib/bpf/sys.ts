@@ -164,6 +164,13 @@ export function linkUpdate(linkFd: number, progFd: number): void {
   bpf('link update', Cmd.LinkUpdate, a);
 }
 
+/** The memory the kernel charges a map (its fdinfo "memlock", what `bpftool map list` prints). */
+export function mapMemlock(fd: number): number {
+  const { readFileSync } = process.getBuiltinModule('node:fs');
+  const m = /^memlock:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
 export function closeFd(fd: number): void {
   libc().close(fd);
 }

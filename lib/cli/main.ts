@@ -109,6 +109,39 @@ export async function runCli(argv: string[], version: string): Promise<number> {
         run = async () => (await import('./sync.js')).runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], fromFile: a['from-file'], cleanup: a.cleanup, watch: a.watch, json: isJson(a) });
       },
     )
+    .command(
+      'policy <command>',
+      'NetworkPolicy as the kernel enforces it: what a pod may reach and be reached from, and why a connection is allowed or denied',
+      (y) => y
+        .command(
+          'show <pod>',
+          'a local pod\'s identity and its allowances per direction, with the policy each comes from',
+          (s) => output(s.positional('pod', { type: 'string', describe: 'namespace/name or address', demandOption: true }))
+            .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+            .option('network', { type: 'string', describe: 'the network (default: the one that enforces policy)', requiresArg: true })
+            .epilog(EXIT_HELP)
+            .example('$0 policy show x/a', 'what may reach x/a, and what it may reach'),
+          (a) => {
+            run = async () => (await import('./policy.js')).runPolicyShow({ confDir: a['conf-dir'], network: a.network, json: isJson(a), pod: a.pod });
+          },
+        )
+        .command(
+          'why <from> <to> <port>',
+          'the verdict the data path gives a connection from FROM to TO on PORT/PROTOCOL, and the policy (or default) that decides it',
+          (s) => output(s
+            .positional('from', { type: 'string', describe: 'namespace/name or address', demandOption: true })
+            .positional('to', { type: 'string', describe: 'namespace/name or address', demandOption: true })
+            .positional('port', { type: 'string', describe: 'PORT/PROTOCOL: 80/tcp, 53/udp (protocol defaults to tcp)', demandOption: true }))
+            .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+            .option('network', { type: 'string', describe: 'the network (default: the one that enforces policy)', requiresArg: true })
+            .epilog('Exit codes: 0 allowed, 1 denied, 2 usage error or nothing to ask.')
+            .example('$0 policy why x/b x/a 80/tcp', 'can x/b open a connection to x/a on port 80?'),
+          (a) => {
+            run = async () => (await import('./policy.js')).runPolicyWhy({ confDir: a['conf-dir'], network: a.network, json: isJson(a), from: a.from, to: a.to, port: a.port });
+          },
+        )
+        .demandCommand(1, 'name a policy command: show or why'),
+    )
     .completion('completion', 'print a shell completion script (bash, zsh): twill completion >> ~/.bashrc')
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()

@@ -2,12 +2,13 @@
 import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { MAP_NAMES } from '../bpf/layout.js';
 import type { NetConf } from '../config/types.js';
-import { listEndpoints } from '../datapath/ebpf.js';
-import { readDatapathState } from '../datapath/select.js';
+import { endpointTable, listEndpoints } from '../datapath/ebpf.js';
+import { policyBlocker, readDatapathState } from '../datapath/select.js';
+import { readSyncRecord } from '../datapath/policy-state.js';
 import { readBackendState } from '../datapath/backend.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
-import { networkDir } from '../bpf/loader.js';
-import { objGet, objInfo, closeFd } from '../bpf/sys.js';
+import { networkDir, openNetwork } from '../bpf/loader.js';
+import { objGet, objInfo, closeFd, mapMemlock } from '../bpf/sys.js';
 import { hostLinksWithAlias } from '../sys/podlink.js';
 import { aliasPrefix } from '../naming.js';
 import { twillNetworks } from './netconfs.js';
@@ -25,7 +26,51 @@ export interface NetworkStatus {
   pool?: { rangeSet: number; ranges: string[]; used: number; free: string }[];
   endpoints: number;
   bpf?: { pinDir: string; programId?: number; mapIds: Record<string, number> };
+  policy?: PolicyStatus;
   lastErrors: string[];
+}
+
+export interface PolicyStatus {
+  enforced: boolean;
+  lastSync?: string;
+  source?: string;
+  policies?: number;
+  identities?: number;
+  ipcacheEntries?: number;
+  policyEntries?: number;
+  /** Dropped packets of this network's endpoints, summed. */
+  drops: { ingressPolicy: string; egressPolicy: string; spoofed: string };
+  /** Locked kernel memory of the network's maps, in bytes (bpftool's memlock). */
+  mapMemory?: number;
+}
+
+function policyStatus(conf: NetConf): PolicyStatus {
+  const rec = readSyncRecord(conf);
+  const blocked = policyBlocker(conf, true);
+  const drops = { ingressPolicy: 0n, egressPolicy: 0n, spoofed: 0n };
+  const seen = new Set<number>();
+  let mapMemory: number | undefined;
+  for (const r of endpointTable(conf.bpffsRoot, []).filter((x) => x.network === conf.name)) {
+    if (seen.has(r.hostIndex) || !r.counters) continue;
+    seen.add(r.hostIndex);
+    drops.ingressPolicy += r.counters.policyInPackets;
+    drops.egressPolicy += r.counters.policyOutPackets;
+    drops.spoofed += r.counters.spoofedPackets;
+  }
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (net) {
+    try {
+      mapMemory = [...net.maps.values()].reduce((s, fd) => s + mapMemlock(fd), 0);
+    } finally {
+      net.close();
+    }
+  }
+  return {
+    enforced: !blocked,
+    ...(rec ? { lastSync: rec.time, source: rec.source, policies: rec.policies.length, identities: rec.identities, ipcacheEntries: rec.ipcacheEntries, policyEntries: rec.policyEntries } : {}),
+    drops: { ingressPolicy: String(drops.ingressPolicy), egressPolicy: String(drops.egressPolicy), spoofed: String(drops.spoofed) },
+    ...(mapMemory !== undefined ? { mapMemory } : {}),
+  };
 }
 
 function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
@@ -109,6 +154,8 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
     }
   }
   if (conf.datapath === 'ebpf' && st?.mode === 'routed') problems.push(`eBPF required but unavailable: ${st.reason ?? 'unknown'}`);
+  const blocked = policyBlocker(conf, true);
+  if (blocked) problems.push(blocked);
   let endpoints = hostLinksWithAlias(aliasPrefix(conf.name)).length;
   const eps = conf.datapath === 'routed' ? undefined : listEndpoints(conf.bpffsRoot, conf.name);
   if (eps) endpoints = Math.max(endpoints, new Set(eps.map((e) => e.ep.ifindex)).size);
@@ -130,6 +177,7 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
     ...(pool ? { pool } : {}),
     endpoints,
     ...(conf.datapath !== 'routed' ? { bpf: bpfInfo(conf) } : {}),
+    ...(conf.policy ? { policy: policyStatus(conf) } : {}),
     lastErrors: lastErrors(conf),
   };
 }
@@ -144,9 +192,16 @@ function render(s: NetworkStatus): string {
     ...(s.pool ?? []).map((p) => `  pool ${p.rangeSet}:    ${p.ranges.join(', ')}: ${p.used} used, ${p.free} free`),
     `  endpoints: ${s.endpoints}`,
     ...(s.bpf ? [`  bpf:       pins ${s.bpf.pinDir}; program id ${s.bpf.programId ?? '-'}; maps ${Object.entries(s.bpf.mapIds).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`] : []),
+    ...(s.policy ? [policyLine(s.policy)] : []),
     ...s.lastErrors.map((e) => `  error:     ${e}`),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+function policyLine(p: PolicyStatus): string {
+  const sync = p.lastSync ? `last sync ${p.lastSync} (${p.policies} policies, ${p.identities} identities, ${p.policyEntries} policy entries, ${p.ipcacheEntries} ipcache entries)` : 'never synced: pods start isolated';
+  const mem = p.mapMemory !== undefined ? `; maps ${(p.mapMemory / 1048576).toFixed(1)} MiB locked` : '';
+  return `  policy:    ${p.enforced ? 'enforced' : 'NOT ENFORCED'}; ${sync}; dropped: ${p.drops.ingressPolicy} ingress, ${p.drops.egressPolicy} egress, ${p.drops.spoofed} spoofed${mem}`;
 }
 
 export function runStatus(opts: { confDir: string; json: boolean }): number {

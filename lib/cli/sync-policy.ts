@@ -62,7 +62,9 @@ export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source
         net.close();
       }
     }
-    writeSyncState(conf, compiled.pods, compiled.table, {
+    const names: Record<string, string> = {};
+    for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
+    writeSyncState(conf, compiled.pods, compiled.table, names, {
       time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
       identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
     });

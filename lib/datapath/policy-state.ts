@@ -43,6 +43,8 @@ function readJson<T>(path: string): T | undefined {
 export const readPodPolicy = (conf: NetConf, pod: string): PodPolicy | undefined => readJson<PodPolicy>(podFile(conf, pod));
 export const readSyncRecord = (conf: NetConf): SyncRecord | undefined => readJson<SyncRecord>(`${policyDir(conf)}/sync.json`);
 export const readIdTable = (conf: NetConf): IdTable | undefined => readJson<IdTable>(`${policyDir(conf)}/identities.json`);
+/** Pod addresses of the cluster → "namespace/name", as the last sync read them. */
+export const readPodNames = (conf: NetConf): Record<string, string> => readJson<Record<string, string>>(`${policyDir(conf)}/names.json`) ?? {};
 
 /** Writes a file only when its content changed: a sync that changes nothing writes nothing but its record. */
 function put(path: string, body: string): void {
@@ -50,7 +52,7 @@ function put(path: string, body: string): void {
   writeAtomic(path, body);
 }
 
-export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolicy>, table: IdTable, rec: SyncRecord): void {
+export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolicy>, table: IdTable, names: Record<string, string>, rec: SyncRecord): void {
   const dir = policyDir(conf);
   mkdirs(`${dir}/pods`, 0o700);
   const keep = new Set<string>();
@@ -61,6 +63,7 @@ export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolic
   }
   for (const f of readdirSync(`${dir}/pods`)) if (!keep.has(f)) rmSync(`${dir}/pods/${f}`, { force: true });
   put(`${dir}/identities.json`, `${JSON.stringify(table)}\n`);
+  put(`${dir}/names.json`, `${JSON.stringify(names)}\n`);
   writeAtomic(`${dir}/sync.json`, `${JSON.stringify(rec, null, 2)}\n`);
 }
 

@@ -43,6 +43,8 @@ export interface PodPolicy {
   egress?: Allow[];
   /** The pod's identity for an address in each prefix (longest match): ADD picks its own. */
   chunks: { cidr: string; identity: number }[];
+  /** Indexes (Compiled.policies) of the policies that select the pod, per direction. */
+  selectedBy: { ingress: number[]; egress: number[] };
 }
 
 export interface IpcacheEntry {
@@ -197,9 +199,10 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   for (const [key, chunks] of localChunks) pods.set(key, { ...allowances(c.pods.get(key)!), chunks });
 
   function allowances(pod: PodObj): Omit<PodPolicy, 'chunks'> {
-    const out: Omit<PodPolicy, 'chunks'> = {};
+    const out: Omit<PodPolicy, 'chunks'> = { selectedBy: { ingress: [], egress: [] } };
     for (const dir of ['Ingress', 'Egress'] as Direction[]) {
       const selecting = policies.filter((p) => p.namespace === pod.namespace && p.types.includes(dir) && matches(p.podSelector, pod.labels));
+      out.selectedBy[dir === 'Ingress' ? 'ingress' : 'egress'] = selecting.map((p) => policyIndex.get(p)!);
       if (selecting.length === 0) continue;
       const seen = new Map<string, Allow>();
       for (const p of selecting) {

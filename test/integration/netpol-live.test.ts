@@ -6,7 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { agent, NetpolCluster, NODE, type StreamResult } from '../helpers/netpol.js';
 import { endpointsJson } from '../helpers/traffic.js';
 import { forge, echo, send, sleep } from '../helpers/pkt.js';
-import { cleanupNetns, makeNetns, netnsPath, pingOk, sh, twill } from '../helpers/twill.js';
+import { spawnSync } from 'node:child_process';
+import { cleanupNetns, makeNetns, netnsPath, pingOk, sh, twill, TWILL } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -98,6 +99,34 @@ describe('NetworkPolicy, live', () => {
     const spoofed = endpointsJson(c.bpffs.root).find((e) => za.ips.includes(e.addr)) as { counters?: { spoofedPackets?: number } };
     assert.ok((spoofed.counters?.spoofedPackets ?? 0) >= 50, JSON.stringify(spoofed));
     c.serve(xa);
+  });
+
+  it('twill policy why / show and twill status answer from the kernel\'s tries, naming the policy that decides', () => {
+    c.sync([pol('x', 'from-y-80', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 80, protocol: 'TCP' }] }] })]);
+    const cli = (...args: string[]) => spawnSync(TWILL, [...args, '--conf-dir', c.confDir], { encoding: 'utf8' });
+    const yes = cli('policy', 'why', 'y/a', 'x/a', '80/tcp');
+    assert.equal(yes.status, 0, yes.stdout + yes.stderr);
+    assert.match(yes.stdout, /ALLOWED/);
+    assert.match(yes.stdout, /x\/from-y-80 allows pods of y/);
+    const no = cli('policy', 'why', 'z/a', c.pods.get('x/a')!.ips[0]!, '80/tcp');
+    assert.equal(no.status, 1, no.stdout + no.stderr);
+    assert.match(no.stdout, /DENIED/);
+    assert.match(no.stdout, /selected by x\/from-y-80, and none allows pods of z/);
+    const port = JSON.parse(cli('policy', 'why', 'y/a', 'x/a', '81/tcp', '-o', 'json').stdout);
+    assert.equal(port.verdict, 'DENIED');
+    assert.equal(port.egress.verdict, 'unrestricted');
+    const show = JSON.parse(cli('policy', 'show', 'x/a', '-o', 'json').stdout);
+    assert.equal(show.pod, 'x/a');
+    assert.equal(show.ingress.enforced, true);
+    assert.deepEqual(show.ingress.selectedBy, ['x/from-y-80']);
+    assert.deepEqual(show.ingress.allow.map((a: { ports: string; policy: string; peers: string[] }) => [a.ports, a.policy, a.peers]), [['TCP 80', 'x/from-y-80', ['y/a']]]);
+    assert.equal(show.egress.enforced, false);
+    assert.equal(cli('policy', 'why', 'nobody/here', 'x/a', '80').status, 2);
+    const st = JSON.parse(cli('status', '-o', 'json').stdout)[0];
+    assert.equal(st.policy.enforced, true);
+    assert.ok(Date.now() - Date.parse(st.policy.lastSync) < 60_000);
+    assert.ok(Number(st.policy.drops.ingressPolicy) > 0 && Number(st.policy.drops.spoofed) >= 50, JSON.stringify(st.policy));
+    assert.ok(st.policy.mapMemory > 0);
   });
 
   it('drops are counted per endpoint and direction', () => {
