@@ -45,6 +45,10 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
     inNs(ns, ['ip', 'link', 'set', 'eth0', 'up']);
     inNs(ns, ['ip', 'link', 'set', 'lo', 'up']);
     const dir = tempDir(`node${k}`);
+    // A bpffs mounted here, in the host's mount namespace, is what every `ip netns exec` of
+    // this node sees: one mounted by twill inside such an exec would vanish with it.
+    sh('mkdir', ['-p', `${dir}/bpffs`]);
+    sh('mount', ['-t', 'bpf', 'bpf', `${dir}/bpffs`]);
     return { name: `node-${k}`, ns, ip: `10.250.${id}.${k}`, ip6: `fd00:250:${id + 1}::${k}`, cidr4: `10.244.${id * 10 + k}.0/24`, cidr6: `fd00:244:${id * 10 + k}::/64`, dir, confDir: `${dir}/net.d`, conf: {} };
   });
   // underlay6: the nodes know each other by IPv6 address only (VXLAN over an IPv6 underlay).
