@@ -30,6 +30,8 @@ export interface SyncOpts {
   cleanup: boolean;
   watch?: number | undefined;
   json: boolean;
+  /** Policy comes from the API server's watches (sync-watch.ts), not from each round's list. */
+  policyWatched?: boolean;
 }
 
 interface Source {
@@ -112,7 +114,7 @@ function pruneOrphans(o: SyncOpts): SyncResult[] {
 
 async function once(o: SyncOpts): Promise<number> {
   const networks = twillNetworks(o.confDir);
-  const src = await source(o, networks.some((n) => n.conf?.policy && (!o.network || n.conf.name === o.network)));
+  const src = await source(o, !o.policyWatched && networks.some((n) => n.conf?.policy && (!o.network || n.conf.name === o.network)));
   const results: SyncResult[] = [];
   for (const n of networks) {
     if (!n.conf) {
@@ -166,10 +168,19 @@ function policyLine(p: PolicySync): string {
  * with exponential backoff up to five minutes, and the loop never exits on an error.
  */
 export async function runSync(o: SyncOpts): Promise<number> {
-  if (!o.watch) return once(o);
+  const interval = o.watch;
+  if (!interval) return once(o);
+  const policyNets = (): NetConf[] => twillNetworks(o.confDir).flatMap((n) => (n.conf?.policy && (!o.network || n.conf.name === o.network) ? [n.conf] : []));
+  if ((o.kubeconfig || o.inCluster) && policyNets().length > 0) {
+    const k8s = await import('../cluster/k8s.js');
+    const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
+    const { watchPolicy } = await import('./sync-watch.js');
+    void watchPolicy(access, policyNets, new AbortController().signal);
+    o = { ...o, policyWatched: true };
+  }
   let backoff = 1;
   for (;;) {
-    let wait = o.watch;
+    let wait = interval;
     try {
       await once(o);
       backoff = 1;

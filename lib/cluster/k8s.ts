@@ -9,9 +9,33 @@ import { parseAddr } from '../net/ip.js';
 export interface KubeAccess {
   server: string;
   token?: string;
+  /** Read again before every request: kubelet rotates bound service-account tokens (they expire within hours). */
+  tokenFile?: string;
   ca?: Buffer;
+  /** Read again when it changes (a rotated cluster CA). */
+  caFile?: string;
   cert?: Buffer;
   key?: Buffer;
+}
+
+/** The token and CA as they are now on disk. */
+export function current(a: KubeAccess): KubeAccess {
+  const out = { ...a };
+  if (a.tokenFile) {
+    try {
+      out.token = readFileSync(a.tokenFile, 'utf8').trim();
+    } catch {
+      // keep the last one read: the file is replaced atomically, a miss is a race
+    }
+  }
+  if (a.caFile) {
+    try {
+      out.ca = readFileSync(a.caFile);
+    } catch {
+      // as above
+    }
+  }
+  return out;
 }
 
 type Obj = Record<string, unknown>;
@@ -37,11 +61,12 @@ export async function kubeconfigAccess(path: string): Promise<KubeAccess> {
   const user = named(doc.users, ctx.user, 'user');
   const base = dirname(path);
   if (typeof cluster.server !== 'string') throw new Error(`kubeconfig ${path}: the cluster has no server`);
-  const token = typeof user.token === 'string' ? user.token : typeof user.tokenFile === 'string' ? readFileSync(resolve(base, user.tokenFile), 'utf8').trim() : undefined;
+  const tokenFile = typeof user.token !== 'string' && typeof user.tokenFile === 'string' ? resolve(base, user.tokenFile) : undefined;
+  const token = typeof user.token === 'string' ? user.token : tokenFile ? readFileSync(tokenFile, 'utf8').trim() : undefined;
   const ca = material(base, cluster['certificate-authority-data'], cluster['certificate-authority']);
   const cert = material(base, user['client-certificate-data'], user['client-certificate']);
   const key = material(base, user['client-key-data'], user['client-key']);
-  return { server: cluster.server, ...(token ? { token } : {}), ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
+  return { server: cluster.server, ...(token ? { token } : {}), ...(tokenFile ? { tokenFile } : {}), ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }
 
 /** The in-cluster service account (a DaemonSet running `twill sync --watch`). */
@@ -49,22 +74,32 @@ export function inClusterAccess(root = '/var/run/secrets/kubernetes.io/serviceac
   const host = process.env.KUBERNETES_SERVICE_HOST;
   const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
   if (!host) throw new Error('not running in a cluster (KUBERNETES_SERVICE_HOST is unset)');
-  return { server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, token: readFileSync(`${root}/token`, 'utf8').trim(), ca: readFileSync(`${root}/ca.crt`) };
+  return { server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`, token: readFileSync(`${root}/token`, 'utf8').trim(), tokenFile: `${root}/token`, ca: readFileSync(`${root}/ca.crt`), caFile: `${root}/ca.crt` };
 }
 
 const MAX_BODY = 64 << 20;
 
+/** Request options of an API call: the current token, CA and client certificate. */
+export function requestOptions(access: KubeAccess): { headers: Record<string, string>; ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const a = current(access);
+  return {
+    headers: { Accept: 'application/json', ...(a.token ? { Authorization: `Bearer ${a.token}` } : {}) },
+    ...(a.ca ? { ca: a.ca } : {}),
+    ...(a.cert ? { cert: a.cert } : {}),
+    ...(a.key ? { key: a.key } : {}),
+  };
+}
+
+export class HttpError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
 function get(a: KubeAccess, path: string): Promise<Obj> {
   const url = new URL(path, a.server);
   return new Promise((res, rej) => {
-    const req = request(url, {
-      method: 'GET',
-      headers: { Accept: 'application/json', ...(a.token ? { Authorization: `Bearer ${a.token}` } : {}) },
-      ...(a.ca ? { ca: a.ca } : {}),
-      ...(a.cert ? { cert: a.cert } : {}),
-      ...(a.key ? { key: a.key } : {}),
-      timeout: 15_000,
-    }, (r) => {
+    const req = request(url, { method: 'GET', ...requestOptions(a), timeout: 15_000 }, (r) => {
       let body = '';
       r.setEncoding('utf8');
       r.on('data', (d: string) => {
@@ -73,7 +108,7 @@ function get(a: KubeAccess, path: string): Promise<Obj> {
         if (body.length > MAX_BODY) req.destroy(new Error(`GET ${url.pathname}: response larger than ${MAX_BODY >> 20} MiB`));
       });
       r.on('end', () => {
-        if (r.statusCode !== 200) return rej(new Error(`GET ${url.pathname}: HTTP ${r.statusCode} ${body.slice(0, 200)}`));
+        if (r.statusCode !== 200) return rej(new HttpError(`GET ${url.pathname}: HTTP ${r.statusCode} ${body.slice(0, 200)}`, r.statusCode ?? 0));
         try {
           res(obj(JSON.parse(body)));
         } catch (e) {

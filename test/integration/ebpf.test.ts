@@ -128,11 +128,12 @@ describe('eBPF state across pods, networks and upgrades', () => {
     const r1 = twill(envFor('ADD', 'up1', p1!), a.conf);
     assert.equal(r1.code, 0);
     const dir = `${a.bpffs.root}/twill/${a.net.name}`;
-    const current = readdirSync(dir).find((f) => f.startsWith('prog_'))!;
+    const current = readdirSync(dir).find((f) => f.startsWith('prog_') && !f.endsWith('_to'))!;
     renameSync(`${dir}/${current}`, `${dir}/prog_0000000000000000`); // as if pinned by an older twill
     const r2 = twill(envFor('ADD', 'up2', p2!), a.conf);
     assert.equal(r2.code, 0, r2.stdout);
-    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('prog_')), [current]);
+    // The object's two programs (from the pod, and to it where policy is enforced), nothing older.
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('prog_')), [current, `${current}_to`]);
     // Both veths now run the same (new) program: tc reports one program id for both.
     const progId = (dev: string): string => /\bid (\d+)/.exec(sh('tc', ['filter', 'show', 'dev', dev, 'ingress']))?.[1] ?? 'none';
     assert.match(progId(r1.json.interfaces[0].name), /^\d+$/);

@@ -1,0 +1,121 @@
+// `twill sync --watch` on the API server's watch API: a policy change reaches the kernel in
+// well under a second, bookmarks and "410 Gone" (a fresh list) are handled, a rotated token
+// is picked up without a restart, and failures are retried.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { FakeKube } from '../helpers/fake-kube.js';
+import { NetpolCluster, NODE } from '../helpers/netpol.js';
+import { sleep } from '../helpers/pkt.js';
+import { cleanupNetns, removeDir, tempDir, TWILL } from '../helpers/twill.js';
+
+after(cleanupNetns);
+
+describe('NetworkPolicy from the watch API', () => {
+  const dir = tempDir('watch');
+  const kube = new FakeKube('token-1');
+  let c: NetpolCluster;
+  let sync: ChildProcess;
+  let log = '';
+
+  const reachable = async (from: string, to: string, port = 80): Promise<boolean> => {
+    const m = await c.probe({ timeout: 0.25 });
+    return m.get(`${from} -> ${to} ${port}/TCP`) === true;
+  };
+  /** Polls until the pair's reachability is want (three probes in a row: one slow answer is not a verdict); the milliseconds until the first of them. */
+  const until = async (want: boolean, from = 'y/a', to = 'x/a'): Promise<number> => {
+    const t0 = Date.now();
+    let first: number | undefined;
+    let streak = 0;
+    while (Date.now() - t0 < 5000) {
+      const at = Date.now() - t0;
+      if ((await reachable(from, to)) === want) {
+        first ??= at;
+        if (++streak === 3) return first;
+      } else {
+        first = undefined;
+        streak = 0;
+      }
+    }
+    throw new Error(`${from} -> ${to} never became ${want ? 'reachable' : 'unreachable'}; sync log:\n${log}`);
+  };
+  const denyX = { metadata: { namespace: 'x', name: 'deny' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } };
+
+  before(async () => {
+    c = new NetpolCluster({ namespaces: ['x', 'y'], pods: ['a'], ports: [80], protocols: ['TCP'] }).setup();
+    await kube.start(dir);
+    writeFileSync(`${dir}/token`, 'token-1\n');
+    writeFileSync(`${dir}/kubeconfig`, [
+      'apiVersion: v1', 'kind: Config', 'current-context: t',
+      'clusters:', '- name: c', '  cluster:', `    server: https://127.0.0.1:${kube.port}`, `    certificate-authority-data: ${readFileSync(`${dir}/ca.crt`).toString('base64')}`,
+      'users:', '- name: u', '  user:', `    tokenFile: ${dir}/token`,
+      'contexts:', '- name: t', '  context:', '    cluster: c', '    user: u', '',
+    ].join('\n'));
+    for (const [ns, labels] of c.nsLabels) kube.put('Namespace', { metadata: { name: ns, labels } });
+    for (const p of c.pods.values()) {
+      kube.put('Pod', { metadata: { namespace: p.ns, name: p.name, labels: p.labels }, spec: { nodeName: NODE, containers: [{ name: 'c' }] }, status: { phase: 'Running', podIPs: p.ips.map((ip) => ({ ip })) } });
+    }
+    sync = spawn(TWILL, ['sync', '--kubeconfig', `${dir}/kubeconfig`, '--watch', '3600', '--conf-dir', c.confDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    sync.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const t0 = Date.now();
+    while (!log.includes('policy synced') && Date.now() - t0 < 10_000) await sleep(50);
+    assert.match(log, /policy synced/);
+  });
+  after(() => {
+    sync?.kill();
+    kube.stop();
+    c.teardown();
+    removeDir(dir);
+  });
+
+  it('a new policy is enforced, and a deleted one lifted, in well under a second', async () => {
+    assert.equal(await reachable('y/a', 'x/a'), true);
+    kube.put('NetworkPolicy', denyX);
+    assert.ok((await until(false)) < 1000, log);
+    kube.delete('NetworkPolicy', 'x', 'deny');
+    assert.ok((await until(true)) < 1000, log);
+  });
+
+  it('watches resume from the last resourceVersion; bookmarks move it; after 410 Gone a fresh list', async () => {
+    const lists = () => kube.requests.filter((r) => r.url.startsWith('/apis/networking.k8s.io/v1/networkpolicies') && !r.url.includes('watch=1')).length;
+    const before = lists();
+    kube.bookmark();
+    kube.dropWatches();
+    await sleep(300);
+    const resumed = kube.requests.filter((r) => r.url.includes('networkpolicies') && r.url.includes('watch=1')).pop()!;
+    assert.match(resumed.url, new RegExp(`resourceVersion=${kube.rv}`), 'resumed from the bookmark');
+    assert.equal(lists(), before, 'no list for a resumable watch');
+    kube.put('NetworkPolicy', denyX);
+    kube.expire();
+    await sleep(300);
+    assert.ok(lists() > before, 'listed again after 410');
+    assert.equal(await reachable('y/a', 'x/a'), false, 'the policy put just before the expiry is there');
+    kube.delete('NetworkPolicy', 'x', 'deny');
+    await until(true);
+  });
+
+  it('a rotated token is read again: requests after rotation carry the new one', async () => {
+    kube.tokens.add('token-2');
+    writeFileSync(`${dir}/token`, 'token-2\n');
+    kube.tokens.delete('token-1');
+    kube.dropWatches();
+    await sleep(300);
+    kube.put('NetworkPolicy', denyX);
+    await until(false);
+    assert.equal(kube.requests.at(-1)!.token, 'token-2');
+    kube.delete('NetworkPolicy', 'x', 'deny');
+    await until(true);
+  });
+
+  it('an API server that fails is retried with backoff, and changes made meanwhile arrive', async () => {
+    kube.failWith = 500;
+    kube.dropWatches();
+    await sleep(1500);
+    assert.match(log, /watch failed: retrying/);
+    kube.put('NetworkPolicy', denyX);
+    kube.failWith = undefined;
+    await until(false);
+    assert.ok(sync.exitCode === null, 'still running');
+  });
+});
