@@ -34,6 +34,7 @@ struct ep_value {
 	__u32 flags;
 	__u8 pod_mac[6];
 	__u8 host_mac[6];
+	__u32 policy_slot; /* the pod's entries in the policy trie (given by the sync, by pod name); 0: none */
 };
 
 /* counters: per host veth (per CPU). */
@@ -70,11 +71,13 @@ struct ipc_value {
 	__u32 flags;
 };
 
-/* policy: what an endpoint allows, per direction. LPM over ifindex, identity and direction
- * (always whole), then protocol and port (a wildcard or a port range as prefix blocks). */
+/* policy: what a pod allows, per direction. LPM over slot, identity and direction (always
+ * whole), then protocol and port (a wildcard or a port range as prefix blocks). A slot is a
+ * pod's, by name, not its veth's: the sync installs a pod's entries before its ADD, which then
+ * only names the slot in the endpoint map. */
 struct pol_key {
 	__u32 prefixlen;
-	__u32 ifindex;    /* the endpoint's host veth */
+	__u32 slot;       /* ep_value.policy_slot */
 	__u32 identity;   /* the peer's, or ID_ANY */
 	__u8 dir;         /* POL_INGRESS or POL_EGRESS */
 	__u8 proto;

@@ -210,9 +210,9 @@ static __always_inline __u32 identity(__u32 family, const void *addr)
 }
 
 /* Whether the endpoint's rules of this direction allow the peer on (protocol, port). */
-static __always_inline int allowed(__u32 ifindex, __u8 dir, __u32 peer, struct flow *f)
+static __always_inline int allowed(__u32 slot, __u8 dir, __u32 peer, struct flow *f)
 {
-	struct pol_key k = { .prefixlen = POL_KEY_BITS, .ifindex = ifindex, .identity = peer, .dir = dir, .proto = f->proto, .port = f->ports ? f->dport : 0 };
+	struct pol_key k = { .prefixlen = POL_KEY_BITS, .slot = slot, .identity = peer, .dir = dir, .proto = f->proto, .port = f->ports ? f->dport : 0 };
 	if (bpf_map_lookup_elem(&policy, &k))
 		return 1;
 	k.identity = ID_ANY;
@@ -265,13 +265,13 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 		   !((to_flags | from->flags) & (EP_F_NO_FAST | EP_F_PENDING));
 	if ((judge_out || fast) && f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP))
 		ct_look(skb, t, tlen, f->proto, &ct);
-	if (judge_out && !ct.reply && !allowed(skb->ifindex, POL_EGRESS, identity(a->family, a->daddr), f))
+	if (judge_out && !ct.reply && !allowed(from->policy_slot, POL_EGRESS, identity(a->family, a->daddr), f))
 		return drop(skb, V_DENY_OUT);
 	if (!fast || !ct.direct)
 		return pass(skb);
 	/* A redirect skips the receiver's egress program: its ingress rules are applied here, and
 	 * a packet they deny goes by the stack, where that program drops it and counts it. */
-	if ((to_flags & EP_F_POL_IN) && !ct.reply && !allowed(to->ifindex, POL_INGRESS, identity(a->family, a->saddr), f))
+	if ((to_flags & EP_F_POL_IN) && !ct.reply && !allowed(to->policy_slot, POL_INGRESS, identity(a->family, a->saddr), f))
 		return pass(skb);
 	int r = redirect_to(skb, to);
 	return r >= 0 ? r : pass(skb);
@@ -366,7 +366,7 @@ static __always_inline int to_pod(struct __sk_buff *skb, struct addrs *a, struct
 		if (ct.reply)
 			return PASS;
 	}
-	if (allowed(skb->ifindex, POL_INGRESS, peer ? peer->identity : ID_WORLD, f))
+	if (allowed(ep->policy_slot, POL_INGRESS, peer ? peer->identity : ID_WORLD, f))
 		return PASS;
 	return drop(skb, V_DENY_IN);
 }

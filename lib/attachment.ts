@@ -21,7 +21,7 @@ import { EP_F_PENDING } from './bpf/layout.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
 import { ensureNetworkGuard, removeNetworkGuard } from './datapath/guard.js';
 import { withNetworkLock } from './datapath/netlock.js';
-import { readPodPolicy, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
+import { readAppliedMap, readPodStart, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;
@@ -98,7 +98,7 @@ export function add(c: Call): Result {
         sharedState = true;
         dp = locked(c, () => {
           promoteOthers(c);
-          const policy = c.conf.policy ? { pod: c.pod ? readPodPolicy(c.conf, `${c.pod.namespace}/${c.pod.name}`) : undefined, gateways: ipam.ips.map((i) => i.gateway) } : undefined;
+          const policy = c.conf.policy ? { pod: c.pod ? readPodStart(c.conf, `${c.pod.namespace}/${c.pod.name}`) : undefined, syncedMap: readAppliedMap(c.conf), gateways: ipam.ips.map((i) => i.gateway) } : undefined;
           const st = setupDatapath(c.conf, { hostName: name, hostIndex, hostMac, podMac, addrs, shaping: shaping(c.conf), ...(policy ? { policy } : {}) });
           if (st.pending) markPending(c.conf, name, { containerId: c.containerId, ifName: c.ifName, hostIndex });
           if (c.pod) {

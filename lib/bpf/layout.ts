@@ -3,7 +3,7 @@ import { addrBytes, addrFromBytes, type Addr } from '../net/ip.js';
 import { macBytes, macString } from '../sys/rtnl.js';
 
 export const EP_KEY_SIZE = 20;
-export const EP_VALUE_SIZE = 20;
+export const EP_VALUE_SIZE = 24;
 export const COUNTERS_SIZE = 80;
 export const EP_F_NO_FAST = 0x1;
 export const EP_F_PENDING = 0x2;
@@ -13,6 +13,8 @@ export const IPC_KEY_SIZE = 24;
 export const IPC_VALUE_SIZE = 8;
 export const POL_KEY_SIZE = 16;
 export const POL_VALUE_SIZE = 8;
+/** A policy trie entry stored for ADD: key, then value. */
+export const ALLOW_RECORD = POL_KEY_SIZE + POL_VALUE_SIZE;
 export const ID_ANY = 0;
 export const ID_HOST = 1;
 export const ID_WORLD = 2;
@@ -43,6 +45,8 @@ export interface Endpoint {
   flags: number;
   podMac: string;
   hostMac: string;
+  /** The pod's slot in the policy trie (0: none). */
+  policySlot?: number;
 }
 
 export function epValue(e: Endpoint): Buffer {
@@ -51,11 +55,13 @@ export function epValue(e: Endpoint): Buffer {
   v.writeUInt32LE(e.flags, 4);
   macBytes(e.podMac).copy(v, 8);
   macBytes(e.hostMac).copy(v, 14);
+  v.writeUInt32LE(e.policySlot ?? 0, 20);
   return v;
 }
 
 export function parseEpValue(v: Buffer): Endpoint {
-  return { ifindex: v.readUInt32LE(0), flags: v.readUInt32LE(4), podMac: macString(v.subarray(8, 14)), hostMac: macString(v.subarray(14, 20)) };
+  const slot = v.readUInt32LE(20);
+  return { ifindex: v.readUInt32LE(0), flags: v.readUInt32LE(4), podMac: macString(v.subarray(8, 14)), hostMac: macString(v.subarray(14, 20)), ...(slot ? { policySlot: slot } : {}) };
 }
 
 export interface Counters {
@@ -114,7 +120,7 @@ export const parseIpcValue = (v: Buffer): IpcEntry => ({ identity: v.readUInt32L
 
 /** One policy trie entry: proto 0 with protoBits 0 is any protocol; portBits 0 is any port. */
 export interface PolKey {
-  ifindex: number;
+  slot: number;
   identity: number;
   dir: number;
   proto: number;
@@ -127,7 +133,7 @@ export interface PolKey {
 export function polKey(p: PolKey): Buffer {
   const k = Buffer.alloc(POL_KEY_SIZE);
   k.writeUInt32LE(72 + p.protoBits + (p.protoBits ? p.portBits : 0), 0);
-  k.writeUInt32LE(p.ifindex, 4);
+  k.writeUInt32LE(p.slot, 4);
   k.writeUInt32LE(p.identity, 8);
   k[12] = p.dir;
   k[13] = p.protoBits ? p.proto : 0;
@@ -138,7 +144,7 @@ export function polKey(p: PolKey): Buffer {
 export function parsePolKey(k: Buffer): PolKey {
   const len = k.readUInt32LE(0);
   const protoBits = len >= 80 ? 8 : 0;
-  return { ifindex: k.readUInt32LE(4), identity: k.readUInt32LE(8), dir: k[12]!, proto: k[13]!, protoBits, port: k.readUInt16BE(14), portBits: Math.max(0, len - 80) };
+  return { slot: k.readUInt32LE(4), identity: k.readUInt32LE(8), dir: k[12]!, proto: k[13]!, protoBits, port: k.readUInt16BE(14), portBits: Math.max(0, len - 80) };
 }
 
 export function polValue(policy: number): Buffer {

@@ -9,7 +9,7 @@ import {
   EP_F_POL_IN, EP_F_POL_OUT, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epKey, ipcKey, parseEpValue, parseIpcValue, parsePolKey, polKey, type MapName, type PolKey,
 } from '../bpf/layout.js';
-import { readEndpoints, readIdTable, readPodNames, readPodPolicy, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
+import { readEndpoints, readIdTable, readPodNames, readPodStart, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
 import { PROTO } from '../policy/compile.js';
 import { twillNetworks } from './netconfs.js';
 
@@ -103,18 +103,18 @@ function peerOf(m: Maps, a: Addr): { identity: number; host: boolean } {
   return { identity: e.identity, host: (e.flags & IPC_F_HOST) !== 0 };
 }
 
-function flagsOf(m: Maps, a: Addr): { ifindex: number; flags: number } | undefined {
+function flagsOf(m: Maps, a: Addr): { ifindex: number; flags: number; slot: number } | undefined {
   const v = Buffer.alloc(EP_VALUE_SIZE);
   if (!mapLookup(m.get('endpoints')!, epKey(a), v)) return undefined;
   const e = parseEpValue(v);
-  return { ifindex: e.ifindex, flags: e.flags };
+  return { ifindex: e.ifindex, flags: e.flags, slot: e.policySlot ?? 0 };
 }
 
 /** The trie's longest match for (endpoint, direction, identity or any, protocol, port): the allowing policy's index. */
-function lookup(m: Maps, ifindex: number, dir: number, identity: number, proto: number, port: number): number | undefined {
+function lookup(m: Maps, slot: number, dir: number, identity: number, proto: number, port: number): number | undefined {
   const v = Buffer.alloc(POL_VALUE_SIZE);
   for (const id of [identity, ID_ANY]) {
-    if (mapLookup(m.get('policy')!, polKey({ ifindex, identity: id, dir, proto, protoBits: 8, port, portBits: 16 }), v)) return v.readUInt32LE(0);
+    if (mapLookup(m.get('policy')!, polKey({ slot, identity: id, dir, proto, protoBits: 8, port, portBits: 16 }), v)) return v.readUInt32LE(0);
   }
   return undefined;
 }
@@ -174,8 +174,8 @@ export function runPolicyShow(o: PolicyOpts & { pod: string }): number {
         if (a) byIdentity.set(peerOf(m, a).identity, [...(byIdentity.get(peerOf(m, a).identity) ?? []), n]);
       }
       const v = Buffer.alloc(POL_VALUE_SIZE);
-      const entries = [...mapKeys(m.get('policy')!, POL_KEY_SIZE)].map(parsePolKey).filter((k) => k.ifindex === ep.ifindex);
-      const pp = readPodPolicy(conf, `${ep.namespace}/${ep.name}`);
+      const entries = me?.slot ? [...mapKeys(m.get('policy')!, POL_KEY_SIZE)].map(parsePolKey).filter((k) => k.slot === me.slot) : [];
+      const pp = readPodStart(conf, `${ep.namespace}/${ep.name}`);
       const dir = (d: number, flag: number, sel: number[] | undefined): Direction => ({
         enforced: ((me?.flags ?? 0) & flag) !== 0,
         selectedBy: (sel ?? []).map(names.policy),
@@ -251,8 +251,8 @@ export function runPolicyWhy(o: PolicyOpts & { from: string; to: string; port: s
         if (!(ep.flags & flag)) return { verdict: 'unrestricted', reason: `no policy selects ${who} for ${dir === POL_INGRESS ? 'ingress' : 'egress'}` };
         const p = peerOf(maps, peer);
         if (dir === POL_INGRESS && p.host) return { verdict: 'allowed', reason: 'traffic from this node always passes (kubelet probes)' };
-        const hit = lookup(maps, ep.ifindex, dir, p.identity, PROTO[protocol], portNum);
-        const pp = side.endpoint ? readPodPolicy(conf, `${side.endpoint.namespace}/${side.endpoint.name}`) : undefined;
+        const hit = lookup(maps, ep.slot, dir, p.identity, PROTO[protocol], portNum);
+        const pp = side.endpoint ? readPodStart(conf, `${side.endpoint.namespace}/${side.endpoint.name}`) : undefined;
         const sel = (dir === POL_INGRESS ? pp?.selectedBy.ingress : pp?.selectedBy.egress)?.map(names.policy) ?? [];
         if (hit !== undefined) return { verdict: 'allowed', reason: `${names.policy(hit)} allows ${names.identity(p.identity)} on ${portNum}/${protocol}`, policy: names.policy(hit) };
         return { verdict: 'denied', reason: `${who} is selected by ${sel.join(', ') || '(no known policy: isolated until a sync knows it)'}, and none allows ${names.identity(p.identity)} (identity ${p.identity}) on ${portNum}/${protocol}` };

@@ -7,7 +7,8 @@ import { compile, chunkIdentity, ID_UNKNOWN, type PodPolicy } from '../policy/co
 import type { ClusterObjects } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
 import { applyPolicy, type ApplyReport } from '../datapath/policy.js';
-import { readEndpoints, readIdTable, writeSyncState } from '../datapath/policy-state.js';
+import { readEndpoints, readIdTable, readSlots, writeAppliedMap, writeSyncState, type Slots } from '../datapath/policy-state.js';
+import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { localAddresses } from '../sys/podlink.js';
 
@@ -41,30 +42,38 @@ export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source
       local.add(key);
     }
     const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, readIdTable(conf));
-    const endpoints = new Map<number, PodPolicy | undefined>();
+    // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
+    const prev = readSlots(conf);
+    const slots: Slots = { next: prev.next, slots: {} };
+    for (const key of compiled.pods.keys()) slots.slots[key] = prev.slots[key] ?? slots.next++;
+    const bySlot = new Map([...compiled.pods].map(([key, pp]) => [slots.slots[key]!, pp]));
+    const endpoints = new Map<number, { slot: number; pp: PodPolicy | undefined }>();
     const localAddrs = new Map<string, number>();
     const unknown: string[] = [];
     for (const r of records.values()) {
       const pp = compiled.pods.get(`${r.namespace}/${r.name}`);
       if (!pp) unknown.push(`${r.namespace}/${r.name}`);
-      endpoints.set(r.ifindex, pp);
+      endpoints.set(r.ifindex, { slot: slots.slots[`${r.namespace}/${r.name}`] ?? 0, pp });
       for (const s of r.addrs) {
         const a = parseAddr(s);
         if (a) localAddrs.set(`${s}/${a.family === 4 ? 32 : 128}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
       }
     }
     let applied: ApplyReport | undefined;
+    let mapId: number | undefined;
     const net = openNetwork(conf.bpffsRoot, conf.name);
     if (net) {
       try {
-        applied = applyPolicy(net.maps, { ipcache: compiled.ipcache, endpoints, localAddrs });
+        applied = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs });
+        mapId = objInfo(net.maps.get('policy')!).readUInt32LE(4);
       } finally {
         net.close();
       }
     }
     const names: Record<string, string> = {};
     for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
-    writeSyncState(conf, compiled.pods, compiled.table, names, {
+    writeAppliedMap(conf, mapId);
+    writeSyncState(conf, compiled.pods, slots, compiled.table, names, {
       time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
       identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
     });

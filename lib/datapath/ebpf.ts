@@ -7,10 +7,10 @@ import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
 import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
-import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objPin, possibleCpus } from '../bpf/sys.js';
-import { attachClsact, hasFilter, type TcDirection } from '../sys/tc.js';
+import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, objPin, possibleCpus } from '../bpf/sys.js';
+import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../sys/tc.js';
 import { installEndpointPolicy } from './policy.js';
-import type { PodPolicy } from '../policy/compile.js';
+import type { PodStart } from './policy-state.js';
 import { EEXIST, SysError } from '../sys/libc.js';
 import { crashPoint } from '../crash.js';
 
@@ -40,8 +40,8 @@ export interface EndpointSpec {
   addrs: Addr[];
   /** Whether the chain's bandwidth plugin shapes the pod; unknown when twill's entry does not declare the capability. */
   shaping: 'shaped' | 'unshaped' | 'unknown';
-  /** Networks that enforce policy: the pod's from the last sync (undefined: unknown, isolated) and the node's gateway addresses. */
-  policy?: { pod: PodPolicy | undefined; gateways: Addr[] };
+  /** Networks that enforce policy: the pod's from the last sync (undefined: unknown, isolated), the id of the policy map that sync wrote to, and the node's gateway addresses. */
+  policy?: { pod: PodStart | undefined; syncedMap: number | undefined; gateways: Addr[] };
 }
 
 const linkPin = (dir: string, hostName: string, dir2: TcDirection = 'ingress'): string => `${linksDir(dir)}/${hostName}${dir2 === 'egress' ? TO_POD_SUFFIX : ''}`;
@@ -82,8 +82,15 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
     let flags = s.shaping === 'shaped' ? EP_F_NO_FAST : s.shaping === 'unknown' ? EP_F_PENDING : 0;
     const eps = l.maps.get('endpoints')!;
     try {
-      if (s.policy) flags |= installEndpointPolicy(l.maps, s.hostIndex, s.policy.pod, s.addrs, s.policy.gateways);
-      const ep = epValue({ ifindex: s.hostIndex, flags, podMac: s.podMac, hostMac: s.hostMac });
+      let policySlot = 0;
+      if (s.policy) {
+        // The sync wrote the pod's entries already unless the maps were made since.
+        const there = s.policy.syncedMap !== undefined && s.policy.syncedMap === objInfo(l.maps.get('policy')!).readUInt32LE(4);
+        const p = installEndpointPolicy(l.maps, s.policy.pod, there, s.addrs, s.policy.gateways);
+        flags |= p.flags;
+        policySlot = p.slot;
+      }
+      const ep = epValue({ ifindex: s.hostIndex, flags, podMac: s.podMac, hostMac: s.hostMac, policySlot });
       for (const a of s.addrs) mapUpdate(eps, epKey(a), ep);
       crashPoint('add:published');
     } catch (e) {
@@ -101,8 +108,7 @@ export function ebpfAdd(n: EbpfNet, s: EndpointSpec): 'tcx' | 'legacy' | 'none' 
 function attachBoth(n: EbpfNet, l: Loaded, s: EndpointSpec): 'tcx' | 'legacy' {
   if (s.shaping === 'unshaped' && n.attach !== 'tcx') {
     try {
-      attachClsact(s.hostIndex, l.progFd, 'twill', false, 'ingress');
-      attachClsact(s.hostIndex, l.toProgFd, 'twill', false, 'egress');
+      attachClsactFilters(s.hostIndex, [['ingress', l.progFd], ['egress', l.toProgFd]], 'twill');
       return 'legacy';
     } catch (e) {
       if (n.attach === 'legacy') throw e;

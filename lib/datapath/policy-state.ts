@@ -5,11 +5,40 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
+import { ALLOW_RECORD, POL_KEY_SIZE } from '../bpf/layout.js';
+import { allowKeys } from './policy.js';
 import { fileName } from '../naming.js';
 import type { IdTable, PodPolicy } from '../policy/compile.js';
 
 export const policyDir = (conf: NetConf): string => `${conf.stateDir}/policy/${fileName(conf.name)}`;
 const podFile = (conf: NetConf, pod: string): string => `${policyDir(conf)}/pods/${fileName(pod.replace('/', '_'))}.json`;
+/** The pod's policy trie entries, ready to write: ALLOW_RECORD bytes each (key with ifindex 0, then value). */
+const allowFile = (conf: NetConf, pod: string): string => `${policyDir(conf)}/pods/${fileName(pod.replace('/', '_'))}.allow`;
+
+/** What ADD needs of a pod the last sync knew: which directions a policy selects, its identity per address, and its entries. */
+export interface PodStart {
+  /** The pod's slot in the policy trie (struct pol_key.slot). */
+  slot: number;
+  ingress: boolean;
+  egress: boolean;
+  chunks: PodPolicy['chunks'];
+  selectedBy: PodPolicy['selectedBy'];
+  /** Trie entries, ALLOW_RECORD bytes each: what ADD writes when the sync could not (the maps were not there yet). */
+  allow: Buffer;
+}
+
+export interface Slots {
+  next: number;
+  slots: Record<string, number>;
+}
+
+export const readSlots = (conf: NetConf): Slots => readJson<Slots>(`${policyDir(conf)}/slots.json`) ?? { next: 1, slots: {} };
+/** The id of the policy map the last sync wrote its entries into (a map made since holds none of them). */
+export const readAppliedMap = (conf: NetConf): number | undefined => readJson<{ policyMapId: number }>(`${policyDir(conf)}/applied.json`)?.policyMapId;
+export function writeAppliedMap(conf: NetConf, id: number | undefined): void {
+  mkdirs(policyDir(conf), 0o700);
+  put(`${policyDir(conf)}/applied.json`, `${JSON.stringify({ policyMapId: id ?? 0 })}\n`);
+}
 const endpointFile = (conf: NetConf, hostName: string): string => `${policyDir(conf)}/endpoints/${hostName}.json`;
 
 export interface SyncRecord {
@@ -40,11 +69,30 @@ function readJson<T>(path: string): T | undefined {
   }
 }
 
-export const readPodPolicy = (conf: NetConf, pod: string): PodPolicy | undefined => readJson<PodPolicy>(podFile(conf, pod));
+export function readPodStart(conf: NetConf, pod: string): PodStart | undefined {
+  const head = readJson<Omit<PodStart, 'allow'>>(podFile(conf, pod));
+  if (!head) return undefined;
+  let allow: Buffer;
+  try {
+    allow = readFileSync(allowFile(conf, pod));
+  } catch {
+    return undefined; // written second: a pod file without it is a sync that died in between
+  }
+  return allow.length % ALLOW_RECORD === 0 ? { ...head, allow } : undefined;
+}
 export const readSyncRecord = (conf: NetConf): SyncRecord | undefined => readJson<SyncRecord>(`${policyDir(conf)}/sync.json`);
 export const readIdTable = (conf: NetConf): IdTable | undefined => readJson<IdTable>(`${policyDir(conf)}/identities.json`);
 /** Pod addresses of the cluster → "namespace/name", as the last sync read them. */
 export const readPodNames = (conf: NetConf): Record<string, string> => readJson<Record<string, string>>(`${policyDir(conf)}/names.json`) ?? {};
+
+function putBytes(path: string, body: Buffer): void {
+  try {
+    if (readFileSync(path).equals(body)) return;
+  } catch {
+    // new
+  }
+  writeAtomic(path, body);
+}
 
 /** Writes a file only when its content changed: a sync that changes nothing writes nothing but its record. */
 function put(path: string, body: string): void {
@@ -52,17 +100,28 @@ function put(path: string, body: string): void {
   writeAtomic(path, body);
 }
 
-export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolicy>, table: IdTable, names: Record<string, string>, rec: SyncRecord): void {
+export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolicy>, slots: Slots, table: IdTable, names: Record<string, string>, rec: SyncRecord): void {
   const dir = policyDir(conf);
   mkdirs(`${dir}/pods`, 0o700);
   const keep = new Set<string>();
   for (const [pod, p] of pods) {
-    const f = podFile(conf, pod);
+    const f = podFile(conf, pod), a = allowFile(conf, pod);
     keep.add(f.slice(f.lastIndexOf('/') + 1));
-    put(f, `${JSON.stringify(p)}\n`);
+    keep.add(a.slice(a.lastIndexOf('/') + 1));
+    const slot = slots.slots[pod]!;
+    const entries = [...allowKeys(slot, p)];
+    const bin = Buffer.alloc(entries.length * ALLOW_RECORD);
+    entries.forEach(([k, v], i) => {
+      Buffer.from(k, 'hex').copy(bin, i * ALLOW_RECORD);
+      v.copy(bin, i * ALLOW_RECORD + POL_KEY_SIZE);
+    });
+    putBytes(a, bin);
+    const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy };
+    put(f, `${JSON.stringify(head)}\n`);
   }
   for (const f of readdirSync(`${dir}/pods`)) if (!keep.has(f)) rmSync(`${dir}/pods/${f}`, { force: true });
   put(`${dir}/identities.json`, `${JSON.stringify(table)}\n`);
+  put(`${dir}/slots.json`, `${JSON.stringify(slots)}\n`);
   put(`${dir}/names.json`, `${JSON.stringify(names)}\n`);
   writeAtomic(`${dir}/sync.json`, `${JSON.stringify(rec, null, 2)}\n`);
 }

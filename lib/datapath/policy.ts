@@ -4,18 +4,19 @@
 import { formatCidr, parseCidr, type Addr } from '../net/ip.js';
 import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
 import {
-  EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
+  ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epValue, ipcKey, ipcValue, parseEpValue, parseIpcKey, parseIpcValue, polKey, polValue, type MapName,
 } from '../bpf/layout.js';
 import { chunkIdentity, type Allow, type IpcacheEntry, type PodPolicy } from '../policy/compile.js';
+import type { PodStart } from './policy-state.js';
 
 type Maps = ReadonlyMap<MapName, number>;
 
-/** The policy trie entries of one endpoint. */
-export function allowKeys(ifindex: number, pp: Pick<PodPolicy, 'ingress' | 'egress'>): Map<string, Buffer> {
+/** The policy trie entries of one pod, in its slot. */
+export function allowKeys(slot: number, pp: Pick<PodPolicy, 'ingress' | 'egress'>): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   const add = (dir: number, a: Allow): void => {
-    const k = polKey({ ifindex, identity: a.identity, dir, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits });
+    const k = polKey({ slot, identity: a.identity, dir, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits });
     const hex = k.toString('hex');
     if (!out.has(hex)) out.set(hex, polValue(a.policy));
   };
@@ -28,15 +29,18 @@ export const policyFlags = (pp: Pick<PodPolicy, 'ingress' | 'egress'> | undefine
   pp === undefined ? EP_F_POL_IN | EP_F_POL_OUT : (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0);
 
 /**
- * A new endpoint's policy (ADD): its allowances, its addresses' identities and the node's
- * gateway addresses as host. pp undefined: the last sync did not know the pod, which then
- * starts isolated both ways (only this node and replies reach it) until a sync knows it.
- * Returns the endpoint flags to publish once this is in place.
+ * A new endpoint's policy (ADD): its addresses' identities and the node's gateway addresses
+ * as host; its entries only where the last sync could not write them (the maps did not exist
+ * then). pp undefined: the last sync did not know the pod, which then starts isolated both
+ * ways (only this node and replies reach it) until a sync knows it. Returns the endpoint's
+ * flags and slot to publish once this is in place.
  */
-export function installEndpointPolicy(maps: Maps, ifindex: number, pp: PodPolicy | undefined, addrs: Addr[], gateways: Addr[]): number {
+export function installEndpointPolicy(maps: Maps, pp: PodStart | undefined, entriesThere: boolean, addrs: Addr[], gateways: Addr[]): { flags: number; slot: number } {
   const pol = maps.get('policy')!;
   const ipc = maps.get('ipcache')!;
-  if (pp) for (const [hex, v] of allowKeys(ifindex, pp)) mapUpdate(pol, Buffer.from(hex, 'hex'), v);
+  if (pp && !entriesThere) {
+    for (let o = 0; o < pp.allow.length; o += ALLOW_RECORD) mapUpdate(pol, pp.allow.subarray(o, o + POL_KEY_SIZE), pp.allow.subarray(o + POL_KEY_SIZE, o + ALLOW_RECORD));
+  }
   for (const a of addrs) {
     const identity = (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN;
     mapUpdate(ipc, ipcKey(a, a.family === 4 ? 32 : 128), ipcValue({ identity, flags: 0 }));
@@ -48,13 +52,16 @@ export function installEndpointPolicy(maps: Maps, ifindex: number, pp: PodPolicy
       // already known (a sync or an earlier pod put it there, with its identity)
     }
   }
-  return policyFlags(pp);
+  if (!pp) return { flags: EP_F_POL_IN | EP_F_POL_OUT, slot: 0 };
+  return { flags: (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0), slot: pp.slot };
 }
 
 export interface Desired {
   ipcache: IpcacheEntry[];
-  /** Local endpoints by host ifindex: their policy (undefined: unknown to the sync, isolated). */
-  endpoints: Map<number, PodPolicy | undefined>;
+  /** Every pod of this node, started or about to be, by slot. */
+  pods: Map<number, PodPolicy>;
+  /** Local endpoints by host ifindex: their pod's slot and policy (undefined: unknown to the sync, isolated). */
+  endpoints: Map<number, { slot: number; pp: PodPolicy | undefined }>;
   /** Addresses of local endpoints: the sync's view of them wins only where it knows them. */
   localAddrs: Map<string, number>;
 }
@@ -82,7 +89,7 @@ function dump(fd: number, keySize: number, valueSize: number): Map<string, Buffe
 export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
   const pol = maps.get('policy')!, ipc = maps.get('ipcache')!, eps = maps.get('endpoints')!;
   const want = new Map<string, Buffer>();
-  for (const [ifindex, pp] of d.endpoints) if (pp) for (const [k, v] of allowKeys(ifindex, pp)) want.set(k, v);
+  for (const [slot, pp] of d.pods) for (const [k, v] of allowKeys(slot, pp)) want.set(k, v);
   const wantIpc = new Map<string, Buffer>();
   for (const e of d.ipcache) wantIpc.set(ipcKey(e.cidr.addr, e.cidr.prefix).toString('hex'), ipcValue({ identity: e.identity, flags: e.host ? IPC_F_HOST : 0 }));
   for (const [cidr, identity] of d.localAddrs) {
@@ -110,10 +117,12 @@ export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
   for (const k of [...mapKeys(eps, EP_KEY_SIZE)]) {
     if (!mapLookup(eps, k, v)) continue;
     const ep = parseEpValue(v);
-    if (!d.endpoints.has(ep.ifindex)) continue;
-    const flags = (ep.flags & ~(EP_F_POL_IN | EP_F_POL_OUT)) | policyFlags(d.endpoints.get(ep.ifindex));
-    if (flags === ep.flags) continue;
-    mapUpdate(eps, k, epValue({ ...ep, flags }));
+    const e = d.endpoints.get(ep.ifindex);
+    if (!e) continue;
+    const flags = (ep.flags & ~(EP_F_POL_IN | EP_F_POL_OUT)) | policyFlags(e.pp);
+    const slot = e.pp ? e.slot : 0;
+    if (flags === ep.flags && slot === (ep.policySlot ?? 0)) continue;
+    mapUpdate(eps, k, epValue({ ...ep, flags, policySlot: slot }));
     r.flagsChanged++;
   }
   // 3. What is gone.

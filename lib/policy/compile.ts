@@ -170,8 +170,47 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     ipcache.set(k, { cidr, identity: ipcache.get(k)?.identity ?? cidrIdentity(blocksOf(cidr)), host: true });
   }
 
-  // Which identities each peer selects, computed once per (policy namespace, peer).
-  const all = (): Identity[] => [...ids.byId.values()];
+  // Which identities a peer selects. Every identity exists by now; an index by label keeps a
+  // peer that names a label from scanning all of them (10,000 pods, 1,000 policies).
+  // Built on first use, once the local pods' identities exist too.
+  let everyone: Identity[] | undefined;
+  const byLabel = new Map<string, Identity[]>();
+  const byBlock = new Map<number, Identity[]>();
+  const all = (): Identity[] => {
+    if (everyone) return everyone;
+    everyone = [...ids.byId.values()];
+    const push = <K>(m: Map<K, Identity[]>, k: K, i: Identity): void => {
+      const l = m.get(k);
+      if (l) l.push(i);
+      else m.set(k, [i]);
+    };
+    for (const i of everyone) {
+      for (const [k, v] of Object.entries(i.pod?.labels ?? {})) push(byLabel, `${k}=${v}`, i);
+      for (const b of i.blocks) push(byBlock, b, i);
+    }
+    return everyone;
+  };
+  const candidates = (peer: Peer): Identity[] => {
+    all();
+    if (peer.ipBlock) {
+      const b = peerBlocks.get(peer);
+      return b === undefined ? [] : byBlock.get(b) ?? [];
+    }
+    const named = Object.entries(peer.podSelector?.matchLabels ?? {});
+    if (named.length === 0) return all();
+    return named.map(([k, v]) => byLabel.get(`${k}=${v}`) ?? []).reduce((a, b) => (b.length < a.length ? b : a));
+  };
+  const selected = new Map<string, number[]>();
+  const peerIds = (p: PolicyObj, r: Rule): number[] => {
+    const key = `${p.namespace}\0${JSON.stringify(r.peers)}`;
+    const hit = selected.get(key);
+    if (hit) return hit;
+    const out = new Set<number>();
+    for (const peer of r.peers!) for (const i of candidates(peer)) if (selects(p, peer, i)) out.add(i.id);
+    const list = [...out].sort((a, b) => a - b);
+    selected.set(key, list);
+    return list;
+  };
   const selects = (p: PolicyObj, peer: Peer, i: Identity): boolean => {
     if (peer.ipBlock) {
       const b = peerBlocks.get(peer);
@@ -220,7 +259,7 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
 
   function ruleAllows(p: PolicyObj, r: Rule, dir: Direction, pod: PodObj): Allow[] {
     const policy = policyIndex.get(p)!;
-    const peers = r.peers ? all().filter((i) => r.peers!.some((peer) => selects(p, peer, i))).map((i) => i.id) : [ID_ANY];
+    const peers = r.peers ? peerIds(p, r) : [ID_ANY];
     if (!r.ports) return peers.map((identity) => ({ identity, proto: 0, protoBits: 0, port: 0, portBits: 0, policy }));
     const out: Allow[] = [];
     for (const spec of r.ports) {

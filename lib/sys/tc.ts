@@ -12,8 +12,11 @@ const parentOf = (dir: TcDirection): number => ((TC_H_CLSACT & 0xffff0000) | (di
 const ETH_P_ALL_BE = 0x0300;
 
 
-/** Adds (or, with replace, swaps the program of) the ingress or egress filter on ifindex. */
-export function attachClsact(ifindex: number, progFd: number, name: string, replace = false, dir: TcDirection = 'ingress'): void {
+/**
+ * Adds (or, with replace, swaps the programs of) clsact filters on ifindex: one program per
+ * direction given, over one netlink socket.
+ */
+export function attachClsactFilters(ifindex: number, progs: [TcDirection, number][], name: string, replace = false): void {
   const nl = new Netlink();
   try {
     try {
@@ -21,14 +24,19 @@ export function attachClsact(ifindex: number, progFd: number, name: string, repl
     } catch (e) {
       if (!(e instanceof NetlinkError) || e.errno !== EEXIST) throw e;
     }
-    const parent = parentOf(dir);
     const info = ((1 << 16) | ETH_P_ALL_BE) >>> 0; // priority 1, all protocols
-    const opts = encodeAttrs([[TCA_BPF_FD, u32(progFd)], [TCA_BPF_NAME, str(name)], [TCA_BPF_FLAGS, u32(TCA_BPF_FLAG_ACT_DIRECT)]]);
-    nl.request(`add bpf filter to ${ifindex}`, RTM.NEWTFILTER, NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL), Buffer.concat([tcmsg(ifindex, 1, parent, info), encodeAttrs([[TCA.KIND, str('bpf')], [TCA.OPTIONS, opts]])]));
+    for (const [dir, progFd] of progs) {
+      const opts = encodeAttrs([[TCA_BPF_FD, u32(progFd)], [TCA_BPF_NAME, str(name)], [TCA_BPF_FLAGS, u32(TCA_BPF_FLAG_ACT_DIRECT)]]);
+      nl.request(`add bpf ${dir} filter to ${ifindex}`, RTM.NEWTFILTER, NLM_F_CREATE | (replace ? NLM_F_REPLACE : NLM_F_EXCL), Buffer.concat([tcmsg(ifindex, 1, parentOf(dir), info), encodeAttrs([[TCA.KIND, str('bpf')], [TCA.OPTIONS, opts]])]));
+    }
   } finally {
     nl.close();
   }
 }
+
+/** Adds (or, with replace, swaps the program of) the ingress or egress filter on ifindex. */
+export const attachClsact = (ifindex: number, progFd: number, name: string, replace = false, dir: TcDirection = 'ingress'): void =>
+  attachClsactFilters(ifindex, [[dir, progFd]], name, replace);
 
 /** True when a clsact filter of that direction exists on ifindex (CHECK of the legacy attachment). */
 export function hasFilter(ifindex: number, dir: TcDirection = 'ingress'): boolean {

@@ -35,7 +35,7 @@ export class Workspace {
     for (const p of ['ptp', 'bridge', 'host-local']) symlinkSync(`${REF_DIR}/${p}`, `${this.binDir}/${p}`);
   }
 
-  subject(kind: 'twill' | 'twill-ebpf' | 'twill-ebpf-tcx' | 'ptp' | 'bridge', octet: number): Subject {
+  subject(kind: 'twill' | 'twill-ebpf' | 'twill-ebpf-tcx' | 'twill-ebpf-policy' | 'ptp' | 'bridge', octet: number): Subject {
     const name = `bench-${kind}`;
     const ipam = { type: 'host-local', dataDir: `${this.dir}/ipam`, ranges: [[{ subnet: `10.${octet}.0.0/16` }]], routes: [{ dst: '0.0.0.0/0' }] };
     const base = { cniVersion: '1.0.0', name, ipam };
@@ -43,12 +43,13 @@ export class Workspace {
     // Declaring the bandwidth capability lets twill attach at ADD (an entry that declares nothing starts pending: datapath/promote.ts).
     if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-tcx') return { name: 'twill ebpf (tcx attach)', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', ebpfAttach: 'tcx', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    if (kind === 'twill-ebpf-policy') return { name: 'twill ebpf + NetworkPolicy', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, policy: { type: 'k8s' }, nodeName: 'bench-node', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'ptp') return { name: 'ptp + host-local', bin: `${this.binDir}/ptp`, conf: { ...base, type: 'ptp' } };
     return { name: 'bridge + host-local', bin: `${this.binDir}/bridge`, conf: { ...base, type: 'bridge', bridge: `twbench${octet}`, isGateway: true } };
   }
 
   cleanup(): void {
-    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-tcx']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
+    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-tcx', 'twill-ebpf-policy']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
     for (const l of JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as { ifname: string }[]) {
       if (l.ifname.startsWith('twbench')) spawnSync('ip', ['link', 'del', l.ifname]);
     }

@@ -99,18 +99,20 @@ int main(void) {
     offsetof(struct ep_value, flags), offsetof(struct ep_value, pod_mac), offsetof(struct ep_value, host_mac),
     offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, EP_F_PENDING, TWILL_CT_STATUS_MARKER);
   printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %d %d %d %d %d %d %d %d %d %d %zu\\n", sizeof(struct ipc_key), sizeof(struct ipc_value), sizeof(struct pol_key), sizeof(struct pol_value),
-    offsetof(struct ipc_key, family), offsetof(struct ipc_key, addr), offsetof(struct pol_key, ifindex), offsetof(struct pol_key, identity), offsetof(struct pol_key, dir), offsetof(struct pol_key, port),
+    offsetof(struct ipc_key, family), offsetof(struct ipc_key, addr), offsetof(struct pol_key, slot), offsetof(struct pol_key, identity), offsetof(struct pol_key, dir), offsetof(struct pol_key, port),
     EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, POL_KEY_BITS, offsetof(struct ep_counters, policy_out_bytes));
+  printf("%zu\\n", offsetof(struct ep_value, policy_slot));
   return 0;
 }
 `);
       const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      const [line1, line2] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
+      const [line1, line2, line3] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
+      assert.deepEqual(line3, [epValue({ ifindex: 0, flags: 0, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x01020304 }).indexOf(Buffer.from([4, 3, 2, 1]))]);
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
       assert.deepEqual(line1, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
-      // The byte positions polKey writes, found by value: ifindex 0x0a0b0c0d, identity 0x01020304, dir 7, port 0x1234.
-      const k = polKey({ ifindex: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
+      // The byte positions polKey writes, found by value: slot 0x0a0b0c0d, identity 0x01020304, dir 7, port 0x1234.
+      const k = polKey({ slot: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
       assert.deepEqual(line2, [IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, 4, 8, k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(Buffer.from([0x12, 0x34])),
         EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), COUNTERS_SIZE - 8]);
     } finally {
@@ -122,6 +124,7 @@ int main(void) {
     for (const s of ['10.1.2.3', 'fd00::1:2']) assert.equal(formatAddr(epKeyAddr(epKey(parseAddr(s)!))), s);
     const v = { ifindex: 77, flags: 1, podMac: '02:aa:bb:cc:dd:ee', hostMac: '06:11:22:33:44:55' };
     assert.deepEqual(parseEpValue(epValue(v)), v);
+    assert.deepEqual(parseEpValue(epValue({ ...v, policySlot: 0x01020304 })), { ...v, policySlot: 0x01020304 });
     assert.equal(epKey(parseAddr('10.1.2.3')!).length, EP_KEY_SIZE);
   });
 
@@ -129,10 +132,10 @@ int main(void) {
     const k = ipcKey(parseAddr('10.1.0.0')!, 16);
     assert.equal(k.readUInt32LE(0), 48);
     assert.deepEqual({ ...parseIpcKey(k), addr: formatAddr(parseIpcKey(k).addr) }, { addr: '10.1.0.0', prefix: 16 });
-    const any = { ifindex: 9, identity: 300, dir: POL_INGRESS, proto: 0, protoBits: 0 as const, port: 0, portBits: 0 };
+    const any = { slot: 9, identity: 300, dir: POL_INGRESS, proto: 0, protoBits: 0 as const, port: 0, portBits: 0 };
     assert.equal(polKey(any).readUInt32LE(0), 72);
     assert.deepEqual(parsePolKey(polKey(any)), any);
-    const block = { ifindex: 9, identity: 300, dir: POL_EGRESS, proto: 17, protoBits: 8 as const, port: 1024, portBits: 6 };
+    const block = { slot: 9, identity: 300, dir: POL_EGRESS, proto: 17, protoBits: 8 as const, port: 1024, portBits: 6 };
     assert.equal(polKey(block).readUInt32LE(0), 86);
     assert.deepEqual(parsePolKey(polKey(block)), block);
   });

@@ -1,0 +1,275 @@
+// NetworkPolicy costs, interleaved in one run: the pod-to-pod path with 0-10,000 rules and
+// 10,000 pods in the ipcache against the same decisions as iptables FORWARD rules; sync of
+// a 10,000-pod cluster with 1,000 policies and of one label change; ADD with and without
+// enforcement; the locked kernel memory of a node's maps with 110 pods.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { delNetns, envFor, newNetns, timedRun, type Subject, type Workspace } from './plugins.js';
+import { serverRules, spreadPolicies, type LocalPod } from './cluster-objects.js';
+import { fmt, median, ratio, table, target, type Target } from './stats.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
+const RULES = [0, 100, 1000, 10000];
+const CLUSTER = 10_000;
+const NODE = 'bench-node';
+
+const run = (cmd: string[], allowFail = false): string => {
+  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
+  if (r.status !== 0 && !allowFail) throw new Error(`${cmd.join(' ')}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+};
+const inNs = (ns: string, cmd: string[]): string[] => ['ip', 'netns', 'exec', ns, ...cmd];
+
+interface Pod {
+  ns: string;
+  name: string;
+  netns: string;
+  ip: string;
+  id: string;
+}
+
+class PolicyNet {
+  readonly s: Subject;
+  readonly confDir: string;
+  readonly pods: Pod[] = [];
+  constructor(readonly ws: Workspace, octet: number) {
+    this.s = ws.subject('twill-ebpf-policy', octet);
+    this.confDir = `${ws.dir}/net.d-${octet}`;
+    mkdirSync(this.confDir, { recursive: true });
+    const { cniVersion, name, ...entry } = this.s.conf as { cniVersion: string; name: string };
+    writeFileSync(`${this.confDir}/10-bench.conflist`, JSON.stringify({ cniVersion, name, plugins: [entry] }));
+  }
+
+  env(verb: string, p: { ns: string; name: string; netns: string; id: string }): Record<string, string> {
+    return { ...envFor(verb, p.id, p.netns, this.ws.binDir), CNI_ARGS: `K8S_POD_NAMESPACE=${p.ns};K8S_POD_NAME=${p.name}` };
+  }
+
+  add(ns: string, name: string): Pod {
+    const p = { ns, name, netns: newNetns(), id: `pol-${ns}-${name}`, ip: '' };
+    const r = timedRun(this.s.bin, this.env('ADD', p), JSON.stringify(this.s.conf));
+    if (r.code !== 0) throw new Error(`ADD ${ns}/${name}: ${r.stdout}`);
+    p.ip = (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!;
+    this.pods.push(p);
+    return p;
+  }
+
+  local(labels: (p: Pod) => Record<string, string>): LocalPod[] {
+    return this.pods.map((p) => ({ ns: p.ns, name: p.name, ip: p.ip, labels: labels(p) }));
+  }
+
+  /** Syncs from a file of objects; wall time and peak RSS of the sync process. */
+  sync(objects: object): { ms: number; rssMb: number; stdout: string } {
+    const file = `${this.ws.dir}/objects.json`;
+    writeFileSync(file, JSON.stringify(objects));
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync('/usr/bin/time', ['-f', '%M', this.s.bin, 'sync', '--conf-dir', this.confDir, '--from-file', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`sync: ${r.stdout}${r.stderr}`);
+    return { ms, rssMb: Number(r.stderr.trim().split('\n').pop()) / 1024, stdout: r.stdout };
+  }
+
+  teardown(): void {
+    for (const p of this.pods) {
+      timedRun(this.s.bin, this.env('DEL', p), JSON.stringify(this.s.conf));
+      delNetns(p.netns);
+    }
+    this.pods.length = 0;
+  }
+}
+
+function throughput(client: string, server: string, addr: string): number {
+  const srv = spawn('ip', inNs(server, ['iperf3', '-s', '-1', '-p', '5801']).slice(1), { stdio: 'ignore' });
+  spawnSync('sleep', ['0.2']);
+  const out = run(inNs(client, ['iperf3', '-c', addr, '-p', '5801', '-t', String(SECONDS), '-J']), true);
+  srv.kill();
+  try {
+    return (JSON.parse(out).end.sum_received.bits_per_second as number) / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
+function rr(client: string, server: string, addr: string, bin: string): number {
+  const srv = spawn('ip', inNs(server, ['taskset', '-c', '0', bin, 'server', '5802']).slice(1), { stdio: 'ignore' });
+  spawnSync('sleep', ['0.2']);
+  const out = run(inNs(client, ['taskset', '-c', '0', bin, 'client', addr, '5802', '20000']), true);
+  srv.kill();
+  return Number(out.trim().split(' ')[0]);
+}
+
+/** The same decisions as FORWARD rules, judged per packet like the eBPF path: n rules that do not match, then the client's. */
+function iptablesRules(n: number, client: string, server: string): () => void {
+  const rules: string[] = [];
+  for (let k = 0; k < n; k++) rules.push(`-A TWPOL -s 10.128.${(k >> 8) & 255}.${k & 255}/32 -d ${server}/32 -p tcp --dport ${6000 + (k % 50)} -j ACCEPT`);
+  rules.push(`-A TWPOL -s ${client}/32 -d ${server}/32 -j ACCEPT`, `-A TWPOL -d ${server}/32 -j DROP`);
+  writeFileSync('/tmp/twill-bench-policy-rules', `*filter\n:TWPOL - [0:0]\n${rules.join('\n')}\n-I FORWARD -j TWPOL\nCOMMIT\n`);
+  run(['iptables-restore', '--noflush', '/tmp/twill-bench-policy-rules']);
+  return () => {
+    run(['iptables', '-D', 'FORWARD', '-j', 'TWPOL'], true);
+    run(['iptables', '-F', 'TWPOL'], true);
+    run(['iptables', '-X', 'TWPOL'], true);
+  };
+}
+
+function routedPair(ws: Workspace): { a: string; b: string; addrA: string; addrB: string; teardown(): void } {
+  const s = ws.subject('twill', 243);
+  const nss = [newNetns(), newNetns()];
+  const ips = nss.map((ns, i) => {
+    const r = timedRun(s.bin, envFor('ADD', `polr-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
+    if (r.code !== 0) throw new Error(`routed ADD: ${r.stdout}`);
+    return (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!;
+  });
+  return {
+    a: nss[0]!, b: nss[1]!, addrA: ips[0]!, addrB: ips[1]!,
+    teardown: () => nss.forEach((ns, i) => {
+      timedRun(s.bin, envFor('DEL', `polr-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
+      delNetns(ns);
+    }),
+  };
+}
+
+function plainPair(ws: Workspace): { a: string; b: string; addrB: string; teardown(): void } {
+  const s = ws.subject('twill-ebpf', 244);
+  const nss = [newNetns(), newNetns()];
+  const ips = nss.map((ns, i) => {
+    const r = timedRun(s.bin, envFor('ADD', `polp-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
+    if (r.code !== 0) throw new Error(`ebpf ADD: ${r.stdout}`);
+    return (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!;
+  });
+  return { a: nss[0]!, b: nss[1]!, addrB: ips[1]!, teardown: () => nss.forEach((ns, i) => { timedRun(s.bin, envFor('DEL', `polp-${i}`, ns, ws.binDir), JSON.stringify(s.conf)); delNetns(ns); }) };
+}
+
+export function policyBench(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): void {
+  const rrBin = `${ws.dir}/rr`;
+  run(['cc', '-O2', '-o', rrBin, 'scripts/bench/rr.c']);
+  dataPath(ws, say, out, targets, rrBin);
+  scale(ws, say, out, targets);
+  addCost(ws, say, out, targets);
+}
+
+function dataPath(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[], rrBin: string): void {
+  const net = new PolicyNet(ws, 245);
+  const plain = plainPair(ws);
+  const routed = routedPair(ws);
+  const res = { plain: { one: [] as number[], rr: [] as number[] }, pol: RULES.map(() => ({ one: [] as number[], rr: [] as number[], entries: 0 })), ipt: RULES.map(() => ({ one: [] as number[], rr: [] as number[] })) };
+  try {
+    const client = net.add('bench', 'client');
+    const server = net.add('bench', 'server');
+    const local = net.local((p) => ({ app: p.name }));
+    for (let round = 0; round < ROUNDS; round++) {
+      res.plain.one.push(throughput(plain.a, plain.b, plain.addrB));
+      res.plain.rr.push(rr(plain.a, plain.b, plain.addrB, rrBin));
+      RULES.forEach((n, k) => {
+        const s = net.sync(serverRules(CLUSTER, local, n, NODE));
+        res.pol[k]!.entries = Number(/(\d+) policy entries/.exec(s.stdout)?.[1] ?? 0);
+        res.pol[k]!.one.push(throughput(client.netns, server.netns, server.ip));
+        res.pol[k]!.rr.push(rr(client.netns, server.netns, server.ip, rrBin));
+        const undo = iptablesRules(n, routed.addrA, routed.addrB);
+        try {
+          res.ipt[k]!.one.push(throughput(routed.a, routed.b, routed.addrB));
+          res.ipt[k]!.rr.push(rr(routed.a, routed.b, routed.addrB, rrBin));
+        } finally {
+          undo();
+        }
+      });
+    }
+  } finally {
+    net.teardown();
+    plain.teardown();
+    routed.teardown();
+  }
+  const base = { one: median(res.plain.one), rr: median(res.plain.rr) };
+  const ipt0 = { one: median(res.ipt[0]!.one), rr: median(res.ipt[0]!.rr) };
+  say(`\n## NetworkPolicy on the pod-to-pod path (${ROUNDS} interleaved rounds, medians; ${CLUSTER.toLocaleString('en')} pods in the ipcache)\n`);
+  say(`Baseline: twill ebpf without policy, ${fmt(base.one, 2)} Gbit/s, TCP RR p50 ${fmt(base.rr, 2)} µs. iptables: twill routed with the same decisions as FORWARD rules (n non-matching rules, then the client's), judged on every packet as the eBPF path judges them.\n`);
+  say(table(['rules', 'policy entries', 'eBPF Gbit/s', 'vs no policy', 'eBPF RR µs', 'vs no policy', 'iptables Gbit/s', 'vs 0 rules', 'iptables RR µs', 'vs 0 rules'], RULES.map((n, k) => {
+    const p = { one: median(res.pol[k]!.one), rr: median(res.pol[k]!.rr) };
+    const i = { one: median(res.ipt[k]!.one), rr: median(res.ipt[k]!.rr) };
+    return [n.toLocaleString('en'), String(res.pol[k]!.entries), fmt(p.one, 2), ratio(p.one, base.one), fmt(p.rr, 2), ratio(p.rr, base.rr), fmt(i.one, 2), ratio(i.one, ipt0.one), fmt(i.rr, 2), ratio(i.rr, ipt0.rr)];
+  })));
+  out.policyDatapath = { base, rules: RULES.map((n, k) => ({ rules: n, entries: res.pol[k]!.entries, ebpf: { one: median(res.pol[k]!.one), rr: median(res.pol[k]!.rr) }, iptables: { one: median(res.ipt[k]!.one), rr: median(res.ipt[k]!.rr) } })) };
+  for (const [k, n] of RULES.entries()) {
+    targets.push(target(`policy ${n} rules: 1-stream throughput vs no policy`, median(res.pol[k]!.one) / base.one, 0.97, 'x', true));
+    targets.push(target(`policy ${n} rules: TCP RR p50 vs no policy`, median(res.pol[k]!.rr) / base.rr, 1.05));
+  }
+}
+
+function scale(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): void {
+  const rows: string[][] = [];
+  const results: Record<string, unknown>[] = [];
+  let memory: { bytes: number; cpus: number; pods: number } | undefined;
+  for (const [pods, policies, localPods] of [[1_000, 100, 110], [CLUSTER, 1_000, 110]] as const) {
+    const net = new PolicyNet(ws, pods === CLUSTER ? 246 : 247);
+    try {
+      for (let i = 0; i < localPods; i++) net.add('bench', `local-${i}`);
+      const local = net.local((p) => ({ app: `a${Number(p.name.split('-')[1]) % 500}`, group: `g${Number(p.name.split('-')[1]) % 8}` }));
+      const full = net.sync(spreadPolicies(pods, local, policies, NODE));
+      const again = net.sync(spreadPolicies(pods, local, policies, NODE));
+      // One remote pod's labels change: p-7 moves from app a7 to a new app.
+      const changed = spreadPolicies(pods, local, policies, NODE) as { items: { kind: string; metadata: { name: string; labels?: Record<string, string> } }[] };
+      changed.items.find((i) => i.kind === 'Pod' && i.metadata.name === 'p-7')!.metadata.labels = { app: 'moved', id: '7' };
+      const label = net.sync(changed);
+      const entries = Number(/(\d+) policy entries/.exec(full.stdout)?.[1] ?? 0);
+      rows.push([pods.toLocaleString('en'), String(policies), String(localPods), String(entries), fmt(full.ms, 0), fmt(full.rssMb, 0), fmt(again.ms, 0), fmt(label.ms, 0)]);
+      results.push({ pods, policies, localPods, entries, fullMs: full.ms, rssMb: full.rssMb, unchangedMs: again.ms, labelChangeMs: label.ms });
+      if (pods === CLUSTER) {
+        const st = JSON.parse(run([net.s.bin, 'status', '--conf-dir', net.confDir, '-o', 'json'])) as { policy?: { mapMemory?: number } }[];
+        memory = { bytes: st[0]?.policy?.mapMemory ?? 0, cpus: cpus().length, pods: localPods };
+      }
+    } finally {
+      net.teardown();
+    }
+  }
+  say('\n## twill sync of a cluster from a file (wall time of the whole `twill sync` process, peak RSS)\n');
+  say(table(['pods', 'policies', 'local pods', 'policy entries', 'full sync ms', 'peak RSS MB', 'unchanged re-sync ms', 'one label change ms'], rows));
+  if (memory) {
+    say(`\nLocked kernel memory of the network's maps (fdinfo memlock, as bpftool reports it) with ${memory.pods} local pods, ${CLUSTER.toLocaleString('en')} pods and 1,000 policies: ${fmt(memory.bytes / 2 ** 20, 1)} MiB on ${memory.cpus} CPUs. The per-CPU counters grow with the CPU count (80 bytes per endpoint per CPU); the tries and the endpoint map do not.`);
+    targets.push(target('kernel memory of a node\'s maps (110 pods, 10,000-pod cluster, 1,000 policies)', memory.bytes / 2 ** 20, 64, ' MiB'));
+  }
+  out.policyScale = { results, memory };
+  const small = results[0] as { labelChangeMs: number }, big = results[1] as { labelChangeMs: number };
+  targets.push(target('one label change: sync time at 10,000 pods vs 1,000 (must not grow with the cluster)', big.labelChangeMs / small.labelChangeMs, 1.1));
+}
+
+function addCost(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): void {
+  const N = Number(process.env.BENCH_N ?? 100);
+  const net = new PolicyNet(ws, 248);
+  const plain = ws.subject('twill-ebpf', 249);
+  const t = { policy: [] as number[], plain: [] as number[] };
+  const anchors: string[] = [];
+  try {
+    // Resident pods keep each network's program loaded, as on a node with pods.
+    net.add('bench', 'anchor');
+    const ans = newNetns();
+    anchors.push(ans);
+    timedRun(plain.bin, envFor('ADD', 'anchor-plain', ans, ws.binDir), JSON.stringify(plain.conf));
+    const future = Array.from({ length: N }, (_, i) => ({ ns: 'bench', name: `add-${i}`, ip: '', labels: { app: `a${i % 500}` } }));
+    net.sync(spreadPolicies(CLUSTER, [...net.local(() => ({ app: 'anchor' })), ...future], 1000, NODE));
+    for (let i = 0; i < N; i++) {
+      const p = { ns: 'bench', name: `add-${i}`, netns: newNetns(), id: `addp-${i}` };
+      const r = timedRun(net.s.bin, net.env('ADD', p), JSON.stringify(net.s.conf));
+      if (r.code !== 0) throw new Error(`policy ADD: ${r.stdout}`);
+      t.policy.push(r.ms);
+      timedRun(net.s.bin, net.env('DEL', p), JSON.stringify(net.s.conf));
+      delNetns(p.netns);
+      const ns = newNetns();
+      const q = timedRun(plain.bin, envFor('ADD', `addq-${i}`, ns, ws.binDir), JSON.stringify(plain.conf));
+      if (q.code !== 0) throw new Error(`plain ADD: ${q.stdout}`);
+      t.plain.push(q.ms);
+      timedRun(plain.bin, envFor('DEL', `addq-${i}`, ns, ws.binDir), JSON.stringify(plain.conf));
+      delNetns(ns);
+    }
+  } finally {
+    net.teardown();
+    for (const ns of anchors) {
+      timedRun(plain.bin, envFor('DEL', 'anchor-plain', ns, ws.binDir), JSON.stringify(plain.conf));
+      delNetns(ns);
+    }
+  }
+  say(`\n## ADD with NetworkPolicy enforcement (${N} interleaved ADD+DEL pairs, pods known to the last sync of a ${CLUSTER.toLocaleString('en')}-pod cluster with 1,000 policies)\n`);
+  say(table(['network', 'ADD p50 ms', 'vs without'], [['twill ebpf', fmt(median(t.plain), 1), '1.00x'], ['twill ebpf + NetworkPolicy', fmt(median(t.policy), 1), ratio(median(t.policy), median(t.plain))]]));
+  out.policyAdd = { plainP50: median(t.plain), policyP50: median(t.policy) };
+  targets.push(target('ADD p50 with policy enforcement vs without', median(t.policy) / median(t.plain), 1.05));
+}
