@@ -6,8 +6,8 @@ import { parseAddr, parseCidr, type Cidr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
-import { applyPolicy, type ApplyReport } from '../datapath/policy.js';
-import { readEndpoints, readIdTable, readSlots, writeAppliedMap, writeSyncState, type Slots } from '../datapath/policy-state.js';
+import { applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
+import { readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
 import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { localAddresses } from '../sys/podlink.js';
@@ -60,19 +60,22 @@ export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source
       }
     }
     let applied: ApplyReport | undefined;
-    let mapId: number | undefined;
+    let ids: { policy: number; ipcache: number } | undefined;
+    let written: Written | undefined;
     const net = openNetwork(conf.bpffsRoot, conf.name);
     if (net) {
       try {
-        applied = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs });
-        mapId = objInfo(net.maps.get('policy')!).readUInt32LE(4);
+        const id = (m: 'policy' | 'ipcache'): number => objInfo(net.maps.get(m)!).readUInt32LE(4);
+        ids = { policy: id('policy'), ipcache: id('ipcache') };
+        const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids));
+        ({ written, ...applied } = r);
       } finally {
         net.close();
       }
     }
     const names: Record<string, string> = {};
     for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
-    writeAppliedMap(conf, mapId);
+    writeApplied(conf, ids, written);
     writeSyncState(conf, compiled.pods, slots, compiled.table, names, {
       time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
       identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
 import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
-import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
+import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, ipcKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../sys/tc.js';
 import { installEndpointPolicy } from './policy.js';
@@ -194,7 +194,13 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       return name === undefined || name === hostName;
     };
     for (const k of keys) {
-      if (mapLookup(eps, k, v) && ours(parseEpValue(v).ifindex)) mapDelete(eps, k);
+      if (!mapLookup(eps, k, v) || !ours(parseEpValue(v).ifindex)) continue;
+      mapDelete(eps, k);
+      // The address is free again: it names no pod until the next one's ADD says which.
+      if (n.policy) {
+        const a = epKeyAddr(k);
+        mapDelete(net.maps.get('ipcache')!, ipcKey(a, a.family === 4 ? 32 : 128));
+      }
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
     if (isEmpty(eps)) {

@@ -5,8 +5,8 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
-import { ALLOW_RECORD, POL_KEY_SIZE } from '../bpf/layout.js';
-import { allowKeys } from './policy.js';
+import { ALLOW_RECORD, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE } from '../bpf/layout.js';
+import { allowKeys, type Written } from './policy.js';
 import { fileName } from '../naming.js';
 import type { IdTable, PodPolicy } from '../policy/compile.js';
 
@@ -35,9 +35,45 @@ export interface Slots {
 export const readSlots = (conf: NetConf): Slots => readJson<Slots>(`${policyDir(conf)}/slots.json`) ?? { next: 1, slots: {} };
 /** The id of the policy map the last sync wrote its entries into (a map made since holds none of them). */
 export const readAppliedMap = (conf: NetConf): number | undefined => readJson<{ policyMapId: number }>(`${policyDir(conf)}/applied.json`)?.policyMapId;
-export function writeAppliedMap(conf: NetConf, id: number | undefined): void {
+
+const pack = (m: ReadonlyMap<string, Buffer>, keySize: number, valueSize: number): Buffer => {
+  const b = Buffer.alloc(m.size * (keySize + valueSize));
+  let o = 0;
+  for (const [k, v] of m) {
+    b.write(k, o, 'hex');
+    v.copy(b, o + keySize);
+    o += keySize + valueSize;
+  }
+  return b;
+};
+const unpack = (b: Buffer, keySize: number, valueSize: number): Map<string, Buffer> => {
+  const m = new Map<string, Buffer>();
+  for (let o = 0; o + keySize + valueSize <= b.length; o += keySize + valueSize) m.set(b.toString('hex', o, o + keySize), b.subarray(o + keySize, o + keySize + valueSize));
+  return m;
+};
+
+/** Records what a sync wrote into the maps of these ids (see applyPolicy). */
+export function writeApplied(conf: NetConf, ids: { policy: number; ipcache: number } | undefined, w: Written | undefined): void {
   mkdirs(policyDir(conf), 0o700);
-  put(`${policyDir(conf)}/applied.json`, `${JSON.stringify({ policyMapId: id ?? 0 })}\n`);
+  const dir = policyDir(conf);
+  // The record goes first and its ids last: a sync that dies in between leaves ids that match nothing.
+  writeAtomic(`${dir}/applied.json`, `${JSON.stringify({ policyMapId: 0, ipcacheMapId: 0 })}\n`);
+  if (!ids || !w) return;
+  writeAtomic(`${dir}/applied-policy.bin`, pack(w.policy, POL_KEY_SIZE, POL_VALUE_SIZE));
+  writeAtomic(`${dir}/applied-ipcache.bin`, pack(w.ipcache, IPC_KEY_SIZE, IPC_VALUE_SIZE));
+  writeAtomic(`${dir}/applied.json`, `${JSON.stringify({ policyMapId: ids.policy, ipcacheMapId: ids.ipcache })}\n`);
+}
+
+/** What the last sync wrote, if it wrote it into exactly these maps. */
+export function readApplied(conf: NetConf, ids: { policy: number; ipcache: number }): Written | undefined {
+  const dir = policyDir(conf);
+  const rec = readJson<{ policyMapId: number; ipcacheMapId: number }>(`${dir}/applied.json`);
+  if (!rec || rec.policyMapId !== ids.policy || rec.ipcacheMapId !== ids.ipcache) return undefined;
+  try {
+    return { policy: unpack(readFileSync(`${dir}/applied-policy.bin`), POL_KEY_SIZE, POL_VALUE_SIZE), ipcache: unpack(readFileSync(`${dir}/applied-ipcache.bin`), IPC_KEY_SIZE, IPC_VALUE_SIZE) };
+  } catch {
+    return undefined;
+  }
 }
 const endpointFile = (conf: NetConf, hostName: string): string => `${policyDir(conf)}/endpoints/${hostName}.json`;
 

@@ -85,8 +85,19 @@ function dump(fd: number, keySize: number, valueSize: number): Map<string, Buffe
   return out;
 }
 
-/** Brings the network's policy and ipcache tries and its endpoints' flags to desired. */
-export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
+/** What a sync wrote: the tries' contents as it left them (hex key → value). */
+export interface Written {
+  policy: Map<string, Buffer>;
+  ipcache: Map<string, Buffer>;
+}
+
+/**
+ * Brings the network's policy and ipcache tries and its endpoints' flags to desired. With
+ * last (what the previous sync wrote into these same maps) the tries are not read back: at
+ * 10,000 pods reading them costs ~50,000 syscalls. Local pods' addresses are written either
+ * way, since ADD and DEL change those.
+ */
+export function applyPolicy(maps: Maps, d: Desired, last?: Written): ApplyReport & { written: Written } {
   const pol = maps.get('policy')!, ipc = maps.get('ipcache')!, eps = maps.get('endpoints')!;
   const want = new Map<string, Buffer>();
   for (const [slot, pp] of d.pods) for (const [k, v] of allowKeys(slot, pp)) want.set(k, v);
@@ -98,8 +109,14 @@ export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
     const prev = wantIpc.get(k);
     wantIpc.set(k, ipcValue({ identity, flags: prev ? parseIpcValue(prev).flags : 0 }));
   }
-  const havePol = dump(pol, POL_KEY_SIZE, POL_VALUE_SIZE);
-  const haveIpc = dump(ipc, IPC_KEY_SIZE, IPC_VALUE_SIZE);
+  const havePol = last?.policy ?? dump(pol, POL_KEY_SIZE, POL_VALUE_SIZE);
+  const haveIpc = last ? new Map(last.ipcache) : dump(ipc, IPC_KEY_SIZE, IPC_VALUE_SIZE);
+  if (last) {
+    for (const cidr of d.localAddrs.keys()) {
+      const c = parseCidr(cidr)!;
+      haveIpc.delete(ipcKey(c.addr, c.prefix).toString('hex'));
+    }
+  }
   const r: ApplyReport = { policyAdded: 0, policyRemoved: 0, ipcacheChanged: 0, ipcacheRemoved: 0, flagsChanged: 0, policyEntries: want.size, ipcacheEntries: wantIpc.size };
   // 1. Everything that allows more, and the new identities of addresses.
   for (const [k, v] of want) {
@@ -136,7 +153,7 @@ export function applyPolicy(maps: Maps, d: Desired): ApplyReport {
     mapDelete(pol, Buffer.from(k, 'hex'));
     r.policyRemoved++;
   }
-  return r;
+  return { ...r, written: { policy: want, ipcache: wantIpc } };
 }
 
 /** The ipcache as text, for `twill policy` (address → identity, host flag). */
