@@ -23,8 +23,8 @@ export interface PodStart {
   egress: boolean;
   chunks: PodPolicy['chunks'];
   selectedBy: PodPolicy['selectedBy'];
-  /** Trie entries, ALLOW_RECORD bytes each: what ADD writes when the sync could not (the maps were not there yet). */
-  allow: Buffer;
+  /** Trie entries, ALLOW_RECORD bytes each: what ADD writes when the sync could not (the maps were not there yet). Read only then. */
+  allow(): Buffer;
 }
 
 export interface Slots {
@@ -108,13 +108,18 @@ function readJson<T>(path: string): T | undefined {
 export function readPodStart(conf: NetConf, pod: string): PodStart | undefined {
   const head = readJson<Omit<PodStart, 'allow'>>(podFile(conf, pod));
   if (!head) return undefined;
-  let allow: Buffer;
-  try {
-    allow = readFileSync(allowFile(conf, pod));
-  } catch {
-    return undefined; // written second: a pod file without it is a sync that died in between
-  }
-  return allow.length % ALLOW_RECORD === 0 ? { ...head, allow } : undefined;
+  return {
+    ...head,
+    // Written before the head by the same sync: a missing or torn one leaves the pod isolated in its slot, never open.
+    allow: () => {
+      try {
+        const b = readFileSync(allowFile(conf, pod));
+        return b.length % ALLOW_RECORD === 0 ? b : Buffer.alloc(0);
+      } catch {
+        return Buffer.alloc(0);
+      }
+    },
+  };
 }
 export const readSyncRecord = (conf: NetConf): SyncRecord | undefined => readJson<SyncRecord>(`${policyDir(conf)}/sync.json`);
 export const readIdTable = (conf: NetConf): IdTable | undefined => readJson<IdTable>(`${policyDir(conf)}/identities.json`);

@@ -39,7 +39,8 @@ export function installEndpointPolicy(maps: Maps, pp: PodStart | undefined, entr
   const pol = maps.get('policy')!;
   const ipc = maps.get('ipcache')!;
   if (pp && !entriesThere) {
-    for (let o = 0; o < pp.allow.length; o += ALLOW_RECORD) mapUpdate(pol, pp.allow.subarray(o, o + POL_KEY_SIZE), pp.allow.subarray(o + POL_KEY_SIZE, o + ALLOW_RECORD));
+    const allow = pp.allow();
+    for (let o = 0; o < allow.length; o += ALLOW_RECORD) mapUpdate(pol, allow.subarray(o, o + POL_KEY_SIZE), allow.subarray(o + POL_KEY_SIZE, o + ALLOW_RECORD));
   }
   for (const a of addrs) {
     const identity = (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN;

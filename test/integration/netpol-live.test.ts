@@ -153,3 +153,25 @@ describe('NetworkPolicy needs the eBPF data path', () => {
     }
   });
 });
+
+describe('NetworkPolicy on a node whose network has no pod yet', () => {
+  it('the first pods install their own entries from the last sync: enforced with no sync after them', async () => {
+    const c = new NetpolCluster({ namespaces: ['x', 'y'], pods: [], ports: [80], protocols: ['TCP'] });
+    try {
+      c.sync([pol('x', 'only-x', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })], [futurePod('x', 'a'), futurePod('x', 'b'), futurePod('y', 'a')]);
+      c.addPod('x', 'a');
+      c.addPod('x', 'b');
+      c.addPod('y', 'a');
+      const m = await c.probe();
+      assert.equal(m.get('y/a -> x/a 80/TCP'), false, 'y/a denied by the policy the first ADD installed');
+      assert.equal(m.get('x/b -> x/a 80/TCP'), true, 'x/b\'s ADD published its identity (from the sync\'s chunks), which x/a\'s entries name');
+      assert.equal(m.get('x/a -> y/a 80/TCP'), true, 'egress unrestricted, y unselected');
+      c.sync([pol('x', 'only-x', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })]);
+      const m2 = await c.probe();
+      assert.equal(m2.get('x/b -> x/a 80/TCP'), true, 'named by the sync: allowed');
+      assert.equal(m2.get('y/a -> x/a 80/TCP'), false);
+    } finally {
+      c.teardown();
+    }
+  });
+});
