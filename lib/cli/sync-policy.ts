@@ -3,10 +3,10 @@
 import { hostname } from 'node:os';
 import type { NetConf } from '../config/types.js';
 import { parseAddr, parseCidr, type Cidr } from '../net/ip.js';
-import { compile, chunkIdentity, ID_UNKNOWN, type PodPolicy } from '../policy/compile.js';
-import type { ClusterObjects } from '../policy/objects.js';
+import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
+import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
-import { applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
+import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
 import { readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
 import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
@@ -26,7 +26,17 @@ function nodeRanges(conf: NetConf): Cidr[] {
   return (conf.ipam?.ranges ?? []).flat().map((r) => parseCidr(r.subnet)).filter((c): c is Cidr => c !== undefined);
 }
 
-export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source: string): PolicySync {
+/** What a long-running sync keeps of its last full compile to apply one remote pod's change alone. */
+export interface PolicyView {
+  compiled: Compiled;
+  slots: Slots;
+  local: ReadonlySet<string>;
+  node: string;
+}
+
+export const syncNetworkPolicy = (conf: NetConf, objects: ClusterObjects, source: string): PolicySync => syncNetworkPolicyView(conf, objects, source).sync;
+
+export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, source: string, table?: IdTable): { sync: PolicySync; view: PolicyView } {
   const node = conf.nodeName ?? hostname();
   return withNetworkLock(conf.stateDir, conf.name, () => {
     const records = readEndpoints(conf);
@@ -41,7 +51,7 @@ export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source
       pods.set(key, { ...pod, ips: r.addrs });
       local.add(key);
     }
-    const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, readIdTable(conf));
+    const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
     // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
     const prev = readSlots(conf);
     const slots: Slots = { next: prev.next, slots: {} };
@@ -80,6 +90,30 @@ export function syncNetworkPolicy(conf: NetConf, objects: ClusterObjects, source
       time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
       identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
     });
-    return { policies: compiled.policies.length, identities: compiled.identities.size, localPods: compiled.pods.size, unknown, ...(applied ? { applied } : {}), problems: compiled.problems };
+    return {
+      sync: { policies: compiled.policies.length, identities: compiled.identities.size, localPods: compiled.pods.size, unknown, ...(applied ? { applied } : {}), problems: compiled.problems },
+      view: { compiled, slots, local, node },
+    };
+  });
+}
+
+/**
+ * One pod of another node changed or went: its addresses' identities and what a new identity
+ * adds to this node's pods, written alone. The record of the last full sync no longer
+ * describes the maps, so the next full sync reads them back. Returns the entries written.
+ */
+export function applyRemotePod(conf: NetConf, view: PolicyView, pod: PodObj | undefined, oldIps: string[]): number {
+  return withNetworkLock(conf.stateDir, conf.name, () => {
+    const net = openNetwork(conf.bpffsRoot, conf.name);
+    if (!net) return 0;
+    try {
+      const delta = pod ? view.compiled.remotePod(pod) : undefined;
+      // The next full compile numbers from here: an identity made now keeps its number, no other takes it.
+      if (delta) view.compiled.table = delta.table;
+      writeApplied(conf, undefined, undefined);
+      return applyPodDelta(net.maps, delta, view.slots.slots, oldIps.filter((ip) => !pod?.ips.includes(ip)));
+    } finally {
+      net.close();
+    }
   });
 }

@@ -6,7 +6,7 @@ import type { KubeAccess } from '../cluster/k8s.js';
 import { COLLECTIONS } from '../cluster/k8s.js';
 import { Informer } from '../cluster/watch.js';
 import { addObjects, emptyCluster } from '../policy/objects.js';
-import { syncNetworkPolicy } from './sync-policy.js';
+import { applyRemotePod, syncNetworkPolicyView, type PolicyView } from './sync-policy.js';
 
 const DEBOUNCE_MS = 20;
 
@@ -14,21 +14,67 @@ function logLine(level: string, msg: string, fields: Record<string, unknown>): v
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
 }
 
-/** Starts the watches; resolves never (until stop aborts). */
+/** A full compile again at least this often while only single remote pods changed. */
+const FULL_EVERY_MS = 60_000;
+
+/**
+ * Starts the watches; resolves never (until stop aborts). A change of one pod of another
+ * node is applied alone (sync-policy.ts applyRemotePod: work that grows with this node's
+ * rules, not with the cluster); anything else — a namespace, a policy, a pod of this node,
+ * a fresh list — compiles everything again.
+ */
 export async function watchPolicy(access: KubeAccess, networks: () => NetConf[], stop: AbortSignal): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   let first = true;
-  const informers = Object.entries(COLLECTIONS).map(([kind, path]) => new Informer(access, kind, path, () => schedule(), logLine));
+  let full = true;
+  let lastFull = 0;
+  /** Remote pods changed since the last apply, with the addresses they had. */
+  const changedPods = new Map<string, string[]>();
+  const views = new Map<string, PolicyView>();
+  // The objects, parsed once each: an event re-parses only what it carries.
+  const objects = emptyCluster();
+  const collection = (kind: string): Map<string, unknown> => (kind === 'Namespace' ? objects.namespaces : kind === 'Pod' ? objects.pods : objects.policies);
+  const informers = Object.entries(COLLECTIONS).map(([kind, path]) => new Informer(access, kind, path, (key, object) => {
+    const c = collection(kind);
+    if (key === undefined) {
+      c.clear();
+      addObjects(objects, [...informers.find((i) => i.kind === kind)!.items.values()]);
+      full = true;
+    } else {
+      const before = kind === 'Pod' ? objects.pods.get(key) : undefined;
+      // Namespaces are keyed by name; the informer's key is "namespace/name" (empty namespace).
+      c.delete(kind === 'Namespace' ? key.slice(key.indexOf('/') + 1) : key);
+      if (object !== undefined) addObjects(objects, [object]);
+      const after = kind === 'Pod' ? objects.pods.get(key) : undefined;
+      const remote = kind === 'Pod' && [...views.values()].every((v) => !v.local.has(key) && (after?.nodeName ?? before?.nodeName) !== v.node && before?.nodeName !== v.node);
+      if (remote && views.size > 0) {
+        if (!changedPods.has(key)) changedPods.set(key, before?.ips ?? []);
+      } else {
+        full = true;
+      }
+    }
+    schedule();
+  }, logLine));
   const apply = (): void => {
     timer = undefined;
     // Until every collection has been listed once, a partial view would isolate or open pods wrongly.
     if (informers.some((i) => i.lists === 0)) return;
     const started = Date.now();
-    const objects = emptyCluster();
-    for (const i of informers) addObjects(objects, [...i.items.values()]);
+    const whole = full || Date.now() - lastFull > FULL_EVERY_MS;
+    const pods = [...changedPods];
+    full = false;
+    changedPods.clear();
     for (const conf of networks()) {
       try {
-        const r = syncNetworkPolicy(conf, objects, `watch of ${access.server}`);
+        const view = views.get(conf.name);
+        if (!whole && view) {
+          let written = 0;
+          for (const [key, oldIps] of pods) written += applyRemotePod(conf, view, objects.pods.get(key), oldIps);
+          logLine('info', 'policy updated', { network: conf.name, ms: Date.now() - started, pods: pods.map(([k]) => k), written, incremental: true });
+          continue;
+        }
+        const { sync: r, view: v } = syncNetworkPolicyView(conf, objects, `watch of ${access.server}`, view?.compiled.table);
+        views.set(conf.name, v);
         const a = r.applied;
         logLine('info', first ? 'policy synced' : 'policy updated', {
           network: conf.name, ms: Date.now() - started, policies: r.policies, identities: r.identities,
@@ -36,9 +82,12 @@ export async function watchPolicy(access: KubeAccess, networks: () => NetConf[],
           ...(r.problems.length ? { problems: r.problems } : {}),
         });
       } catch (e) {
+        views.delete(conf.name);
+        full = true;
         logLine('error', 'policy sync failed', { network: conf.name, error: (e as Error).message });
       }
     }
+    if (whole) lastFull = Date.now();
     first = false;
   };
   const schedule = (): void => {

@@ -32,7 +32,8 @@ export class Informer {
     private readonly access: KubeAccess,
     readonly kind: string,
     private readonly path: string,
-    private readonly changed: () => void,
+    /** A list replaced everything (key undefined), or one object changed (deleted: object undefined). */
+    private readonly changed: (key?: string, object?: unknown) => void,
     private readonly log: WatchLog,
     private readonly timeoutSeconds = 290,
   ) {}
@@ -127,9 +128,14 @@ export class Informer {
     const rv = obj(o.metadata).resourceVersion;
     if (typeof rv === 'string' && rv) this.resourceVersion = rv;
     if (type === 'BOOKMARK') return;
-    if (type === 'DELETED') this.items.delete(keyOf(o));
-    else if (type === 'ADDED' || type === 'MODIFIED') this.items.set(keyOf(o), { kind: this.kind, ...o });
-    else return;
-    this.changed();
+    const key = keyOf(o);
+    if (type === 'DELETED') {
+      this.items.delete(key);
+      this.changed(key);
+    } else if (type === 'ADDED' || type === 'MODIFIED') {
+      const item = { kind: this.kind, ...o };
+      this.items.set(key, item);
+      this.changed(key, item);
+    }
   }
 }

@@ -1,13 +1,13 @@
 // Policy in the kernel: an endpoint's allowances and the ipcache, written so that no packet
 // ever meets a moment of allow-all or deny-all. A sync adds what is new, then switches the
 // endpoints' "selected" flags and the ipcache, then removes what is gone (make before break).
-import { formatCidr, parseCidr, type Addr } from '../net/ip.js';
+import { formatCidr, parseAddr, parseCidr, type Addr } from '../net/ip.js';
 import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
 import {
   ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epValue, ipcKey, ipcValue, parseEpValue, parseIpcKey, parseIpcValue, polKey, polValue, type MapName,
 } from '../bpf/layout.js';
-import { chunkIdentity, type Allow, type IpcacheEntry, type PodPolicy } from '../policy/compile.js';
+import { chunkIdentity, type Allow, type IpcacheEntry, type PodDelta, type PodPolicy } from '../policy/compile.js';
 import type { PodStart } from './policy-state.js';
 
 type Maps = ReadonlyMap<MapName, number>;
@@ -155,6 +155,27 @@ export function applyPolicy(maps: Maps, d: Desired, last?: Written): ApplyReport
     r.policyRemoved++;
   }
   return { ...r, written: { policy: want, ipcache: wantIpc } };
+}
+
+/** A remote pod's change (compile.ts remotePod): new allowances first, then the addresses' identities, then addresses gone. */
+export function applyPodDelta(maps: Maps, d: PodDelta | undefined, slots: Readonly<Record<string, number>>, gone: string[]): number {
+  const pol = maps.get('policy')!, ipc = maps.get('ipcache')!;
+  let n = 0;
+  for (const { pod, dir, allow: a } of d?.allows ?? []) {
+    const slot = slots[pod];
+    if (!slot) continue;
+    mapUpdate(pol, polKey({ slot, identity: a.identity, dir: dir === 'ingress' ? POL_INGRESS : POL_EGRESS, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits }), polValue(a.policy));
+    n++;
+  }
+  for (const e of d?.ipcache ?? []) {
+    mapUpdate(ipc, ipcKey(e.cidr.addr, e.cidr.prefix), ipcValue({ identity: e.identity, flags: 0 }));
+    n++;
+  }
+  for (const ip of gone) {
+    const a = parseAddr(ip);
+    if (a && mapDelete(ipc, ipcKey(a, a.family === 4 ? 32 : 128))) n++;
+  }
+  return n;
 }
 
 /** The ipcache as text, for `twill policy` (address → identity, host flag). */

@@ -63,6 +63,18 @@ export interface Compiled {
   policies: string[];
   blocks: { cidr: string; except: string[] }[];
   problems: string[];
+  /**
+   * A pod of another node changed (labels, addresses): its addresses' identities, and the
+   * allowances a new identity adds to this node's pods — work that grows with this node's
+   * rules, not with the cluster. Everything else of the compile holds until the next one.
+   */
+  remotePod(pod: PodObj): PodDelta;
+}
+
+export interface PodDelta {
+  ipcache: IpcacheEntry[];
+  allows: { pod: string; dir: 'ingress' | 'egress'; allow: Allow }[];
+  table: IdTable;
 }
 
 export interface NodeView {
@@ -176,18 +188,19 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   let everyone: Identity[] | undefined;
   const byLabel = new Map<string, Identity[]>();
   const byBlock = new Map<number, Identity[]>();
+  const push = <K>(m: Map<K, Identity[]>, k: K, i: Identity): void => {
+    const l = m.get(k);
+    if (l) l.push(i);
+    else m.set(k, [i]);
+  };
+  const index = (i: Identity): void => {
+    for (const [k, v] of Object.entries(i.pod?.labels ?? {})) push(byLabel, `${k}=${v}`, i);
+    for (const b of i.blocks) push(byBlock, b, i);
+  };
   const all = (): Identity[] => {
     if (everyone) return everyone;
     everyone = [...ids.byId.values()];
-    const push = <K>(m: Map<K, Identity[]>, k: K, i: Identity): void => {
-      const l = m.get(k);
-      if (l) l.push(i);
-      else m.set(k, [i]);
-    };
-    for (const i of everyone) {
-      for (const [k, v] of Object.entries(i.pod?.labels ?? {})) push(byLabel, `${k}=${v}`, i);
-      for (const b of i.blocks) push(byBlock, b, i);
-    }
+    for (const i of everyone) index(i);
     return everyone;
   };
   const candidates = (peer: Peer): Identity[] => {
@@ -257,9 +270,11 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     return out;
   }
 
-  function ruleAllows(p: PolicyObj, r: Rule, dir: Direction, pod: PodObj): Allow[] {
+  /** A rule's allowances; with only, just those naming that identity that "any peer" entries do not already cover. */
+  function ruleAllows(p: PolicyObj, r: Rule, dir: Direction, pod: PodObj, only?: Identity): Allow[] {
     const policy = policyIndex.get(p)!;
-    const peers = r.peers ? peerIds(p, r) : [ID_ANY];
+    const peers = only ? (r.peers?.some((peer) => selects(p, peer, only)) ? [only.id] : r.peers ? [] : [ID_ANY]) : r.peers ? peerIds(p, r) : [ID_ANY];
+    if (only && peers.includes(ID_ANY) && !(dir === 'Egress' && r.ports?.some((x) => typeof x.port === 'string'))) return [];
     if (!r.ports) return peers.map((identity) => ({ identity, proto: 0, protoBits: 0, port: 0, portBits: 0, policy }));
     const out: Allow[] = [];
     for (const spec of r.ports) {
@@ -268,8 +283,9 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
         for (const b of portBlocks(from, to)) out.push({ identity, proto, protoBits: 8, port: b.port, portBits: b.bits, policy });
       };
       if (spec.port === undefined) {
-        for (const identity of peers) out.push({ identity, proto, protoBits: 8, port: 0, portBits: 0, policy });
+        if (!(only && peers.includes(ID_ANY))) for (const identity of peers) out.push({ identity, proto, protoBits: 8, port: 0, portBits: 0, policy });
       } else if (typeof spec.port === 'number') {
+        if (only && peers.includes(ID_ANY)) continue;
         const to = spec.endPort !== undefined && spec.endPort >= spec.port ? spec.endPort : spec.port;
         for (const identity of peers) emit(identity, spec.port, Math.min(to, 65535));
       } else if (dir === 'Ingress') {
@@ -277,14 +293,43 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
         for (const cp of pod.ports.filter((x) => x.name === spec.port && x.protocol === spec.protocol)) for (const identity of peers) emit(identity, cp.port, cp.port);
       } else {
         // Egress: each destination's own port of that name; "any peer" means every pod that has one.
-        const dests = peers.includes(ID_ANY) ? all().filter((i) => i.pod) : peers.map((id) => ids.byId.get(id)!).filter((i) => i.pod);
+        const dests = peers.includes(ID_ANY) ? (only ? [only] : all()).filter((i) => i.pod) : peers.map((id) => ids.byId.get(id)!).filter((i) => i.pod);
         for (const i of dests) for (const cp of i.pod!.ports.filter((x) => x.name === spec.port && x.protocol === spec.protocol)) emit(i.id, cp.port, cp.port);
       }
     }
     return out;
   }
 
-  return { identities: ids.byId, table: ids.table(), ipcache: [...ipcache.values()], pods, policies: policies.map((p) => `${p.namespace}/${p.name}`), blocks: blocks.map((b) => ({ cidr: formatCidr(b.cidr), except: b.except.map(formatCidr) })), problems };
+  const remotePod = (pod: PodObj): PodDelta => {
+    all();
+    const known = new Set(ids.byId.keys());
+    const entries: IpcacheEntry[] = [];
+    for (const ip of pod.ips) {
+      const a = parseAddr(ip);
+      if (!a) continue;
+      const cidr = hostCidr(a);
+      entries.push({ cidr, identity: podIdentity(pod, blocksOf(cidr)), host: false });
+    }
+    const allows: PodDelta['allows'] = [];
+    for (const e of entries) {
+      if (known.has(e.identity) || e.identity < FIRST_ID) continue;
+      const i = ids.byId.get(e.identity)!;
+      known.add(i.id);
+      everyone!.push(i);
+      index(i);
+      for (const key of localChunks.keys()) {
+        const lp = c.pods.get(key)!;
+        for (const dir of ['Ingress', 'Egress'] as Direction[]) {
+          for (const p of policies.filter((x) => x.namespace === lp.namespace && x.types.includes(dir) && matches(x.podSelector, lp.labels))) {
+            for (const r of dir === 'Ingress' ? p.ingress : p.egress) for (const allow of ruleAllows(p, r, dir, lp, i)) allows.push({ pod: key, dir: dir === 'Ingress' ? 'ingress' : 'egress', allow });
+          }
+        }
+      }
+    }
+    return { ipcache: entries, allows, table: ids.table() };
+  };
+
+  return { remotePod, identities: ids.byId, table: ids.table(), ipcache: [...ipcache.values()], pods, policies: policies.map((p) => `${p.namespace}/${p.name}`), blocks: blocks.map((b) => ({ cidr: formatCidr(b.cidr), except: b.except.map(formatCidr) })), problems };
 }
 
 /**

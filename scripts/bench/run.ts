@@ -196,7 +196,7 @@ async function main(): Promise<void> {
     }
     if (only.includes('policy')) {
       const { policyBench } = await import('./policy.js');
-      policyBench(ws, say, out, targets);
+      await policyBench(ws, say, out, targets);
     }
   } finally {
     ws.cleanup();

@@ -2,7 +2,7 @@
 // well under a second, bookmarks and "410 Gone" (a fresh list) are handled, a rotated token
 // is picked up without a restart, and failures are retried.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { FakeKube } from '../helpers/fake-kube.js';
@@ -105,6 +105,25 @@ describe('NetworkPolicy from the watch API', () => {
     await until(false);
     assert.equal(kube.requests.at(-1)!.token, 'token-2');
     kube.delete('NetworkPolicy', 'x', 'deny');
+    await until(true);
+  });
+
+  it('a pod of another node changing labels is applied alone (incremental), and the kernel\'s verdict follows', async () => {
+    const why = () => spawnSync(TWILL, ['policy', 'why', '10.99.0.5', 'x/a', '80/tcp', '--conf-dir', c.confDir], { encoding: 'utf8' });
+    const remote = (labels: Record<string, string>) => ({ metadata: { namespace: 'y', name: 'far', labels }, spec: { nodeName: 'node-9', containers: [{ name: 'c' }] }, status: { phase: 'Running', podIPs: [{ ip: '10.99.0.5' }] } });
+    kube.put('Pod', remote({ app: 'db' }));
+    kube.put('NetworkPolicy', { metadata: { namespace: 'x', name: 'from-web' }, spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'web' } } }] }] } });
+    const t0 = Date.now();
+    while (why().status !== 1 && Date.now() - t0 < 3000) await sleep(50);
+    assert.equal(why().status, 1, 'denied while the pod is app=db');
+    const mark = log.length;
+    kube.put('Pod', remote({ app: 'web' }));
+    const t1 = Date.now();
+    while (why().status !== 0 && Date.now() - t1 < 3000) await sleep(50);
+    assert.equal(why().status, 0, `allowed once it is app=web:\n${why().stdout}\n${log.slice(mark)}`);
+    assert.match(log.slice(mark), /"incremental":true/);
+    kube.delete('NetworkPolicy', 'x', 'from-web');
+    kube.delete('Pod', 'y', 'far');
     await until(true);
   });
 

@@ -130,3 +130,37 @@ describe('compile', () => {
     assert.ok(aId(changed) > Math.max(...first.ipcache.map((e) => e.identity)));
   });
 });
+
+describe('a remote pod changed alone (watch)', () => {
+  const items = [ns('x'), ns('y'),
+    pod('x', 'a', '10.0.0.2', { app: 'a' }, [{ name: 'http', containerPort: 8080 }]),
+    pod('y', 'b', '10.0.1.3', { app: 'b' }, [{ name: 'http', containerPort: 9090 }], 'n2'),
+    netpol('x', 'in', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'web' } } }], ports: [{ port: 80 }, { port: 'http' }] }] }),
+    netpol('x', 'out', { podSelector: {}, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }, { to: [{ podSelector: { matchLabels: { app: 'web' } }, namespaceSelector: {} }] }] })];
+  const key = (a: Allow) => `${a.identity}/${a.protoBits}/${a.proto}/${a.port}/${a.portBits}`;
+
+  it('adds exactly what a full compile would add for the pod\'s new identity, and keeps numbers unique', () => {
+    const first = compile(cluster(items), view(['x/a']));
+    const moved = { namespace: 'y', name: 'b', labels: { app: 'web' }, ips: ['10.0.1.3'], nodeName: 'n2', ports: [{ name: 'http', port: 9090, protocol: 'TCP' as const }] };
+    const d = first.remotePod(moved);
+    const newId = d.ipcache[0]!.identity;
+    assert.ok(!first.ipcache.some((e) => e.identity === newId), 'a new identity');
+    const full = compile(cluster([...items.slice(0, 3), pod('y', 'b', '10.0.1.3', { app: 'web' }, [{ name: 'http', containerPort: 9090 }], 'n2'), ...items.slice(4)]), view(['x/a']), d.table);
+    assert.equal(full.ipcache.find((e) => e.cidr.addr.value === parseAddr('10.0.1.3')!.value)!.identity, newId, 'the full compile agrees on its number');
+    for (const dir of ['ingress', 'egress'] as const) {
+      const want = full.pods.get('x/a')![dir]!.filter((a) => a.identity === newId).map(key).sort();
+      const got = d.allows.filter((x) => x.dir === dir).map((x) => key(x.allow)).sort();
+      assert.deepEqual(got, want, dir);
+      assert.ok(want.length > 0, `${dir} has entries for it`);
+    }
+    const ids = [...full.identities.keys()];
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
+  it('a label set another pod already has adds nothing but the address', () => {
+    const first = compile(cluster(items), view(['x/a']));
+    const d = first.remotePod({ namespace: 'x', name: 'a2', labels: { app: 'a' }, ips: ['10.0.0.9'], nodeName: 'n2', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }] });
+    assert.equal(d.allows.length, 0);
+    assert.equal(d.ipcache[0]!.identity, first.ipcache.find((e) => e.cidr.addr.value === parseAddr('10.0.0.2')!.value)!.identity);
+  });
+});
