@@ -4,6 +4,7 @@ import { add, check, del, gc, status, type Call } from './attachment.js';
 import { toCni } from './kernel-errors.js';
 import { Code, CniError } from './cni/errors.js';
 import { log } from './log.js';
+import { readPodStart } from './datapath/policy-state.js';
 
 // DNS-1123 label (namespace) and subdomain (pod): both become parts of file names.
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -33,9 +34,9 @@ function call(inv: Invocation): Call {
 }
 
 /** Runs a verb; what the kernel layer threw leaves as a CNI error (lib/kernel-errors.ts). */
-const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => (inv) => {
+const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => async (inv) => {
   try {
-    return fn(call(inv));
+    return await fn(call(inv));
   } catch (e) {
     const err = toCni(e);
     // Every failed verb is in the log with its reason (other errors are logged, with their
@@ -45,7 +46,23 @@ const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => (inv) => {
   }
 };
 
-export const ADD = verb(add);
+/**
+ * A pod the last policy sync did not know is read from the API server first when the network
+ * names a kubeconfig (datapath/policy-learn.ts); failing that, it starts isolated.
+ */
+async function addLearning(c: Call): Promise<ReturnType<typeof add>> {
+  if (c.conf.policy?.kubeconfig && c.pod && !readPodStart(c.conf, `${c.pod.namespace}/${c.pod.name}`)) {
+    try {
+      const { learnPod } = await import('./datapath/policy-learn.js');
+      if (await learnPod(c.conf, c.pod)) log.info('pod unknown to the last sync: policy read from the API server', { pod: `${c.pod.namespace}/${c.pod.name}` });
+    } catch (e) {
+      log.warn('could not read the pod from the API server: it starts isolated', { pod: `${c.pod.namespace}/${c.pod.name}`, error: (e as Error).message });
+    }
+  }
+  return add(c);
+}
+
+export const ADD = verb(addLearning);
 export const DEL = verb(del);
 export const CHECK = verb(check);
 export const GC = verb(gc);

@@ -7,7 +7,7 @@ import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type P
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
 import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
-import { readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
+import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
 import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { localAddresses } from '../sys/podlink.js';
@@ -22,9 +22,6 @@ export interface PolicySync {
   problems: string[];
 }
 
-function nodeRanges(conf: NetConf): Cidr[] {
-  return (conf.ipam?.ranges ?? []).flat().map((r) => parseCidr(r.subnet)).filter((c): c is Cidr => c !== undefined);
-}
 
 /** What a long-running sync keeps of its last full compile to apply one remote pod's change alone. */
 export interface PolicyView {

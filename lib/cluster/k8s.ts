@@ -96,10 +96,13 @@ export class HttpError extends Error {
   }
 }
 
-function get(a: KubeAccess, path: string): Promise<Obj> {
+/** One object (or list page) by path. */
+export const getObject = (a: KubeAccess, path: string, timeoutMs = 15_000): Promise<Obj> => get(a, path, timeoutMs);
+
+function get(a: KubeAccess, path: string, timeoutMs = 15_000): Promise<Obj> {
   const url = new URL(path, a.server);
   return new Promise((res, rej) => {
-    const req = request(url, { method: 'GET', ...requestOptions(a), timeout: 15_000 }, (r) => {
+    const req = request(url, { method: 'GET', ...requestOptions(a), timeout: timeoutMs }, (r) => {
       let body = '';
       r.setEncoding('utf8');
       r.on('data', (d: string) => {

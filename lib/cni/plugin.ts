@@ -14,7 +14,7 @@ export interface Invocation {
   rawEnv: NodeJS.ProcessEnv;
 }
 
-export type Handler = (inv: Invocation) => Result | void;
+export type Handler = (inv: Invocation) => Result | void | Promise<Result | void>;
 export type Handlers = Record<Exclude<Verb, 'VERSION'>, () => Promise<Handler>>;
 
 export interface Io {
@@ -58,7 +58,7 @@ export async function runCni(rawEnv: NodeJS.ProcessEnv, handlers: Handlers, io: 
     io.configureLog(conf, env);
     gate(env.verb, conf.cniVersion);
     const handler = await handlers[env.verb]();
-    const result = handler({ env, conf, stdin, rawEnv });
+    const result = await handler({ env, conf, stdin, rawEnv });
     if (env.verb === 'ADD') {
       if (!result) throw new CniError(Code.Internal, 'ADD produced no result');
       io.stdout(JSON.stringify(formatResult(result, conf.cniVersion)));

@@ -81,9 +81,10 @@ export const schema = {
     policy: {
       type: 'object',
       required: ['type'],
-      description: 'NetworkPolicy enforcement (the key Calico\'s CNI config uses). With "type": "k8s" every pod of the network is judged by the policies `twill sync` last computed, in eBPF (the eBPF data path is then required: ADD and STATUS fail where it cannot run). A pod the last sync did not know (by CNI_ARGS K8S_POD_NAMESPACE/K8S_POD_NAME) starts isolated until a sync knows it. Without this key nothing is enforced.',
+      description: 'NetworkPolicy enforcement (the key Calico\'s CNI config uses). With "type": "k8s" every pod of the network is judged by the policies `twill sync` last computed, in eBPF (the eBPF data path is then required: ADD and STATUS fail where it cannot run). A pod the last sync did not know (by CNI_ARGS K8S_POD_NAMESPACE/K8S_POD_NAME) is read from the API server (kubeconfig) or starts isolated until a sync knows it. Without this key nothing is enforced.',
       properties: {
         type: { enum: ['k8s'], description: '"k8s": networking.k8s.io/v1 NetworkPolicy.' },
+        kubeconfig: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Kubeconfig ADD uses to read a pod the last sync did not know, with its namespace and that namespace\'s NetworkPolicies (3 s at most); without it, or when that fails, the pod starts isolated until a sync knows it.' },
         ipcacheEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 65536, description: 'Addresses the ipcache trie holds (every pod of the cluster, this node\'s addresses, ipBlock prefixes). Allocated as used.' },
         policyEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 262144, description: 'Entries of the policy trie: (local endpoint, direction, peer identity, protocol, port block) allowances. Allocated as used.' },
       },

@@ -5,6 +5,7 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
+import { parseCidr, type Cidr } from '../net/ip.js';
 import { ALLOW_RECORD, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE } from '../bpf/layout.js';
 import { allowKeys, type Written } from './policy.js';
 import { fileName } from '../naming.js';
@@ -19,6 +20,8 @@ const allowFile = (conf: NetConf, pod: string): string => `${policyDir(conf)}/po
 export interface PodStart {
   /** The pod's slot in the policy trie (struct pol_key.slot). */
   slot: number;
+  /** Computed by ADD from the API server (the sync did not know the pod): ADD writes its entries. */
+  learned?: boolean;
   ingress: boolean;
   egress: boolean;
   chunks: PodPolicy['chunks'];
@@ -146,25 +149,39 @@ export function writeSyncState(conf: NetConf, pods: ReadonlyMap<string, PodPolic
   mkdirs(`${dir}/pods`, 0o700);
   const keep = new Set<string>();
   for (const [pod, p] of pods) {
-    const f = podFile(conf, pod), a = allowFile(conf, pod);
-    keep.add(f.slice(f.lastIndexOf('/') + 1));
-    keep.add(a.slice(a.lastIndexOf('/') + 1));
-    const slot = slots.slots[pod]!;
-    const entries = [...allowKeys(slot, p)];
-    const bin = Buffer.alloc(entries.length * ALLOW_RECORD);
-    entries.forEach(([k, v], i) => {
-      Buffer.from(k, 'hex').copy(bin, i * ALLOW_RECORD);
-      v.copy(bin, i * ALLOW_RECORD + POL_KEY_SIZE);
-    });
-    putBytes(a, bin);
-    const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy };
-    put(f, `${JSON.stringify(head)}\n`);
+    for (const f of writePodStart(conf, pod, p, slots.slots[pod]!)) keep.add(f);
   }
   for (const f of readdirSync(`${dir}/pods`)) if (!keep.has(f)) rmSync(`${dir}/pods/${f}`, { force: true });
   put(`${dir}/identities.json`, `${JSON.stringify(table)}\n`);
   put(`${dir}/slots.json`, `${JSON.stringify(slots)}\n`);
   put(`${dir}/names.json`, `${JSON.stringify(names)}\n`);
   writeAtomic(`${dir}/sync.json`, `${JSON.stringify(rec, null, 2)}\n`);
+}
+
+/** A pod's start (head and entries, entries first); returns the two file names. */
+export function writePodStart(conf: NetConf, pod: string, p: PodPolicy, slot: number, learned = false): string[] {
+  const f = podFile(conf, pod), a = allowFile(conf, pod);
+  mkdirs(`${policyDir(conf)}/pods`, 0o700);
+  const entries = [...allowKeys(slot, p)];
+  const bin = Buffer.alloc(entries.length * ALLOW_RECORD);
+  entries.forEach(([k, v], i) => {
+    Buffer.from(k, 'hex').copy(bin, i * ALLOW_RECORD);
+    v.copy(bin, i * ALLOW_RECORD + POL_KEY_SIZE);
+  });
+  putBytes(a, bin);
+  const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy, ...(learned ? { learned } : {}) };
+  put(f, `${JSON.stringify(head)}\n`);
+  return [f.slice(f.lastIndexOf('/') + 1), a.slice(a.lastIndexOf('/') + 1)];
+}
+
+export function writeSlots(conf: NetConf, slots: Slots): void {
+  mkdirs(policyDir(conf), 0o700);
+  writeAtomic(`${policyDir(conf)}/slots.json`, `${JSON.stringify(slots)}\n`);
+}
+
+/** The pod address ranges of this node's IPAM (where a new local pod's address comes from). */
+export function nodeRanges(conf: NetConf): Cidr[] {
+  return (conf.ipam?.ranges ?? []).flat().map((r) => parseCidr(r.subnet)).filter((c): c is Cidr => c !== undefined);
 }
 
 export function writeEndpoint(conf: NetConf, hostName: string, rec: EndpointRecord): void {

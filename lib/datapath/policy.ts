@@ -38,7 +38,7 @@ export const policyFlags = (pp: Pick<PodPolicy, 'ingress' | 'egress'> | undefine
 export function installEndpointPolicy(maps: Maps, pp: PodStart | undefined, entriesThere: boolean, addrs: Addr[], gateways: Addr[]): { flags: number; slot: number } {
   const pol = maps.get('policy')!;
   const ipc = maps.get('ipcache')!;
-  if (pp && !entriesThere) {
+  if (pp && (!entriesThere || pp.learned)) {
     const allow = pp.allow();
     for (let o = 0; o < allow.length; o += ALLOW_RECORD) mapUpdate(pol, allow.subarray(o, o + POL_KEY_SIZE), allow.subarray(o + POL_KEY_SIZE, o + ALLOW_RECORD));
   }

@@ -121,7 +121,16 @@ class Identities {
   }
 }
 
-export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { next: FIRST_ID, ids: {} }): Compiled {
+/**
+ * Compiling with what an earlier sync knew instead of the whole cluster (ADD of a pod that
+ * sync never heard of): the identities of its table stand for the cluster's pods, its blocks
+ * keep their indexes.
+ */
+export interface Seed {
+  blocks: { cidr: string; except: string[] }[];
+}
+
+export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { next: FIRST_ID, ids: {} }, seed?: Seed): Compiled {
   const problems: string[] = [];
   const policies = [...c.policies.values()].sort((a, b) => (a.namespace + '/' + a.name < b.namespace + '/' + b.name ? -1 : 1));
   const policyIndex = new Map(policies.map((p, i) => [p, i]));
@@ -143,6 +152,7 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     blockIndex.set(key, blocks.length - 1);
     return blocks.length - 1;
   };
+  for (const b of seed?.blocks ?? []) blockOf(b, 'the last sync');
   const peerBlocks = new Map<Peer, number | undefined>();
   for (const p of policies) {
     for (const r of [...p.ingress, ...p.egress]) {
@@ -159,6 +169,18 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     const key = JSON.stringify([pod.namespace, sortedLabels(nsLabels), sortedLabels(pod.labels), ports.map((p) => [p.name, p.protocol, p.port]), bs]);
     return ids.get(key, (id) => ({ id, pod: { namespace: pod.namespace, nsLabels, labels: pod.labels, ports }, blocks: bs }));
   };
+
+  if (seed) {
+    for (const [key, id] of Object.entries(prev.ids)) {
+      if (key.startsWith('cidr:')) {
+        const bs = key.slice(5).split(',').map(Number);
+        ids.get(key, () => ({ id, blocks: bs }));
+        continue;
+      }
+      const [namespace, nsl, l, ports, bs] = JSON.parse(key) as [string, [string, string][], [string, string][], [string, Protocol, number][], number[]];
+      ids.get(key, () => ({ id, pod: { namespace, nsLabels: Object.fromEntries(nsl), labels: Object.fromEntries(l), ports: ports.map(([name, protocol, port]) => ({ name, protocol, port })) }, blocks: bs }));
+    }
+  }
 
   // The ipcache: every pod address, then every block prefix and exception, then this node's addresses.
   const ipcache = new Map<string, IpcacheEntry>();
@@ -247,17 +269,20 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     }
     localChunks.set(key, chunks);
   }
+  /** The policies selecting each local pod, per direction (kept for remotePod). */
+  const selecting = new Map<string, PolicyObj[]>();
   const pods = new Map<string, PodPolicy>();
-  for (const [key, chunks] of localChunks) pods.set(key, { ...allowances(c.pods.get(key)!), chunks });
+  for (const [key, chunks] of localChunks) pods.set(key, { ...allowances(c.pods.get(key)!, key), chunks });
 
-  function allowances(pod: PodObj): Omit<PodPolicy, 'chunks'> {
+  function allowances(pod: PodObj, key: string): Omit<PodPolicy, 'chunks'> {
     const out: Omit<PodPolicy, 'chunks'> = { selectedBy: { ingress: [], egress: [] } };
     for (const dir of ['Ingress', 'Egress'] as Direction[]) {
-      const selecting = policies.filter((p) => p.namespace === pod.namespace && p.types.includes(dir) && matches(p.podSelector, pod.labels));
-      out.selectedBy[dir === 'Ingress' ? 'ingress' : 'egress'] = selecting.map((p) => policyIndex.get(p)!);
-      if (selecting.length === 0) continue;
+      const sel = policies.filter((p) => p.namespace === pod.namespace && p.types.includes(dir) && matches(p.podSelector, pod.labels));
+      selecting.set(`${dir} ${key}`, sel);
+      out.selectedBy[dir === 'Ingress' ? 'ingress' : 'egress'] = sel.map((p) => policyIndex.get(p)!);
+      if (sel.length === 0) continue;
       const seen = new Map<string, Allow>();
-      for (const p of selecting) {
+      for (const p of sel) {
         for (const r of dir === 'Ingress' ? p.ingress : p.egress) {
           for (const a of ruleAllows(p, r, dir, pod)) {
             const k = `${a.identity}/${a.protoBits}/${a.proto}/${a.portBits}/${a.port}`;
@@ -302,25 +327,25 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
 
   const remotePod = (pod: PodObj): PodDelta => {
     all();
-    const known = new Set(ids.byId.keys());
     const entries: IpcacheEntry[] = [];
+    const fresh: Identity[] = [];
     for (const ip of pod.ips) {
       const a = parseAddr(ip);
       if (!a) continue;
       const cidr = hostCidr(a);
-      entries.push({ cidr, identity: podIdentity(pod, blocksOf(cidr)), host: false });
+      const size = ids.byId.size;
+      const identity = podIdentity(pod, blocksOf(cidr));
+      entries.push({ cidr, identity, host: false });
+      if (ids.byId.size > size) fresh.push(ids.byId.get(identity)!);
     }
     const allows: PodDelta['allows'] = [];
-    for (const e of entries) {
-      if (known.has(e.identity) || e.identity < FIRST_ID) continue;
-      const i = ids.byId.get(e.identity)!;
-      known.add(i.id);
+    for (const i of fresh) {
       everyone!.push(i);
       index(i);
       for (const key of localChunks.keys()) {
         const lp = c.pods.get(key)!;
         for (const dir of ['Ingress', 'Egress'] as Direction[]) {
-          for (const p of policies.filter((x) => x.namespace === lp.namespace && x.types.includes(dir) && matches(x.podSelector, lp.labels))) {
+          for (const p of selecting.get(`${dir} ${key}`) ?? []) {
             for (const r of dir === 'Ingress' ? p.ingress : p.egress) for (const allow of ruleAllows(p, r, dir, lp, i)) allows.push({ pod: key, dir: dir === 'Ingress' ? 'ingress' : 'egress', allow });
           }
         }

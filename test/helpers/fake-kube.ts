@@ -97,6 +97,14 @@ export class FakeKube {
       if (!this.tokens.has(token)) return json(401, { kind: 'Status', status: 'Failure', reason: 'Unauthorized', code: 401 });
       if (this.failWith) return json(this.failWith, { kind: 'Status', status: 'Failure', code: this.failWith });
       const url = new URL(req.url ?? '/', 'https://x');
+      // Single objects and namespaced lists (what ADD reads of one pod).
+      const one = /^\/api\/v1\/namespaces\/([^/]+)(?:\/pods\/([^/]+))?$/.exec(url.pathname);
+      if (one) {
+        const o = one[2] ? this.col('Pod').get(`${one[1]}/${one[2]}`) : this.col('Namespace').get(`/${one[1]}`);
+        return o ? json(200, o) : json(404, { kind: 'Status', code: 404 });
+      }
+      const nsList = /^\/apis\/networking\.k8s\.io\/v1\/namespaces\/([^/]+)\/networkpolicies$/.exec(url.pathname);
+      if (nsList) return json(200, { kind: 'NetworkPolicyList', metadata: { resourceVersion: String(this.rv) }, items: [...this.col('NetworkPolicy').values()].filter((o) => o.metadata.namespace === nsList[1]) });
       const kind = PATHS[url.pathname];
       if (!kind) return json(404, { kind: 'Status', code: 404 });
       if (url.searchParams.get('watch') === '1') {

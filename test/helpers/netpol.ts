@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testNet, type Stack } from './netconf.js';
 import { tempBpffs } from './traffic.js';
-import { deleteNetns, makeNetns, netnsPath, removeDir, ROOT, tempDir, twill, TWILL, type Run } from './twill.js';
+import { deleteNetns, makeNetns, netnsPath, removeDir, ROOT, runPluginAsync, tempDir, twill, TWILL, type Run } from './twill.js';
 
 export const AGENT = join(ROOT, 'test/helpers/netpol-agent.py');
 export type Proto = 'TCP' | 'UDP';
@@ -64,6 +64,17 @@ export class NetpolCluster {
   addPod(ns: string, name: string, labels: Record<string, string> = { pod: name }): Pod {
     const p: Pod = { ns, name, netns: makeNetns(), ips: [], labels, containerId: `np${process.pid}${this.seq++}` };
     const r = twill(this.env('ADD', p), this.conf);
+    if (r.code !== 0) throw new Error(`ADD ${ns}/${name}: ${r.stdout}${r.stderr}`);
+    p.ips = (r.json.ips as { address: string }[]).map((i) => i.address.split('/')[0]!);
+    this.pods.set(this.key(ns, name), p);
+    this.serve(p);
+    return p;
+  }
+
+  /** addPod with the plugin run asynchronously: for an ADD that talks to a server in this process. */
+  async addPodAsync(ns: string, name: string, labels: Record<string, string> = { pod: name }): Promise<Pod> {
+    const p: Pod = { ns, name, netns: makeNetns(), ips: [], labels, containerId: `np${process.pid}${this.seq++}` };
+    const r = await runPluginAsync(TWILL, this.env('ADD', p), this.conf);
     if (r.code !== 0) throw new Error(`ADD ${ns}/${name}: ${r.stdout}${r.stderr}`);
     p.ips = (r.json.ips as { address: string }[]).map((i) => i.address.split('/')[0]!);
     this.pods.set(this.key(ns, name), p);

@@ -175,3 +175,37 @@ describe('NetworkPolicy on a node whose network has no pod yet', () => {
     }
   });
 });
+
+describe('ADD of a pod the last sync did not know, with policy.kubeconfig', () => {
+  it('reads the pod, its namespace and their policies from the API server: enforced as written, not isolated; an API server that fails leaves it isolated', async () => {
+    const { FakeKube } = await import('../helpers/fake-kube.js');
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const { tempDir, removeDir } = await import('../helpers/twill.js');
+    const dir = tempDir('learn');
+    const kube = new FakeKube('t0k3n');
+    await kube.start(dir);
+    writeFileSync(`${dir}/kubeconfig`, ['apiVersion: v1', 'kind: Config', 'current-context: t', 'clusters:', '- name: c', '  cluster:', `    server: https://127.0.0.1:${kube.port}`, `    certificate-authority-data: ${readFileSync(`${dir}/ca.crt`).toString('base64')}`,
+      'users:', '- name: u', '  user:', '    token: t0k3n', 'contexts:', '- name: t', '  context:', '    cluster: c', '    user: u', ''].join('\n'));
+    const c = new NetpolCluster({ namespaces: ['x', 'y', 'z'], pods: ['a'], ports: [80], protocols: ['TCP'] }, 'v4', { policy: { type: 'k8s', kubeconfig: `${dir}/kubeconfig` } }).setup();
+    try {
+      c.sync([]);
+      for (const n of ['x', 'y', 'z']) kube.put('Namespace', { metadata: { name: n, labels: { ns: n } } });
+      for (const name of ['new', 'other']) kube.put('Pod', { metadata: { namespace: 'x', name, labels: { pod: name } }, spec: { nodeName: NODE, containers: [{ name: 'c' }] }, status: { phase: 'Pending' } });
+      kube.put('NetworkPolicy', { metadata: { namespace: 'x', name: 'from-y' }, spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] } });
+      await c.addPodAsync('x', 'new');
+      const m = await c.probe();
+      assert.equal(m.get('y/a -> x/new 80/TCP'), true, 'allowed by x/from-y, read at ADD');
+      assert.equal(m.get('z/a -> x/new 80/TCP'), false, 'denied by x/from-y');
+      assert.equal(m.get('x/new -> z/a 80/TCP'), true, 'egress unrestricted');
+      kube.failWith = 503;
+      await c.addPodAsync('x', 'other');
+      const m2 = await c.probe();
+      assert.equal(m2.get('y/a -> x/other 80/TCP'), false, 'API server away: isolated');
+      assert.equal(m2.get('x/other -> y/a 80/TCP'), false, 'isolated both ways');
+    } finally {
+      c.teardown();
+      kube.stop();
+      removeDir(dir);
+    }
+  });
+});
