@@ -20,6 +20,8 @@ export interface ChainCall {
   cniPath: string;
   capArgs: Record<string, unknown>;
   cacheFile: string;
+  /** More CNI_ARGS (K8S_POD_NAMESPACE=…;K8S_POD_NAME=…). */
+  args?: string;
 }
 
 function pluginConf(list: ConfList, plugin: Record<string, unknown>, capArgs: Record<string, unknown>, prev: unknown): Record<string, unknown> {
@@ -36,7 +38,7 @@ function exec(c: ChainCall, type: string, verb: string, conf: Record<string, unk
   const r = spawnSync(`${c.cniPath.split(':')[0]}/${type}`, [], {
     input: JSON.stringify(conf),
     encoding: 'utf8',
-    env: { ...process.env, CNI_COMMAND: verb, CNI_CONTAINERID: c.containerId, CNI_NETNS: c.netns, CNI_IFNAME: c.ifName, CNI_PATH: c.cniPath, CNI_ARGS: 'IgnoreUnknown=1' },
+    env: { ...process.env, CNI_COMMAND: verb, CNI_CONTAINERID: c.containerId, CNI_NETNS: c.netns, CNI_IFNAME: c.ifName, CNI_PATH: c.cniPath, CNI_ARGS: `IgnoreUnknown=1${c.args ? `;${c.args}` : ''}` },
   });
   if (r.status !== 0) throw new Error(`${type} ${verb} failed (exit ${r.status}): ${r.stdout.trim() || r.stderr.trim()}`);
   return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};

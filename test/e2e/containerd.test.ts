@@ -80,10 +80,11 @@ for (const variant of ['everyday', 'capability-on-twill'] as const) {
 
     it('the host reaches the pod, and the hostPort on 127.0.0.1 and the host address', () => {
       assert.ok(pingOk(undefined, ip));
-      inNs(netns, ['iperf3', '-s', '-D', '-p', '8080']);
-      spawnSync('sleep', ['0.3']);
+      // One-shot servers (a daemon left running would outlive the test, holding the pod's netns).
       const hostAddr = hostAddress();
+      iperfServer(netns, 8080);
       assert.ok(iperf(undefined, hostAddr, hostPort, 1) > 0, `hostPort via ${hostAddr}`);
+      iperfServer(netns, 8080);
       assert.ok(iperf(undefined, '127.0.0.1', hostPort, 1) > 0, 'hostPort via 127.0.0.1');
     });
 
