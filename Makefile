@@ -19,6 +19,10 @@ build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
+# The same program compiled by Bun (scripts/build-bun.sh): `TWILL_BIN=dist/twill-bun make test` runs the suite against it.
+dist/twill-bun: dist/twill scripts/build-bun.sh
+	scripts/build-bun.sh
+
 dist/twill: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/build-exe.sh scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
 	NODE=$(NODE) scripts/build-exe.sh
 

@@ -32,8 +32,14 @@ export function hostFeatures(): HostFeatures {
   }
 }
 
+/** The JavaScript runtime this executable was built with (Bun reports a Node version too). */
+function runtime(): string {
+  const bun = (globalThis as { Bun?: { version: string } }).Bun;
+  return bun ? `bun ${bun.version}` : `node ${process.version}`;
+}
+
 export function runVersion(o: { version: string; json: boolean }): number {
-  const out = { version: o.version, cniVersions: [...SUPPORTED_VERSIONS], runtime: `node ${process.version}`, host: hostFeatures() };
+  const out = { version: o.version, cniVersions: [...SUPPORTED_VERSIONS], runtime: runtime(), host: hostFeatures() };
   if (o.json) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;

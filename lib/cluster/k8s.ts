@@ -101,7 +101,18 @@ export const getObject = (a: KubeAccess, path: string, timeoutMs = 15_000): Prom
 
 function get(a: KubeAccess, path: string, timeoutMs = 15_000): Promise<Obj> {
   const url = new URL(path, a.server);
-  return new Promise((res, rej) => {
+  return new Promise((resolve, reject) => {
+    // A deadline for the whole answer, not only for an idle socket: a server that accepts and
+    // then says nothing (or drips) must not hold an ADD.
+    const timer = setTimeout(() => req.destroy(new Error(`GET ${url.pathname}: timed out`)), timeoutMs);
+    const res = (v: Obj): void => {
+      clearTimeout(timer);
+      resolve(v);
+    };
+    const rej = (e: Error): void => {
+      clearTimeout(timer);
+      reject(e);
+    };
     const req = request(url, { method: 'GET', ...requestOptions(a), timeout: timeoutMs }, (r) => {
       let body = '';
       r.setEncoding('utf8');

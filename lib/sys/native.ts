@@ -45,8 +45,34 @@ function trusted(path: string, uid: number): boolean {
 
 const sha256 = (b: Buffer): string => process.getBuiltinModule('node:crypto').createHash('sha256').update(b).digest('hex');
 
-const sea = (): { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined => {
-  const m = process.getBuiltinModule('node:sea') as { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined;
+interface Assets {
+  getRawAsset(name: string): ArrayBuffer;
+}
+
+declare global {
+  /** Set by the Bun build's entry (scripts/bun-main.cjs): asset name → its path inside the executable. */
+  var __twillAssets: Readonly<Record<string, string>> | undefined;
+}
+
+/** The executable's own assets: a Node single-executable's, or a Bun-compiled one's. */
+const sea = (): Assets | undefined => {
+  const bun = globalThis.__twillAssets;
+  if (bun) {
+    return {
+      getRawAsset: (name) => {
+        const path = bun[name];
+        if (!path) throw new Error(`the executable has no asset ${name}`);
+        const b = readFileSync(path);
+        return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+      },
+    };
+  }
+  let m: { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined;
+  try {
+    m = process.getBuiltinModule('node:sea') as typeof m;
+  } catch {
+    m = undefined; // a runtime without node:sea
+  }
   return m?.isSea() ? m : undefined;
 };
 

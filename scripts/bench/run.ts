@@ -1,7 +1,7 @@
 // make bench: twill against the reference plugins, interleaved (A B A B …) in one run,
 // reported as medians and ratios; markdown on stdout, JSON in bench-results/.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { buildHello } from './hello.js';
 import { delNetns, envFor, newNetns, REF_DIR, timedRun, Workspace, type Subject } from './plugins.js';
 import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';
@@ -33,6 +33,8 @@ function startup(): number {
     { name: 'bare SEA hello-world', bin: hello },
     { name: 'twill VERSION', bin: TWILL },
     { name: 'ptp VERSION (Go)', bin: `${REF_DIR}/ptp` },
+    // The Bun-compiled build of the same program, when built (make dist/twill-bun).
+    ...(existsSync(`${TWILL}-bun`) ? [{ name: 'twill VERSION (Bun build)', bin: `${TWILL}-bun` }] : []),
   ];
   const t: number[][] = subjects.map(() => []);
   const stdin = '{"cniVersion":"1.0.0"}';

@@ -40,7 +40,7 @@ describe('the single executable', () => {
   it('is a CLI without CNI_COMMAND', () => {
     const r = run({}, '', ['version']);
     assert.equal(r.status, 0);
-    assert.match(r.stdout, /^twill \S+\nCNI spec versions: 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0\nruntime: +node v\d+\.\d+\.\d+\n/);
+    assert.match(r.stdout, /^twill \S+\nCNI spec versions: 0\.3\.0, 0\.3\.1, 0\.4\.0, 1\.0\.0, 1\.1\.0\nruntime: +(node v\d+\.\d+\.\d+|bun \d+\.\d+\.\d+)\n/);
     const help = run({}, '', ['--help']);
     assert.match(help.stdout, /version/);
     assert.notEqual(run({}, '', ['no-such-command']).status, 0);
