@@ -277,27 +277,49 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 	return r >= 0 ? r : pass(skb);
 }
 
+/* An IPv4 packet's addresses, transport header and conntrack tuple. A later fragment
+ * carries no ports: it is judged as port 0 (and never redirected). */
+static __always_inline void parse_v4(struct iphdr *ip, void *end, struct addrs *a, struct flow *f, struct bpf_sock_tuple *t)
+{
+	a->family = TWILL_AF_INET;
+	__builtin_memcpy(a->saddr, &ip->saddr, 4);
+	__builtin_memcpy(a->daddr, &ip->daddr, 4);
+	if (!(ip->frag_off & bpf_htons(0x1fff)) && ip->ihl >= 5)
+		parse_l4((void *)ip + ip->ihl * 4, end, ip->protocol, f);
+	else
+		f->proto = ip->protocol;
+	t->ipv4.saddr = ip->saddr;
+	t->ipv4.daddr = ip->daddr;
+	t->ipv4.sport = f->sport;
+	t->ipv4.dport = f->dport;
+}
+
+/* The same for IPv6. Extension headers are not walked: such a packet is judged by its next
+ * header, port 0. */
+static __always_inline void parse_v6(struct ipv6hdr *ip6, void *end, struct addrs *a, struct flow *f, struct bpf_sock_tuple *t)
+{
+	a->family = TWILL_AF_INET6;
+	__builtin_memcpy(a->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(a->daddr, &ip6->daddr, 16);
+	parse_l4(ip6 + 1, end, ip6->nexthdr, f);
+	__builtin_memcpy(t->ipv6.saddr, a->saddr, 16);
+	__builtin_memcpy(t->ipv6.daddr, a->daddr, 16);
+	t->ipv6.sport = f->sport;
+	t->ipv6.dport = f->dport;
+}
+
 static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end)
 {
-	struct addrs a = { .family = TWILL_AF_INET };
-	__builtin_memcpy(a.saddr, &ip->saddr, 4);
-	__builtin_memcpy(a.daddr, &ip->daddr, 4);
+	struct addrs a = {};
+	struct flow f = {};
+	struct bpf_sock_tuple t = {};
+	parse_v4(ip, end, &a, &f, &t);
 	struct ep_value *from = endpoint(TWILL_AF_INET, a.saddr);
 	if (!from || from->ifindex != skb->ifindex)
 		return drop(skb, V_SPOOFED);
-	struct flow f = {};
-	/* A later fragment carries no ports: it is judged as port 0 and never redirected. */
-	if (!(ip->frag_off & bpf_htons(0x1fff)) && ip->ihl >= 5)
-		parse_l4((void *)ip + ip->ihl * 4, end, ip->protocol, &f);
-	else
-		f.proto = ip->protocol;
+	/* Options or fragments: through the stack, never redirected. */
 	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
 		f.ctl = 1;
-	struct bpf_sock_tuple t = {};
-	t.ipv4.saddr = ip->saddr;
-	t.ipv4.daddr = ip->daddr;
-	t.ipv4.sport = f.sport;
-	t.ipv4.dport = f.dport;
 	return from_pod(skb, from, &a, &f, &t, sizeof(t.ipv4));
 }
 
@@ -308,20 +330,13 @@ static __always_inline int from_pod_v6(struct __sk_buff *skb, struct ipv6hdr *ip
 	if ((w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) ||
 	    !(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
 		return pass(skb);
-	struct addrs a = { .family = TWILL_AF_INET6 };
-	__builtin_memcpy(a.saddr, &ip6->saddr, 16);
-	__builtin_memcpy(a.daddr, &ip6->daddr, 16);
+	struct addrs a = {};
+	struct flow f = {};
+	struct bpf_sock_tuple t = {};
+	parse_v6(ip6, end, &a, &f, &t);
 	struct ep_value *from = endpoint(TWILL_AF_INET6, a.saddr);
 	if (!from || from->ifindex != skb->ifindex)
 		return drop(skb, V_SPOOFED);
-	/* Extension headers are not walked: such a packet is judged by its next header, port 0. */
-	struct flow f = {};
-	parse_l4(ip6 + 1, end, ip6->nexthdr, &f);
-	struct bpf_sock_tuple t = {};
-	__builtin_memcpy(t.ipv6.saddr, a.saddr, 16);
-	__builtin_memcpy(t.ipv6.daddr, a.daddr, 16);
-	t.ipv6.sport = f.sport;
-	t.ipv6.dport = f.dport;
 	return from_pod(skb, from, &a, &f, &t, sizeof(t.ipv6));
 }
 
@@ -387,19 +402,10 @@ int twill_to_pod(struct __sk_buff *skb)
 		__u32 d = bpf_ntohl(ip->daddr);
 		if ((d >> 28) == 0xe || d == 0xffffffff)
 			return PASS;
-		struct addrs a = { .family = TWILL_AF_INET };
-		__builtin_memcpy(a.saddr, &ip->saddr, 4);
-		__builtin_memcpy(a.daddr, &ip->daddr, 4);
+		struct addrs a = {};
 		struct flow f = {};
-		if (!(ip->frag_off & bpf_htons(0x1fff)) && ip->ihl >= 5)
-			parse_l4((void *)ip + ip->ihl * 4, end, ip->protocol, &f);
-		else
-			f.proto = ip->protocol;
 		struct bpf_sock_tuple t = {};
-		t.ipv4.saddr = ip->saddr;
-		t.ipv4.daddr = ip->daddr;
-		t.ipv4.sport = f.sport;
-		t.ipv4.dport = f.dport;
+		parse_v4(ip, end, &a, &f, &t);
 		return to_pod(skb, &a, &f, &t, sizeof(t.ipv4));
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -409,16 +415,10 @@ int twill_to_pod(struct __sk_buff *skb)
 		__u32 w0 = ip6->daddr.in6_u.u6_addr32[0];
 		if ((w0 & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) || (w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
 			return PASS;
-		struct addrs a = { .family = TWILL_AF_INET6 };
-		__builtin_memcpy(a.saddr, &ip6->saddr, 16);
-		__builtin_memcpy(a.daddr, &ip6->daddr, 16);
+		struct addrs a = {};
 		struct flow f = {};
-		parse_l4(ip6 + 1, end, ip6->nexthdr, &f);
 		struct bpf_sock_tuple t = {};
-		__builtin_memcpy(t.ipv6.saddr, a.saddr, 16);
-		__builtin_memcpy(t.ipv6.daddr, a.daddr, 16);
-		t.ipv6.sport = f.sport;
-		t.ipv6.dport = f.dport;
+		parse_v6(ip6, end, &a, &f, &t);
 		return to_pod(skb, &a, &f, &t, sizeof(t.ipv6));
 	}
 	return PASS;

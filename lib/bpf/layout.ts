@@ -1,5 +1,5 @@
 // Byte layouts of the map keys and values in bpf/twill_maps.h.
-import { addrBytes, addrFromBytes, type Addr } from '../net/ip.js';
+import { addrBytes, addrFromBytes, bits, type Addr } from '../net/ip.js';
 import { macBytes, macString } from '../sys/rtnl.js';
 
 export const EP_KEY_SIZE = 20;
@@ -90,8 +90,8 @@ export function sumCounters(v: Buffer, cpus: number): Counters {
   return c;
 }
 
-/** ipcache key: the prefix counts the 32 family bits first (struct ipc_key). */
-export function ipcKey(a: Addr, prefix: number): Buffer {
+/** ipcache key: the prefix counts the 32 family bits first (struct ipc_key); default: the address alone. */
+export function ipcKey(a: Addr, prefix = bits(a.family)): Buffer {
   const k = Buffer.alloc(IPC_KEY_SIZE);
   k.writeUInt32LE(32 + prefix, 0);
   k.writeUInt32LE(a.family, 4);

@@ -98,7 +98,7 @@ function withMaps<T>(conf: NetConf, fn: (m: Maps) => T): T {
 
 function peerOf(m: Maps, a: Addr): { identity: number; host: boolean } {
   const v = Buffer.alloc(IPC_VALUE_SIZE);
-  if (!mapLookup(m.get('ipcache')!, ipcKey(a, a.family === 4 ? 32 : 128), v)) return { identity: ID_WORLD, host: false };
+  if (!mapLookup(m.get('ipcache')!, ipcKey(a), v)) return { identity: ID_WORLD, host: false };
   const e = parseIpcValue(v);
   return { identity: e.identity, host: (e.flags & IPC_F_HOST) !== 0 };
 }

@@ -2,7 +2,7 @@
 // state ADD starts pods from.
 import { hostname } from 'node:os';
 import type { NetConf } from '../config/types.js';
-import { parseAddr, parseCidr, type Cidr } from '../net/ip.js';
+import { bits, parseAddr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
@@ -63,7 +63,7 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
       endpoints.set(r.ifindex, { slot: slots.slots[`${r.namespace}/${r.name}`] ?? 0, pp });
       for (const s of r.addrs) {
         const a = parseAddr(s);
-        if (a) localAddrs.set(`${s}/${a.family === 4 ? 32 : 128}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
+        if (a) localAddrs.set(`${s}/${bits(a.family)}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
       }
     }
     let applied: ApplyReport | undefined;

@@ -199,7 +199,7 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       // The address is free again: it names no pod until the next one's ADD says which.
       if (n.policy) {
         const a = epKeyAddr(k);
-        mapDelete(net.maps.get('ipcache')!, ipcKey(a, a.family === 4 ? 32 : 128));
+        mapDelete(net.maps.get('ipcache')!, ipcKey(a));
       }
     }
     if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));

@@ -129,18 +129,13 @@ export const readIdTable = (conf: NetConf): IdTable | undefined => readJson<IdTa
 /** Pod addresses of the cluster → "namespace/name", as the last sync read them. */
 export const readPodNames = (conf: NetConf): Record<string, string> => readJson<Record<string, string>>(`${policyDir(conf)}/names.json`) ?? {};
 
-function putBytes(path: string, body: Buffer): void {
+/** Writes a file only when its content changed: a sync that changes nothing writes nothing but its record. */
+function put(path: string, body: string | Buffer): void {
   try {
-    if (readFileSync(path).equals(body)) return;
+    if (readFileSync(path).equals(typeof body === 'string' ? Buffer.from(body) : body)) return;
   } catch {
     // new
   }
-  writeAtomic(path, body);
-}
-
-/** Writes a file only when its content changed: a sync that changes nothing writes nothing but its record. */
-function put(path: string, body: string): void {
-  if (readJson<unknown>(path) !== undefined && readFileSync(path, 'utf8') === body) return;
   writeAtomic(path, body);
 }
 
@@ -168,7 +163,7 @@ export function writePodStart(conf: NetConf, pod: string, p: PodPolicy, slot: nu
     Buffer.from(k, 'hex').copy(bin, i * ALLOW_RECORD);
     v.copy(bin, i * ALLOW_RECORD + POL_KEY_SIZE);
   });
-  putBytes(a, bin);
+  put(a, bin);
   const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy, ...(learned ? { learned } : {}) };
   put(f, `${JSON.stringify(head)}\n`);
   return [f.slice(f.lastIndexOf('/') + 1), a.slice(a.lastIndexOf('/') + 1)];

@@ -1,23 +1,24 @@
 // Policy in the kernel: an endpoint's allowances and the ipcache, written so that no packet
 // ever meets a moment of allow-all or deny-all. A sync adds what is new, then switches the
 // endpoints' "selected" flags and the ipcache, then removes what is gone (make before break).
-import { formatCidr, parseAddr, parseCidr, type Addr } from '../net/ip.js';
+import { parseAddr, parseCidr, type Addr } from '../net/ip.js';
 import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
 import {
   ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
-  epValue, ipcKey, ipcValue, parseEpValue, parseIpcKey, parseIpcValue, polKey, polValue, type MapName,
+  epValue, ipcKey, ipcValue, parseEpValue, parseIpcValue, polKey, polValue, type MapName,
 } from '../bpf/layout.js';
 import { chunkIdentity, type Allow, type IpcacheEntry, type PodDelta, type PodPolicy } from '../policy/compile.js';
 import type { PodStart } from './policy-state.js';
 
 type Maps = ReadonlyMap<MapName, number>;
 
+const allowKey = (slot: number, dir: number, a: Allow): Buffer => polKey({ slot, identity: a.identity, dir, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits });
+
 /** The policy trie entries of one pod, in its slot. */
 export function allowKeys(slot: number, pp: Pick<PodPolicy, 'ingress' | 'egress'>): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   const add = (dir: number, a: Allow): void => {
-    const k = polKey({ slot, identity: a.identity, dir, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits });
-    const hex = k.toString('hex');
+    const hex = allowKey(slot, dir, a).toString('hex');
     if (!out.has(hex)) out.set(hex, polValue(a.policy));
   };
   for (const a of pp.ingress ?? []) add(POL_INGRESS, a);
@@ -25,7 +26,8 @@ export function allowKeys(slot: number, pp: Pick<PodPolicy, 'ingress' | 'egress'
   return out;
 }
 
-export const policyFlags = (pp: Pick<PodPolicy, 'ingress' | 'egress'> | undefined): number =>
+/** A direction is selected when the pod has allowances for it (an empty list: deny all); no pod known: both, isolated. */
+export const policyFlags = (pp: { ingress?: unknown; egress?: unknown } | undefined): number =>
   pp === undefined ? EP_F_POL_IN | EP_F_POL_OUT : (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0);
 
 /**
@@ -44,17 +46,16 @@ export function installEndpointPolicy(maps: Maps, pp: PodStart | undefined, entr
   }
   for (const a of addrs) {
     const identity = (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN;
-    mapUpdate(ipc, ipcKey(a, a.family === 4 ? 32 : 128), ipcValue({ identity, flags: 0 }));
+    mapUpdate(ipc, ipcKey(a), ipcValue({ identity, flags: 0 }));
   }
   for (const g of gateways) {
     try {
-      mapUpdate(ipc, ipcKey(g, g.family === 4 ? 32 : 128), ipcValue({ identity: ID_UNKNOWN, flags: IPC_F_HOST }), BPF_NOEXIST);
+      mapUpdate(ipc, ipcKey(g), ipcValue({ identity: ID_UNKNOWN, flags: IPC_F_HOST }), BPF_NOEXIST);
     } catch {
       // already known (a sync or an earlier pod put it there, with its identity)
     }
   }
-  if (!pp) return { flags: EP_F_POL_IN | EP_F_POL_OUT, slot: 0 };
-  return { flags: (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0), slot: pp.slot };
+  return { flags: policyFlags(pp), slot: pp?.slot ?? 0 };
 }
 
 export interface Desired {
@@ -164,7 +165,7 @@ export function applyPodDelta(maps: Maps, d: PodDelta | undefined, slots: Readon
   for (const { pod, dir, allow: a } of d?.allows ?? []) {
     const slot = slots[pod];
     if (!slot) continue;
-    mapUpdate(pol, polKey({ slot, identity: a.identity, dir: dir === 'ingress' ? POL_INGRESS : POL_EGRESS, proto: a.proto, protoBits: a.protoBits, port: a.port, portBits: a.portBits }), polValue(a.policy));
+    mapUpdate(pol, allowKey(slot, dir === 'ingress' ? POL_INGRESS : POL_EGRESS, a), polValue(a.policy));
     n++;
   }
   for (const e of d?.ipcache ?? []) {
@@ -173,16 +174,7 @@ export function applyPodDelta(maps: Maps, d: PodDelta | undefined, slots: Readon
   }
   for (const ip of gone) {
     const a = parseAddr(ip);
-    if (a && mapDelete(ipc, ipcKey(a, a.family === 4 ? 32 : 128))) n++;
+    if (a && mapDelete(ipc, ipcKey(a))) n++;
   }
   return n;
-}
-
-/** The ipcache as text, for `twill policy` (address → identity, host flag). */
-export function readIpcache(maps: Maps): { cidr: string; identity: number; host: boolean }[] {
-  return [...dump(maps.get('ipcache')!, IPC_KEY_SIZE, IPC_VALUE_SIZE)].map(([k, v]) => {
-    const { addr, prefix } = parseIpcKey(Buffer.from(k, 'hex'));
-    const val = parseIpcValue(v);
-    return { cidr: formatCidr({ addr, prefix }), identity: val.identity, host: (val.flags & IPC_F_HOST) !== 0 };
-  });
 }

@@ -2,7 +2,7 @@
 // labels, named ports, ipBlock membership), an ipcache entry per known address, and the
 // allowances of each pod this node serves, keyed by peer identity, protocol and port block.
 // Pure: no kernel, no files. Identities keep their numbers across syncs (idTable).
-import { contains, formatCidr, network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
+import { bits, contains, formatCidr, network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
 import type { ClusterObjects, ContainerPort, Direction, Labels, Peer, PodObj, PolicyObj, Protocol, Rule } from './objects.js';
 import { matches } from './selector.js';
 import { portBlocks } from './ports.js';
@@ -91,7 +91,7 @@ interface Block {
   except: Cidr[];
 }
 
-const hostCidr = (a: Addr): Cidr => ({ addr: a, prefix: a.family === 4 ? 32 : 128 });
+const hostCidr = (a: Addr): Cidr => ({ addr: a, prefix: bits(a.family) });
 const within = (outer: Cidr, inner: Cidr): boolean => outer.addr.family === inner.addr.family && outer.prefix <= inner.prefix && contains(outer, inner.addr);
 
 function sortedLabels(l: Labels): [string, string][] {
