@@ -7,10 +7,11 @@ import { writeFileSync } from 'node:fs';
 import { delNetns, envFor, newNetns, timedRun, type Workspace } from './plugins.js';
 import { fmt, median, ratio, table, target, type Target } from './stats.js';
 
-interface Pair {
+export interface Pair {
   name: string;
   a: string;
   b: string;
+  addrA?: string;
   addrB: string;
   teardown(): void;
 }
@@ -38,7 +39,7 @@ function barePair(): Pair {
   return { name: 'bare veth pair (ceiling)', a, b, addrB: '10.239.0.2', teardown: () => [a, b].forEach(delNetns) };
 }
 
-function pluginPair(ws: Workspace, kind: 'twill' | 'twill-ebpf' | 'bridge', octet: number, label?: string): Pair {
+export function pluginPair(ws: Workspace, kind: 'twill' | 'twill-ebpf' | 'bridge', octet: number, label?: string): Pair {
   const s = ws.subject(kind, octet);
   const stdin = JSON.stringify(s.conf);
   const nss = [newNetns(), newNetns()];
@@ -51,6 +52,7 @@ function pluginPair(ws: Workspace, kind: 'twill' | 'twill-ebpf' | 'bridge', octe
     name: label ?? s.name,
     a: nss[0]!,
     b: nss[1]!,
+    addrA: res[0]!.ips[0]!.address.split('/')[0]!,
     addrB: res[1]!.ips[0]!.address.split('/')[0]!,
     teardown: () => nss.forEach((ns, i) => {
       timedRun(s.bin, envFor('DEL', `dp-${kind}-${i}`, ns, ws.binDir), stdin);
@@ -59,7 +61,7 @@ function pluginPair(ws: Workspace, kind: 'twill' | 'twill-ebpf' | 'bridge', octe
   };
 }
 
-function iperf(p: Pair, streams: number): number {
+export function iperf(p: Pair, streams: number): number {
   const srv = spawn('ip', inNs(p.b, ['iperf3', '-s', '-1', '-p', '5801']).slice(1), { stdio: 'ignore' });
   spawnSync('sleep', ['0.2']);
   const out = run(inNs(p.a, ['iperf3', '-c', p.addrB, '-p', '5801', '-t', String(SECONDS), '-P', String(streams), '-J']), true);
@@ -71,7 +73,7 @@ function iperf(p: Pair, streams: number): number {
   }
 }
 
-function rr(p: Pair, bin: string): number {
+export function rr(p: Pair, bin: string): number {
   const srv: ChildProcess = spawn('ip', inNs(p.b, ['taskset', '-c', '0', bin, 'server', '5802']).slice(1), { stdio: 'ignore' });
   spawnSync('sleep', ['0.2']);
   const out = run(inNs(p.a, ['taskset', '-c', '0', bin, 'client', p.addrB, '5802', '20000']), true);

@@ -7,10 +7,10 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { delNetns, envFor, newNetns, timedRun, type Subject, type Workspace } from './plugins.js';
 import { serverRules, spreadPolicies, type LocalPod } from './cluster-objects.js';
+import { iperf, pluginPair, rr, type Pair } from './datapath.js';
 import { fmt, median, ratio, table, target, type Target } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_POLICY_ROUNDS ?? process.env.BENCH_ROUNDS ?? 5);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const RULES = [0, 100, 1000, 10000];
 const CLUSTER = 10_000;
 const NODE = 'bench-node';
@@ -20,7 +20,6 @@ const run = (cmd: string[], allowFail = false): string => {
   if (r.status !== 0 && !allowFail) throw new Error(`${cmd.join(' ')}: ${r.stderr}${r.stdout}`);
   return r.stdout;
 };
-const inNs = (ns: string, cmd: string[]): string[] => ['ip', 'netns', 'exec', ns, ...cmd];
 
 interface Pod {
   ns: string;
@@ -79,26 +78,6 @@ class PolicyNet {
   }
 }
 
-function throughput(client: string, server: string, addr: string): number {
-  const srv = spawn('ip', inNs(server, ['iperf3', '-s', '-1', '-p', '5801']).slice(1), { stdio: 'ignore' });
-  spawnSync('sleep', ['0.2']);
-  const out = run(inNs(client, ['iperf3', '-c', addr, '-p', '5801', '-t', String(SECONDS), '-J']), true);
-  srv.kill();
-  try {
-    return (JSON.parse(out).end.sum_received.bits_per_second as number) / 1e9;
-  } catch {
-    return NaN;
-  }
-}
-
-function rr(client: string, server: string, addr: string, bin: string): number {
-  const srv = spawn('ip', inNs(server, ['taskset', '-c', '0', bin, 'server', '5802']).slice(1), { stdio: 'ignore' });
-  spawnSync('sleep', ['0.2']);
-  const out = run(inNs(client, ['taskset', '-c', '0', bin, 'client', addr, '5802', '20000']), true);
-  srv.kill();
-  return Number(out.trim().split(' ')[0]);
-}
-
 /** The same decisions as FORWARD rules, judged per packet like the eBPF path: n rules that do not match, then the client's. */
 function iptablesRules(n: number, client: string, server: string): () => void {
   const rules: string[] = [];
@@ -113,34 +92,6 @@ function iptablesRules(n: number, client: string, server: string): () => void {
   };
 }
 
-function routedPair(ws: Workspace): { a: string; b: string; addrA: string; addrB: string; teardown(): void } {
-  const s = ws.subject('twill', 243);
-  const nss = [newNetns(), newNetns()];
-  const ips = nss.map((ns, i) => {
-    const r = timedRun(s.bin, envFor('ADD', `polr-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
-    if (r.code !== 0) throw new Error(`routed ADD: ${r.stdout}`);
-    return (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!;
-  });
-  return {
-    a: nss[0]!, b: nss[1]!, addrA: ips[0]!, addrB: ips[1]!,
-    teardown: () => nss.forEach((ns, i) => {
-      timedRun(s.bin, envFor('DEL', `polr-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
-      delNetns(ns);
-    }),
-  };
-}
-
-function plainPair(ws: Workspace): { a: string; b: string; addrB: string; teardown(): void } {
-  const s = ws.subject('twill-ebpf', 244);
-  const nss = [newNetns(), newNetns()];
-  const ips = nss.map((ns, i) => {
-    const r = timedRun(s.bin, envFor('ADD', `polp-${i}`, ns, ws.binDir), JSON.stringify(s.conf));
-    if (r.code !== 0) throw new Error(`ebpf ADD: ${r.stdout}`);
-    return (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!;
-  });
-  return { a: nss[0]!, b: nss[1]!, addrB: ips[1]!, teardown: () => nss.forEach((ns, i) => { timedRun(s.bin, envFor('DEL', `polp-${i}`, ns, ws.binDir), JSON.stringify(s.conf)); delNetns(ns); }) };
-}
-
 export async function policyBench(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): Promise<void> {
   const rrBin = `${ws.dir}/rr`;
   run(['cc', '-O2', '-o', rrBin, 'scripts/bench/rr.c']);
@@ -151,8 +102,8 @@ export async function policyBench(ws: Workspace, say: (s: string) => void, out: 
 
 function dataPath(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[], rrBin: string): void {
   const net = new PolicyNet(ws, 245);
-  const plain = plainPair(ws);
-  const routed = routedPair(ws);
+  const plain = pluginPair(ws, 'twill-ebpf', 244, 'policy baseline');
+  const routed = pluginPair(ws, 'twill', 243, 'policy iptables');
   // Each measurement with policy is paired with one without, taken just before it: the ratio
   // of each pair, then the median of those, keeps the machine's drift out of the comparison.
   const res = RULES.map(() => ({ plain: [] as number[], plainRr: [] as number[], one: [] as number[], rr: [] as number[], ipt: [] as number[], iptRr: [] as number[], ipt0: [] as number[], ipt0Rr: [] as number[], entries: 0 }));
@@ -160,21 +111,22 @@ function dataPath(ws: Workspace, say: (s: string) => void, out: Record<string, u
     const client = net.add('bench', 'client');
     const server = net.add('bench', 'server');
     const local = net.local((p) => ({ app: p.name }));
+    const pol: Pair = { name: 'policy', a: client.netns, b: server.netns, addrB: server.ip, teardown: () => undefined };
     for (let round = 0; round < ROUNDS; round++) {
       RULES.forEach((n, k) => {
         const r = res[k]!;
         const s = net.sync(serverRules(CLUSTER, local, n, NODE));
         r.entries = Number(/(\d+) policy entries/.exec(s.stdout)?.[1] ?? 0);
-        r.plain.push(throughput(plain.a, plain.b, plain.addrB));
-        r.one.push(throughput(client.netns, server.netns, server.ip));
-        r.plainRr.push(rr(plain.a, plain.b, plain.addrB, rrBin));
-        r.rr.push(rr(client.netns, server.netns, server.ip, rrBin));
-        r.ipt0.push(throughput(routed.a, routed.b, routed.addrB));
-        r.ipt0Rr.push(rr(routed.a, routed.b, routed.addrB, rrBin));
-        const undo = iptablesRules(n, routed.addrA, routed.addrB);
+        r.plain.push(iperf(plain, 1));
+        r.one.push(iperf(pol, 1));
+        r.plainRr.push(rr(plain, rrBin));
+        r.rr.push(rr(pol, rrBin));
+        r.ipt0.push(iperf(routed, 1));
+        r.ipt0Rr.push(rr(routed, rrBin));
+        const undo = iptablesRules(n, routed.addrA!, routed.addrB);
         try {
-          r.ipt.push(throughput(routed.a, routed.b, routed.addrB));
-          r.iptRr.push(rr(routed.a, routed.b, routed.addrB, rrBin));
+          r.ipt.push(iperf(routed, 1));
+          r.iptRr.push(rr(routed, rrBin));
         } finally {
           undo();
         }
