@@ -93,6 +93,68 @@ struct pol_value {
 	__u32 flags;
 };
 
+/* flows: the node's recent flows, kept by the programs themselves (LRU: the oldest go first),
+ * one entry per direction of a connection, as the packet names it. */
+struct flow_key {
+	__u32 family;
+	__u8 proto;
+	__u8 pad[3];
+	__be16 sport;     /* ICMP: the type */
+	__be16 dport;     /* ICMP: the code */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+#define FLOW_FORWARDED 1
+#define FLOW_DROPPED 2
+
+/* Drop reasons, numbered as Hubble's DropReason. */
+#define REASON_INVALID_SOURCE_IP 132
+#define REASON_POLICY_DENIED 133
+#define REASON_INVALID_PACKET 134
+#define REASON_UNROUTABLE_IP 151 /* for an address this veth does not serve */
+
+/* Where the verdict was given, numbered as Hubble's TraceObservationPoint. */
+#define POINT_TO_STACK 3
+#define POINT_TO_ENDPOINT 101
+
+struct flow_value {
+	__u64 first_ns;   /* bpf_ktime_get_ns() */
+	__u64 last_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 allowed_out; /* the egress policy that allowed it: index + 1 in the sync state (0: none judged) */
+	__u32 allowed_in;  /* the ingress one */
+	__u32 slot;        /* of the pod whose policy denied it */
+	__u8 verdict;     /* FLOW_* of the last packet */
+	__u8 reason;      /* REASON_* of the last drop */
+	__u8 point;       /* POINT_* */
+	__u8 tcp_flags;   /* every flag seen */
+	__u8 reply;       /* 0: not known, 1: original direction, 2: reply */
+	__u8 dir;         /* POL_INGRESS or POL_EGRESS: the policy direction that denied it */
+	__u8 pad[2];
+	__u32 ifindex;    /* the host veth it was seen on: who really sent a forged packet */
+};
+
+/* events (ring buffer): a new flow, a drop, a TCP flow's end; written only while a reader
+ * has said, in the observer map, that it reads. */
+#define EV_NEW 1
+#define EV_DROP 2
+#define EV_END 3
+
+struct flow_event {
+	__u64 time_ns;
+	__u32 kind;
+	struct flow_key key;
+	struct flow_value value;
+};
+
+/* observer: an array of __u64 at these indexes. */
+#define OBS_READER 0    /* a reader reads events until this bpf_ktime_get_ns() */
+#define OBS_LOST 1      /* events the ring buffer had no room for */
+#define OBS_CONF 2      /* OBS_CONF_OFF: keep no flows, emit no events */
+#define OBS_CONF_OFF 1
+
 /* Loader-patched field offset: the program reads nf_conn.status at this marker offset and
  * the loader rewrites it with the running kernel's offset, read from its BTF. */
 #define TWILL_CT_STATUS_MARKER 0x7ee8

@@ -21,6 +21,11 @@
  *    trie — whatever the number of policies, rules, pods or nodes. Replies of a connection
  *    (conntrack's reply direction) always pass; every packet of the original direction is
  *    judged, so a rule taken away stops a connection already open.
+ * 4. Visibility: every flow a program judges is kept in an LRU map (first/last seen, packets,
+ *    bytes, verdict, reason, the policy that allowed or the pod whose policy denied it), so
+ *    a drop can be looked at after the fact with no reader running. A new flow, each drop
+ *    and a TCP flow's end become ring buffer events only while a reader says it reads (a
+ *    deadline in the observer map): with nobody reading, no event is written.
  * Everything else continues to the kernel stack. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -65,6 +70,25 @@ struct twill_map_def SEC("maps") policy = {
 	.value_size = sizeof(struct pol_value),
 	.max_entries = 65536,
 	.map_flags = BPF_F_NO_PREALLOC,
+};
+
+struct twill_map_def SEC("maps") flows = {
+	.type = BPF_MAP_TYPE_LRU_HASH,
+	.key_size = sizeof(struct flow_key),
+	.value_size = sizeof(struct flow_value),
+	.max_entries = 8192,
+};
+
+struct twill_map_def SEC("maps") events = {
+	.type = BPF_MAP_TYPE_RINGBUF,
+	.max_entries = 256 * 1024,
+};
+
+struct twill_map_def SEC("maps") observer = {
+	.type = BPF_MAP_TYPE_ARRAY,
+	.key_size = sizeof(__u32),
+	.value_size = sizeof(__u64),
+	.max_entries = 4,
 };
 
 /* conntrack kfuncs (net/netfilter/nf_conntrack_bpf.c); the loader resolves their BTF ids. */
@@ -134,8 +158,22 @@ struct flow {
 	__u8 ctl;    /* TCP SYN/FIN/RST: always through conntrack */
 	__u8 reply;  /* ICMP that answers or reports on earlier traffic (echo reply, errors) */
 	__u8 link;   /* ICMPv6 neighbour discovery and MLD: never judged */
-	__be16 sport;
-	__be16 dport;
+	__u8 tcp_flags;
+	__be16 sport; /* ICMP: the type (network order) */
+	__be16 dport; /* ICMP: the code */
+};
+
+/* What the programs decided about a packet, for the flow record. */
+struct obs {
+	__u8 verdict;
+	__u8 reason;
+	__u8 point;
+	__u8 dir;
+	__u8 reply;
+	__u8 skip; /* judged again at the receiver's veth, which records it */
+	__u32 allowed_out;
+	__u32 allowed_in;
+	__u32 slot;
 };
 
 static __always_inline void parse_l4(void *l4, void *end, __u8 proto, struct flow *f)
@@ -146,18 +184,23 @@ static __always_inline void parse_l4(void *l4, void *end, __u8 proto, struct flo
 		if ((void *)(th + 1) > end)
 			return;
 		f->ctl = th->syn || th->fin || th->rst;
+		f->tcp_flags = ((__u8 *)th)[13];
 	} else if (proto == IPPROTO_ICMP) {
 		__u8 *t = l4;
-		if ((void *)(t + 1) > end)
+		if ((void *)(t + 2) > end)
 			return;
 		f->reply = *t == 0 || *t == 3 || *t == 11 || *t == 12;
+		f->sport = bpf_htons(t[0]);
+		f->dport = bpf_htons(t[1]);
 		return;
 	} else if (proto == IPPROTO_ICMPV6) {
 		__u8 *t = l4;
-		if ((void *)(t + 1) > end)
+		if ((void *)(t + 2) > end)
 			return;
 		f->reply = *t == 129 || (*t >= 1 && *t <= 4);
 		f->link = *t >= 130 && *t != 128;
+		f->sport = bpf_htons(t[0]);
+		f->dport = bpf_htons(t[1]);
 		return;
 	} else if (proto != IPPROTO_UDP && proto != IPPROTO_SCTP) {
 		return;
@@ -178,6 +221,9 @@ struct ct_seen {
 
 static __always_inline void ct_look(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u32 tlen, __u8 proto, struct ct_seen *s)
 {
+	/* The verifier wants the length bounded by the tuple it describes. */
+	if (tlen > sizeof(*t))
+		return;
 	struct bpf_ct_opts opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = proto };
 	struct nf_conn *ct = bpf_skb_ct_lookup(skb, t, tlen, &opts, sizeof(opts));
 	if (!ct)
@@ -209,17 +255,20 @@ static __always_inline __u32 identity(__u32 family, const void *addr)
 	return v ? v->identity : ID_WORLD;
 }
 
-/* Whether the endpoint's rules of this direction allow the peer on (protocol, port). */
-static __always_inline int allowed(__u32 slot, __u8 dir, __u32 peer, struct flow *f)
+/* The policy that allows the peer on (protocol, port) by the endpoint's rules of this
+ * direction, as its index + 1; 0 when none does. */
+static __always_inline __u32 allowed(__u32 slot, __u8 dir, __u32 peer, struct flow *f)
 {
 	struct pol_key k = { .prefixlen = POL_KEY_BITS, .slot = slot, .identity = peer, .dir = dir, .proto = f->proto, .port = f->ports ? f->dport : 0 };
-	if (bpf_map_lookup_elem(&policy, &k))
-		return 1;
+	struct pol_value *v = bpf_map_lookup_elem(&policy, &k);
+	if (v)
+		return v->policy + 1;
 	k.identity = ID_ANY;
-	return bpf_map_lookup_elem(&policy, &k) != 0;
+	v = bpf_map_lookup_elem(&policy, &k);
+	return v ? v->policy + 1 : 0;
 }
 
-static __always_inline int redirect_to(struct __sk_buff *skb, struct ep_value *to)
+static __always_inline int redirect_to(struct __sk_buff *skb, struct ep_value *to, struct obs *o)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -229,19 +278,32 @@ static __always_inline int redirect_to(struct __sk_buff *skb, struct ep_value *t
 	__builtin_memcpy(eth->h_dest, to->pod_mac, 6);
 	__builtin_memcpy(eth->h_source, to->host_mac, 6);
 	count(skb, V_REDIRECT);
+	o->verdict = FLOW_FORWARDED;
+	o->point = POINT_TO_ENDPOINT;
 	return bpf_redirect_peer(to->ifindex, 0);
 }
 
-static __always_inline int pass(struct __sk_buff *skb)
+static __always_inline int pass(struct __sk_buff *skb, struct obs *o)
 {
 	count(skb, V_PASS);
+	o->verdict = FLOW_FORWARDED;
+	o->point = POINT_TO_STACK;
 	return PASS;
 }
 
-static __always_inline int drop(struct __sk_buff *skb, enum verdict why)
+static __always_inline int drop(struct __sk_buff *skb, enum verdict why, struct obs *o, __u8 reason)
 {
 	count(skb, why);
+	o->verdict = FLOW_DROPPED;
+	o->reason = reason;
 	return TC_ACT_SHOT;
+}
+
+static __always_inline int deny(struct __sk_buff *skb, struct obs *o, __u8 dir, __u32 slot)
+{
+	o->dir = dir;
+	o->slot = slot;
+	return drop(skb, dir == POL_INGRESS ? V_DENY_IN : V_DENY_OUT, o, REASON_POLICY_DENIED);
 }
 
 /* Addresses of one packet, both as 16-byte keys (IPv4 in the first 4 bytes). */
@@ -251,93 +313,199 @@ struct addrs {
 	__u8 daddr[16];
 };
 
+/* One packet, as parsed: what the decision and the flow record need. */
+struct pkt {
+	struct addrs a;
+	struct flow f;
+	struct bpf_sock_tuple t;
+	__u32 tlen;
+	struct obs o;
+};
+
+static __always_inline void emit(__u32 kind, struct flow_key *k, struct flow_value *v, __u64 now)
+{
+	__u32 i = OBS_READER;
+	__u64 *until = bpf_map_lookup_elem(&observer, &i);
+	if (!until || *until < now)
+		return;
+	struct flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		i = OBS_LOST;
+		__u64 *lost = bpf_map_lookup_elem(&observer, &i);
+		if (lost)
+			__sync_fetch_and_add(lost, 1);
+		return;
+	}
+	e->time_ns = now;
+	e->kind = kind;
+	__builtin_memcpy(&e->key, k, sizeof(*k));
+	__builtin_memcpy(&e->value, v, sizeof(*v));
+	/* The reader polls: no wakeup to pay for on the packet's path. */
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+}
+
+/* The packet into its flow's record; an event for a new flow, a drop, a TCP flow's end, or a
+ * verdict that changed. An established flow's packet costs one LRU lookup and a few adds. */
+static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
+{
+	struct obs *o = &p->o;
+	if (o->skip || !o->verdict)
+		return;
+	__u32 ci = OBS_CONF;
+	__u64 *conf = bpf_map_lookup_elem(&observer, &ci);
+	if (!conf || (*conf & OBS_CONF_OFF))
+		return;
+	struct flow_key k = { .family = p->a.family, .proto = p->f.proto, .sport = p->f.sport, .dport = p->f.dport };
+	__builtin_memcpy(k.saddr, p->a.saddr, 16);
+	__builtin_memcpy(k.daddr, p->a.daddr, 16);
+	__u64 now = bpf_ktime_get_ns();
+	struct flow_value *v = bpf_map_lookup_elem(&flows, &k);
+	if (v) {
+		__u32 kind = 0;
+		v->last_ns = now;
+		__sync_fetch_and_add(&v->packets, 1);
+		__sync_fetch_and_add(&v->bytes, skb->len);
+		v->tcp_flags |= p->f.tcp_flags;
+		if (v->verdict != o->verdict || (o->verdict == FLOW_DROPPED && v->reason != o->reason)) {
+			v->verdict = o->verdict;
+			v->reason = o->reason;
+			v->dir = o->dir;
+			v->slot = o->slot;
+			v->point = o->point;
+			kind = o->verdict == FLOW_DROPPED ? EV_DROP : EV_NEW;
+		} else if (o->verdict == FLOW_DROPPED) {
+			kind = EV_DROP;
+		} else if (p->f.tcp_flags & 0x5) { /* FIN or RST */
+			kind = EV_END;
+		}
+		if (o->allowed_out)
+			v->allowed_out = o->allowed_out;
+		if (o->allowed_in)
+			v->allowed_in = o->allowed_in;
+		if (kind)
+			emit(kind, &k, v, now);
+		return;
+	}
+	if (!o->reply && p->f.ports && (p->f.proto == IPPROTO_TCP || p->f.proto == IPPROTO_UDP)) {
+		struct ct_seen ct = {};
+		ct_look(skb, &p->t, p->tlen, p->f.proto, &ct);
+		if (ct.found)
+			o->reply = ct.reply ? 2 : 1;
+	} else if (!o->reply && (p->f.proto == IPPROTO_ICMP || p->f.proto == IPPROTO_ICMPV6)) {
+		o->reply = p->f.reply ? 2 : 1;
+	}
+	struct flow_value nv = {
+		.first_ns = now, .last_ns = now, .packets = 1, .bytes = skb->len,
+		.allowed_out = o->allowed_out, .allowed_in = o->allowed_in, .slot = o->slot,
+		.verdict = o->verdict, .reason = o->reason, .point = o->point, .tcp_flags = p->f.tcp_flags, .reply = o->reply, .dir = o->dir,
+		.ifindex = skb->ifindex,
+	};
+	bpf_map_update_elem(&flows, &k, &nv, BPF_ANY);
+	emit(o->verdict == FLOW_DROPPED ? EV_DROP : EV_NEW, &k, &nv, now);
+}
+
 /* A validated packet from a pod: the sender's egress rules, then into the destination pod
  * when it is a local endpoint, neither end is (or may be) shaped, conntrack vouches for the
  * flow and the receiver's ingress rules allow it; else on to the stack. */
-static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from, struct addrs *a,
-				    struct flow *f, struct bpf_sock_tuple *t, __u32 tlen)
+static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from, struct pkt *p)
 {
+	struct addrs *a = &p->a;
+	struct flow *f = &p->f;
 	struct ep_value *to = endpoint(a->family, a->daddr);
 	__u32 to_flags = to ? to->flags : 0;
 	struct ct_seen ct = {};
 	int judge_out = (from->flags & EP_F_POL_OUT) && !f->reply && !f->link;
 	int fast = to && f->ports && !f->ctl && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP) &&
 		   !((to_flags | from->flags) & (EP_F_NO_FAST | EP_F_PENDING));
-	if ((judge_out || fast) && f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP))
-		ct_look(skb, t, tlen, f->proto, &ct);
-	if (judge_out && !ct.reply && !allowed(from->policy_slot, POL_EGRESS, identity(a->family, a->daddr), f))
-		return drop(skb, V_DENY_OUT);
+	if ((judge_out || fast) && f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
+		ct_look(skb, &p->t, p->tlen, f->proto, &ct);
+		if (ct.found)
+			p->o.reply = ct.reply ? 2 : 1;
+	}
+	if (judge_out && !ct.reply) {
+		__u32 by = allowed(from->policy_slot, POL_EGRESS, identity(a->family, a->daddr), f);
+		if (!by)
+			return deny(skb, &p->o, POL_EGRESS, from->policy_slot);
+		p->o.allowed_out = by;
+	}
+	/* The receiver's egress program judges and records what the stack delivers to it. */
+	p->o.skip = (to_flags & EP_F_POL_IN) != 0;
 	if (!fast || !ct.direct)
-		return pass(skb);
+		return pass(skb, &p->o);
 	/* A redirect skips the receiver's egress program: its ingress rules are applied here, and
 	 * a packet they deny goes by the stack, where that program drops it and counts it. */
-	if ((to_flags & EP_F_POL_IN) && !ct.reply && !allowed(to->policy_slot, POL_INGRESS, identity(a->family, a->saddr), f))
-		return pass(skb);
-	int r = redirect_to(skb, to);
-	return r >= 0 ? r : pass(skb);
+	if ((to_flags & EP_F_POL_IN) && !ct.reply) {
+		__u32 by = allowed(to->policy_slot, POL_INGRESS, identity(a->family, a->saddr), f);
+		if (!by)
+			return pass(skb, &p->o);
+		p->o.allowed_in = by;
+	}
+	int r = redirect_to(skb, to, &p->o);
+	if (r < 0)
+		return pass(skb, &p->o);
+	p->o.skip = 0;
+	return r;
 }
 
 /* An IPv4 packet's addresses, transport header and conntrack tuple. A later fragment
  * carries no ports: it is judged as port 0 (and never redirected). */
-static __always_inline void parse_v4(struct iphdr *ip, void *end, struct addrs *a, struct flow *f, struct bpf_sock_tuple *t)
+static __always_inline void parse_v4(struct iphdr *ip, void *end, struct pkt *p)
 {
-	a->family = TWILL_AF_INET;
-	__builtin_memcpy(a->saddr, &ip->saddr, 4);
-	__builtin_memcpy(a->daddr, &ip->daddr, 4);
+	p->a.family = TWILL_AF_INET;
+	__builtin_memcpy(p->a.saddr, &ip->saddr, 4);
+	__builtin_memcpy(p->a.daddr, &ip->daddr, 4);
 	if (!(ip->frag_off & bpf_htons(0x1fff)) && ip->ihl >= 5)
-		parse_l4((void *)ip + ip->ihl * 4, end, ip->protocol, f);
+		parse_l4((void *)ip + ip->ihl * 4, end, ip->protocol, &p->f);
 	else
-		f->proto = ip->protocol;
-	t->ipv4.saddr = ip->saddr;
-	t->ipv4.daddr = ip->daddr;
-	t->ipv4.sport = f->sport;
-	t->ipv4.dport = f->dport;
+		p->f.proto = ip->protocol;
+	p->t.ipv4.saddr = ip->saddr;
+	p->t.ipv4.daddr = ip->daddr;
+	p->t.ipv4.sport = p->f.sport;
+	p->t.ipv4.dport = p->f.dport;
+	p->tlen = sizeof(p->t.ipv4);
 }
 
 /* The same for IPv6. Extension headers are not walked: such a packet is judged by its next
  * header, port 0. */
-static __always_inline void parse_v6(struct ipv6hdr *ip6, void *end, struct addrs *a, struct flow *f, struct bpf_sock_tuple *t)
+static __always_inline void parse_v6(struct ipv6hdr *ip6, void *end, struct pkt *p)
 {
-	a->family = TWILL_AF_INET6;
-	__builtin_memcpy(a->saddr, &ip6->saddr, 16);
-	__builtin_memcpy(a->daddr, &ip6->daddr, 16);
-	parse_l4(ip6 + 1, end, ip6->nexthdr, f);
-	__builtin_memcpy(t->ipv6.saddr, a->saddr, 16);
-	__builtin_memcpy(t->ipv6.daddr, a->daddr, 16);
-	t->ipv6.sport = f->sport;
-	t->ipv6.dport = f->dport;
+	p->a.family = TWILL_AF_INET6;
+	__builtin_memcpy(p->a.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->a.daddr, &ip6->daddr, 16);
+	parse_l4(ip6 + 1, end, ip6->nexthdr, &p->f);
+	__builtin_memcpy(p->t.ipv6.saddr, p->a.saddr, 16);
+	__builtin_memcpy(p->t.ipv6.daddr, p->a.daddr, 16);
+	p->t.ipv6.sport = p->f.sport;
+	p->t.ipv6.dport = p->f.dport;
+	p->tlen = sizeof(p->t.ipv6);
 }
 
-static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end)
+static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, void *end, struct pkt *p)
 {
-	struct addrs a = {};
-	struct flow f = {};
-	struct bpf_sock_tuple t = {};
-	parse_v4(ip, end, &a, &f, &t);
-	struct ep_value *from = endpoint(TWILL_AF_INET, a.saddr);
+	parse_v4(ip, end, p);
+	struct ep_value *from = endpoint(TWILL_AF_INET, p->a.saddr);
 	if (!from || from->ifindex != skb->ifindex)
-		return drop(skb, V_SPOOFED);
+		return drop(skb, V_SPOOFED, &p->o, REASON_INVALID_SOURCE_IP);
 	/* Options or fragments: through the stack, never redirected. */
 	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
-		f.ctl = 1;
-	return from_pod(skb, from, &a, &f, &t, sizeof(t.ipv4));
+		p->f.ctl = 1;
+	return from_pod(skb, from, p);
 }
 
-static __always_inline int from_pod_v6(struct __sk_buff *skb, struct ipv6hdr *ip6, void *end)
+static __always_inline int from_pod_v6(struct __sk_buff *skb, struct ipv6hdr *ip6, void *end, struct pkt *p)
 {
 	__u32 w0 = ip6->saddr.in6_u.u6_addr32[0];
-	/* fe80::/10 (neighbour discovery) and :: (MLD, DAD) never leave the link. */
+	/* fe80::/10 (neighbour discovery) and :: (MLD, DAD) never leave the link: not recorded either. */
 	if ((w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000) ||
-	    !(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
-		return pass(skb);
-	struct addrs a = {};
-	struct flow f = {};
-	struct bpf_sock_tuple t = {};
-	parse_v6(ip6, end, &a, &f, &t);
-	struct ep_value *from = endpoint(TWILL_AF_INET6, a.saddr);
+	    !(w0 | ip6->saddr.in6_u.u6_addr32[1] | ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3])) {
+		count(skb, V_PASS);
+		return PASS;
+	}
+	parse_v6(ip6, end, p);
+	struct ep_value *from = endpoint(TWILL_AF_INET6, p->a.saddr);
 	if (!from || from->ifindex != skb->ifindex)
-		return drop(skb, V_SPOOFED);
-	return from_pod(skb, from, &a, &f, &t, sizeof(t.ipv6));
+		return drop(skb, V_SPOOFED, &p->o, REASON_INVALID_SOURCE_IP);
+	return from_pod(skb, from, p);
 }
 
 SEC("tc/from_pod")
@@ -346,44 +514,66 @@ int twill_from_pod(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+	struct pkt p = {};
+	int r;
 
 	if ((void *)(eth + 1) > end)
-		return pass(skb);
+		return pass(skb, &p.o);
 	/* An IP packet too short to name its source is never let by. */
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
-		return (void *)(ip + 1) > end ? drop(skb, V_SPOOFED) : from_pod_v4(skb, ip, end);
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		if ((void *)(ip + 1) > end)
+			return drop(skb, V_SPOOFED, &p.o, REASON_INVALID_PACKET);
+		r = from_pod_v4(skb, ip, end, &p);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
-		return (void *)(ip6 + 1) > end ? drop(skb, V_SPOOFED) : from_pod_v6(skb, ip6, end);
+		if ((void *)(ip6 + 1) > end)
+			return drop(skb, V_SPOOFED, &p.o, REASON_INVALID_PACKET);
+		r = from_pod_v6(skb, ip6, end, &p);
+	} else {
+		return pass(skb, &p.o);
 	}
-	return pass(skb);
+	record(skb, &p);
+	return r;
 }
 
 /* A packet the stack delivers to a pod whose ingress a policy selects: the node's own
  * addresses (kubelet's probes), replies and ICMP reports pass; the rest needs a rule. An IP
  * packet for an address this veth does not serve never gets in (multicast and link-local
- * excepted). */
-static __always_inline int to_pod(struct __sk_buff *skb, struct addrs *a, struct flow *f, struct bpf_sock_tuple *t, __u32 tlen)
+ * excepted). Only the pods a policy selects are recorded here: the sender's program records
+ * the rest. */
+static __always_inline int to_pod(struct __sk_buff *skb, struct pkt *p)
 {
-	struct ep_value *ep = endpoint(a->family, a->daddr);
+	struct obs *o = &p->o;
+	struct flow *f = &p->f;
+	struct ep_value *ep = endpoint(p->a.family, p->a.daddr);
 	if (!ep || ep->ifindex != skb->ifindex)
-		return drop(skb, V_DENY_IN);
-	if (!(ep->flags & EP_F_POL_IN) || f->reply || f->link)
+		return drop(skb, V_DENY_IN, o, REASON_UNROUTABLE_IP);
+	if (!(ep->flags & EP_F_POL_IN) || f->link) {
+		o->skip = 1;
 		return PASS;
-	struct ipc_value *peer = ipc(a->family, a->saddr);
+	}
+	o->verdict = FLOW_FORWARDED;
+	o->point = POINT_TO_ENDPOINT;
+	if (f->reply)
+		return PASS;
+	struct ipc_value *peer = ipc(p->a.family, p->a.saddr);
 	if (peer && (peer->flags & IPC_F_HOST))
 		return PASS;
 	if (f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
 		struct ct_seen ct = {};
-		ct_look(skb, t, tlen, f->proto, &ct);
+		ct_look(skb, &p->t, p->tlen, f->proto, &ct);
+		if (ct.found)
+			o->reply = ct.reply ? 2 : 1;
 		if (ct.reply)
 			return PASS;
 	}
-	if (allowed(ep->policy_slot, POL_INGRESS, peer ? peer->identity : ID_WORLD, f))
+	__u32 by = allowed(ep->policy_slot, POL_INGRESS, peer ? peer->identity : ID_WORLD, f);
+	if (by) {
+		o->allowed_in = by;
 		return PASS;
-	return drop(skb, V_DENY_IN);
+	}
+	return deny(skb, o, POL_INGRESS, ep->policy_slot);
 }
 
 SEC("tc/to_pod")
@@ -392,36 +582,34 @@ int twill_to_pod(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+	struct pkt p = {};
+	int r;
 
 	if ((void *)(eth + 1) > end)
 		return PASS;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
-			return drop(skb, V_DENY_IN);
+			return drop(skb, V_DENY_IN, &p.o, REASON_INVALID_PACKET);
 		__u32 d = bpf_ntohl(ip->daddr);
 		if ((d >> 28) == 0xe || d == 0xffffffff)
 			return PASS;
-		struct addrs a = {};
-		struct flow f = {};
-		struct bpf_sock_tuple t = {};
-		parse_v4(ip, end, &a, &f, &t);
-		return to_pod(skb, &a, &f, &t, sizeof(t.ipv4));
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		parse_v4(ip, end, &p);
+		r = to_pod(skb, &p);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end)
-			return drop(skb, V_DENY_IN);
+			return drop(skb, V_DENY_IN, &p.o, REASON_INVALID_PACKET);
 		__u32 w0 = ip6->daddr.in6_u.u6_addr32[0];
 		if ((w0 & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) || (w0 & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
 			return PASS;
-		struct addrs a = {};
-		struct flow f = {};
-		struct bpf_sock_tuple t = {};
-		parse_v6(ip6, end, &a, &f, &t);
-		return to_pod(skb, &a, &f, &t, sizeof(t.ipv6));
+		parse_v6(ip6, end, &p);
+		r = to_pod(skb, &p);
+	} else {
+		return PASS;
 	}
-	return PASS;
+	record(skb, &p);
+	return r;
 }
 
 char _license[] SEC("license") = "GPL";

@@ -23,7 +23,7 @@ export const IPC_F_HOST = 0x1;
 export const POL_INGRESS = 1;
 export const POL_EGRESS = 2;
 /** The maps of twill_tc.c, by their pin names. */
-export const MAP_NAMES = ['endpoints', 'counters', 'ipcache', 'policy'] as const;
+export const MAP_NAMES = ['endpoints', 'counters', 'ipcache', 'policy', 'flows', 'events', 'observer'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Marker offset the loader replaces with nf_conn.status's (TWILL_CT_STATUS_MARKER). */
 export const CT_STATUS_MARKER = 0x7ee8;
@@ -158,3 +158,84 @@ export const ifindexKey = (ifindex: number): Buffer => {
   k.writeUInt32LE(ifindex);
   return k;
 };
+
+export const FLOW_KEY_SIZE = 44;
+export const FLOW_VALUE_SIZE = 56;
+export const FLOW_EVENT_SIZE = 112;
+export const FLOW_FORWARDED = 1;
+export const FLOW_DROPPED = 2;
+export const EV_NEW = 1;
+export const EV_DROP = 2;
+export const EV_END = 3;
+export const OBS_READER = 0;
+export const OBS_LOST = 1;
+export const OBS_CONF = 2;
+export const OBS_CONF_OFF = 1;
+
+export const obsIndex = (i: number): Buffer => ifindexKey(i);
+export const u64 = (n: number | bigint): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(n));
+  return b;
+};
+
+/** One direction of a connection as its packets name it (struct flow_key). */
+export interface FlowKey {
+  src: Addr;
+  dst: Addr;
+  proto: number;
+  /** TCP/UDP/SCTP ports; for ICMP the type and code. */
+  sport: number;
+  dport: number;
+}
+
+/** What the kernel recorded of a flow (struct flow_value); times are bpf_ktime_get_ns(). */
+export interface FlowRecord {
+  firstNs: bigint;
+  lastNs: bigint;
+  packets: bigint;
+  bytes: bigint;
+  /** The allowing policy's index in the sync state, when a policy judged it. */
+  allowedOut?: number;
+  allowedIn?: number;
+  /** Slot of the pod whose policy denied it. */
+  slot: number;
+  verdict: number;
+  reason: number;
+  point: number;
+  tcpFlags: number;
+  /** undefined: conntrack did not know. */
+  reply?: boolean;
+  dir: number;
+  ifindex: number;
+}
+
+export function parseFlowKey(k: Buffer, o = 0): FlowKey {
+  const family = k.readUInt32LE(o) === 6 ? 6 : 4;
+  const n = family === 4 ? 4 : 16;
+  return {
+    proto: k[o + 4]!, sport: k.readUInt16BE(o + 8), dport: k.readUInt16BE(o + 10),
+    src: addrFromBytes(k.subarray(o + 12, o + 12 + n)), dst: addrFromBytes(k.subarray(o + 28, o + 28 + n)),
+  };
+}
+
+export function flowKey(f: FlowKey): Buffer {
+  const k = Buffer.alloc(FLOW_KEY_SIZE);
+  k.writeUInt32LE(f.src.family, 0);
+  k[4] = f.proto;
+  k.writeUInt16BE(f.sport, 8);
+  k.writeUInt16BE(f.dport, 10);
+  addrBytes(f.src).copy(k, 12);
+  addrBytes(f.dst).copy(k, 28);
+  return k;
+}
+
+export function parseFlowValue(v: Buffer, o = 0): FlowRecord {
+  const out = v.readUInt32LE(o + 32), inn = v.readUInt32LE(o + 36), reply = v[o + 48]!;
+  return {
+    firstNs: v.readBigUInt64LE(o), lastNs: v.readBigUInt64LE(o + 8), packets: v.readBigUInt64LE(o + 16), bytes: v.readBigUInt64LE(o + 24),
+    ...(out ? { allowedOut: out - 1 } : {}), ...(inn ? { allowedIn: inn - 1 } : {}),
+    slot: v.readUInt32LE(o + 40), verdict: v[o + 44]!, reason: v[o + 45]!, point: v[o + 46]!, tcpFlags: v[o + 47]!,
+    ...(reply ? { reply: reply === 2 } : {}), dir: v[o + 49]!, ifindex: v.readUInt32LE(o + 52),
+  };
+}

@@ -7,8 +7,8 @@ import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type Elf
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';
 import { tcObject } from './object.js';
-import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
-import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, parseEpValue, type MapName } from './layout.js';
+import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, mapUpdate, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
+import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, OBS_CONF, OBS_CONF_OFF, obsIndex, parseEpValue, u64, type MapName } from './layout.js';
 import { attachClsact, hasFilter } from '../sys/tc.js';
 import { EEXIST, SysError } from '../sys/libc.js';
 import { mkdirs } from '../fsx.js';
@@ -28,6 +28,8 @@ export interface MapSizes {
   /** max_entries of the ipcache and policy tries (default: the object's). */
   ipcache?: number;
   policy?: number;
+  /** Flow history entries; 0 turns the flow record and its events off. */
+  flows?: number;
 }
 
 /** The tcx link pin of an endpoint's to-pod program, beside its from-pod one. */
@@ -68,8 +70,15 @@ function openMap(dir: string, m: ElfMap, sizes: MapSizes): number {
     checkCompatible(pinned, m, path);
     return pinned;
   }
-  const maxEntries = m.name === 'ipcache' ? sizes.ipcache ?? m.maxEntries : m.name === 'policy' ? sizes.policy ?? m.maxEntries : sizes.endpoints;
-  return pinOrAdopt(mapCreate(m.name, { ...m, maxEntries }), path);
+  const maxEntries = {
+    endpoints: sizes.endpoints, counters: sizes.endpoints, ipcache: sizes.ipcache, policy: sizes.policy,
+    // An LRU map needs an entry at least: with flows off, the programs never write it.
+    flows: sizes.flows === 0 ? 1 : sizes.flows,
+  }[m.name as string] ?? m.maxEntries;
+  const fd = mapCreate(m.name, { ...m, maxEntries });
+  // Before the pin: no program sees the observer map without its setting.
+  if (m.name === 'observer' && sizes.flows === 0) mapUpdate(fd, obsIndex(OBS_CONF), u64(OBS_CONF_OFF));
+  return pinOrAdopt(fd, path);
 }
 
 /** A program's instructions, linked to its maps and to the running kernel. */

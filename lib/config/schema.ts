@@ -78,6 +78,7 @@ export const schema = {
       description: 'How the tc program is attached: "legacy" clsact + cls_bpf, "tcx" pinned links (kernel 6.6+; each attach waits for an RCU grace period, ~12 ms per ADD measured), "auto" legacy with tcx as fallback. Pods shaped by the bandwidth plugin (or pending, see cniCacheDir) get no program either way.',
     },
     maxEndpoints: { type: 'integer', minimum: 16, maximum: 1048576, default: 1024, description: 'Pod addresses the network\'s endpoint map holds on one node (kubelet\'s default of 110 pods, dual-stack, needs 220). Entries are allocated as pods come (no preallocation); a new size applies once the network\'s last pod on the node is gone and its maps are released.' },
+    flowEntries: { type: 'integer', minimum: 0, maximum: 1048576, default: 8192, description: 'Flows the kernel keeps on this node for `twill observe` (an LRU map: first/last seen, packets, bytes, verdict and drop reason per direction of a connection; the oldest go first). 0 keeps none and emits no events. ~150 bytes each, allocated when the network\'s maps are made; a new size applies once they are released.' },
     policy: {
       type: 'object',
       required: ['type'],

@@ -21,11 +21,13 @@ export interface EbpfNet {
   network: string;
   attach: AttachMode;
   maxEndpoints: number;
+  /** Flow history entries (0: none, and no events). */
+  flowEntries: number;
   /** Set when the network enforces NetworkPolicy: the trie sizes. */
   policy?: { ipcache: number; policy: number };
 }
 
-const sizesOf = (n: EbpfNet) => ({ endpoints: n.maxEndpoints, ...(n.policy ? { ipcache: n.policy.ipcache, policy: n.policy.policy } : {}) });
+const sizesOf = (n: EbpfNet) => ({ endpoints: n.maxEndpoints, flows: n.flowEntries, ...(n.policy ? { ipcache: n.policy.ipcache, policy: n.policy.policy } : {}) });
 
 function isEmpty(eps: number): boolean {
   for (const _ of mapKeys(eps, EP_KEY_SIZE)) return false;

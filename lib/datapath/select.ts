@@ -18,7 +18,7 @@ export interface DatapathState {
 }
 
 export const ebpfNet = (conf: NetConf): EbpfNet => ({
-  root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints,
+  root: conf.bpffsRoot, network: conf.name, attach: conf.ebpfAttach, maxEndpoints: conf.maxEndpoints, flowEntries: conf.flowEntries,
   ...(conf.policy ? { policy: { ipcache: conf.policy.ipcacheEntries, policy: conf.policy.policyEntries } } : {}),
 });
 

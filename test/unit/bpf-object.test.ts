@@ -6,11 +6,11 @@ import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
 import {
   COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE,
-  MAP_NAMES, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, parseEpValue, parseIpcKey, parsePolKey, polKey,
+  MAP_NAMES, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, parseEpValue, parseIpcKey, parsePolKey, polKey,
 } from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
-import { formatAddr, parseAddr } from '../../lib/net/ip.js';
+import { addrBytes, formatAddr, parseAddr } from '../../lib/net/ip.js';
 import { ROOT } from '../helpers/twill.js';
 
 const object = readFileSync(`${ROOT}/bpf/twill_tc.o`);
@@ -26,6 +26,10 @@ describe('the committed tc object', () => {
     const LPM_TRIE = 11;
     assert.deepEqual(byName.get('ipcache'), { name: 'ipcache', type: LPM_TRIE, keySize: IPC_KEY_SIZE, valueSize: IPC_VALUE_SIZE, maxEntries: 65536, flags: NO_PREALLOC });
     assert.deepEqual(byName.get('policy'), { name: 'policy', type: LPM_TRIE, keySize: POL_KEY_SIZE, valueSize: POL_VALUE_SIZE, maxEntries: 65536, flags: NO_PREALLOC });
+    assert.deepEqual(byName.get('flows'), { name: 'flows', type: MapType.LruHash, keySize: FLOW_KEY_SIZE, valueSize: FLOW_VALUE_SIZE, maxEntries: 8192, flags: 0 });
+    const RINGBUF = 27;
+    assert.deepEqual(byName.get('events'), { name: 'events', type: RINGBUF, keySize: 0, valueSize: 0, maxEntries: 256 * 1024, flags: 0 });
+    assert.deepEqual(byName.get('observer'), { name: 'observer', type: MapType.Array, keySize: 4, valueSize: 8, maxEntries: 4, flags: 0 });
     assert.deepEqual(elf.maps.map((m) => m.name).sort(), [...MAP_NAMES].sort());
     assert.equal(elf.license, 'GPL');
   });
@@ -102,12 +106,18 @@ int main(void) {
     offsetof(struct ipc_key, family), offsetof(struct ipc_key, addr), offsetof(struct pol_key, slot), offsetof(struct pol_key, identity), offsetof(struct pol_key, dir), offsetof(struct pol_key, port),
     EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, POL_KEY_BITS, offsetof(struct ep_counters, policy_out_bytes));
   printf("%zu\\n", offsetof(struct ep_value, policy_slot));
+  printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\\n", sizeof(struct flow_key), sizeof(struct flow_value), sizeof(struct flow_event),
+    offsetof(struct flow_key, proto), offsetof(struct flow_key, sport), offsetof(struct flow_key, dport), offsetof(struct flow_key, saddr), offsetof(struct flow_key, daddr),
+    offsetof(struct flow_value, packets), offsetof(struct flow_value, bytes), offsetof(struct flow_value, allowed_out), offsetof(struct flow_value, allowed_in), offsetof(struct flow_value, slot),
+    offsetof(struct flow_value, verdict), offsetof(struct flow_value, reason), offsetof(struct flow_value, point), offsetof(struct flow_value, tcp_flags), offsetof(struct flow_value, reply),
+    offsetof(struct flow_value, dir), offsetof(struct flow_value, ifindex), offsetof(struct flow_event, value));
+  printf("%d %d %d %d %d %d %d %d %d %d %d\\n", FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, (int)offsetof(struct flow_event, kind), (int)offsetof(struct flow_event, key));
   return 0;
 }
 `);
       const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      const [line1, line2, line3] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
+      const [line1, line2, line3, line4, line5] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
       assert.deepEqual(line3, [epValue({ ifindex: 0, flags: 0, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x01020304 }).indexOf(Buffer.from([4, 3, 2, 1]))]);
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
       assert.deepEqual(line1, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
@@ -115,6 +125,30 @@ int main(void) {
       const k = polKey({ slot: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
       assert.deepEqual(line2, [IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, 4, 8, k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(Buffer.from([0x12, 0x34])),
         EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), COUNTERS_SIZE - 8]);
+      // The flow layouts, checked by what the parsers read back from bytes put where the C compiler puts each field.
+      const [fk, fv, fe, proto, sport, dport, saddr, daddr, packets, bytes, aOut, aIn, slot, verdict, reason, point, flags, reply, fdir, ifindex, evValue] = line4!;
+      assert.deepEqual([fk, fv, fe, evValue], [FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_EVENT_SIZE - FLOW_VALUE_SIZE]);
+      const kb = Buffer.alloc(FLOW_KEY_SIZE);
+      kb.writeUInt32LE(6, 0);
+      kb[proto!] = 17;
+      kb.writeUInt16BE(1234, sport!);
+      kb.writeUInt16BE(80, dport!);
+      addrBytes(parseAddr('fd00::1')!).copy(kb, saddr!);
+      addrBytes(parseAddr('fd00::2')!).copy(kb, daddr!);
+      const pk = parseFlowKey(kb);
+      assert.deepEqual([formatAddr(pk.src), formatAddr(pk.dst), pk.proto, pk.sport, pk.dport], ['fd00::1', 'fd00::2', 17, 1234, 80]);
+      assert.ok(flowKey(pk).equals(kb));
+      const vb = Buffer.alloc(FLOW_VALUE_SIZE);
+      vb.writeBigUInt64LE(5n, 8);
+      vb.writeBigUInt64LE(7n, packets!);
+      vb.writeBigUInt64LE(9n, bytes!);
+      vb.writeUInt32LE(3, aOut!);
+      vb.writeUInt32LE(4, aIn!);
+      vb.writeUInt32LE(11, slot!);
+      vb[verdict!] = 2; vb[reason!] = 133; vb[point!] = 101; vb[flags!] = 0x12; vb[reply!] = 2; vb[fdir!] = 1;
+      vb.writeUInt32LE(42, ifindex!);
+      assert.deepEqual(parseFlowValue(vb), { firstNs: 0n, lastNs: 5n, packets: 7n, bytes: 9n, allowedOut: 2, allowedIn: 3, slot: 11, verdict: 2, reason: 133, point: 101, tcpFlags: 0x12, reply: true, dir: 1, ifindex: 42 });
+      assert.deepEqual(line5, [FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, 8, 12]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
