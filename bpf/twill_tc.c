@@ -366,12 +366,12 @@ static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
 		__sync_fetch_and_add(&v->packets, 1);
 		__sync_fetch_and_add(&v->bytes, skb->len);
 		v->tcp_flags |= p->f.tcp_flags;
+		v->point = o->point; /* a connection's first packets take the stack, the rest may be redirected */
 		if (v->verdict != o->verdict || (o->verdict == FLOW_DROPPED && v->reason != o->reason)) {
 			v->verdict = o->verdict;
 			v->reason = o->reason;
 			v->dir = o->dir;
 			v->slot = o->slot;
-			v->point = o->point;
 			kind = o->verdict == FLOW_DROPPED ? EV_DROP : EV_NEW;
 		} else if (o->verdict == FLOW_DROPPED) {
 			kind = EV_DROP;
@@ -389,8 +389,8 @@ static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
 	if (!o->reply && p->f.ports && (p->f.proto == IPPROTO_TCP || p->f.proto == IPPROTO_UDP)) {
 		struct ct_seen ct = {};
 		ct_look(skb, &p->t, p->tlen, p->f.proto, &ct);
-		if (ct.found)
-			o->reply = ct.reply ? 2 : 1;
+		/* Unknown to conntrack: it opens a connection (conntrack will make it the original direction). */
+		o->reply = ct.reply ? 2 : 1;
 	} else if (!o->reply && (p->f.proto == IPPROTO_ICMP || p->f.proto == IPPROTO_ICMPV6)) {
 		o->reply = p->f.reply ? 2 : 1;
 	}

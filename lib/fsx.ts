@@ -23,10 +23,10 @@ export const TMP_PREFIX = '.twill-tmp-';
  * Writes a file so that it appears whole or not at all (temp + rename, or temp + link when
  * exclusive). durable adds an fsync before it appears: reservations survive power loss.
  */
-export function writeAtomic(path: string, data: string | Buffer, exclusive = false, durable = exclusive): boolean {
+export function writeAtomic(path: string, data: string | Buffer, exclusive = false, durable = exclusive, mode = 0o600): boolean {
   const dir = path.slice(0, path.lastIndexOf('/'));
   const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fd = openSync(tmp, 'wx', 0o600);
+  const fd = openSync(tmp, 'wx', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     if (durable) fsyncSync(fd);

@@ -20,7 +20,7 @@ function output<T>(y: Argv<T>) {
 const isJson = (a: { output: string; json: boolean }): boolean => a.json || a.output === 'json';
 
 /** Flags that take no value; yargs would read `--force=maybe` as true. */
-const BOOLEAN_FLAGS = new Set(['force', 'in-cluster', 'cleanup', 'json', 'help', 'version']);
+const BOOLEAN_FLAGS = new Set(['force', 'in-cluster', 'cleanup', 'json', 'help', 'version', 'follow']);
 
 function badBoolean(argv: string[]): string | undefined {
   for (const a of argv) {
@@ -107,6 +107,55 @@ export async function runCli(argv: string[], version: string): Promise<number> {
         .example('$0 sync --from-file cluster.json', 'NetworkPolicy without Kubernetes (kubectl get ns,pods,netpol -A -o json)'),
       (a) => {
         run = async () => (await import('./sync.js')).runSync({ confDir: a['conf-dir'], network: a.network, kubeconfig: a.kubeconfig, inCluster: a['in-cluster'], nodesFile: a['nodes-file'], fromFile: a['from-file'], cleanup: a.cleanup, watch: a.watch, json: isJson(a) });
+      },
+    )
+    .command(
+      'observe',
+      'the flows and drops the kernel recorded on this node, with their verdicts: from its flow history (no reader needs to have run) or live (--follow), as hubble observe prints them',
+      (y) => output(y)
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+        .option('network', { type: 'string', describe: 'only this network', requiresArg: true })
+        .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'stream new flows, drops and TCP ends as they happen (until interrupted)' })
+        .option('last', { type: 'number', describe: 'the last N flows of the history (default 20 unless --since or --follow)', requiresArg: true })
+        .option('since', { type: 'string', describe: 'flows seen since a duration ago (30s, 10m, 2h) or a time (RFC 3339)', requiresArg: true })
+        .option('pod', { type: 'string', describe: 'flows from or to [namespace/]pod (a name prefix)', requiresArg: true })
+        .option('from-pod', { type: 'string', describe: 'flows from [namespace/]pod', requiresArg: true })
+        .option('to-pod', { type: 'string', describe: 'flows to [namespace/]pod', requiresArg: true })
+        .option('namespace', { type: 'string', describe: 'flows from or to a pod of this namespace', requiresArg: true })
+        .option('verdict', { type: 'string', choices: ['FORWARDED', 'DROPPED'] as const, coerce: (v: string) => v.toUpperCase() as 'FORWARDED' | 'DROPPED', describe: 'FORWARDED or DROPPED', requiresArg: true })
+        .option('protocol', { type: 'string', choices: ['tcp', 'udp', 'sctp', 'icmp', 'icmpv4', 'icmpv6'] as const, coerce: (v: string) => v.toLowerCase(), describe: 'L4 protocol', requiresArg: true })
+        .option('port', { type: 'number', describe: 'source or destination port', requiresArg: true })
+        .option('ip', { type: 'string', describe: 'source or destination address or CIDR', requiresArg: true })
+        .check((a) => {
+          if (a.last !== undefined && (!Number.isInteger(a.last) || a.last < 0)) throw new Error(`--last must be a whole number, not ${String(argvValue(argv, 'last') ?? a.last)}`);
+          if (a.port !== undefined && (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)) throw new Error(`--port must be 0 to 65535, not ${String(argvValue(argv, 'port') ?? a.port)}`);
+          return true;
+        })
+        .epilog(EXIT_HELP)
+        .example('$0 observe --verdict DROPPED --since 10m', 'what was dropped in the last ten minutes, and by which policy')
+        .example('$0 observe --pod x/a -f', 'follow x/a\'s flows live')
+        .example('$0 observe -o json --last 100 | jq .flow.drop_reason_desc', 'Hubble\'s JSON'),
+      (a) => {
+        run = async () => (await import('./observe.js')).runObserve({
+          confDir: a['conf-dir'], network: a.network, follow: a.follow, last: a.last, since: a.since, json: isJson(a),
+          filter: {
+            ...(a.pod !== undefined ? { pod: a.pod } : {}), ...(a['from-pod'] !== undefined ? { fromPod: a['from-pod'] } : {}), ...(a['to-pod'] !== undefined ? { toPod: a['to-pod'] } : {}),
+            ...(a.namespace !== undefined ? { namespace: a.namespace } : {}), ...(a.verdict !== undefined ? { verdict: a.verdict } : {}), ...(a.protocol !== undefined ? { protocol: a.protocol } : {}),
+            ...(a.port !== undefined ? { port: a.port } : {}), ...(a.ip !== undefined ? { ip: a.ip } : {}),
+          },
+        });
+      },
+    )
+    .command(
+      'metrics',
+      'this node\'s counters in Prometheus text format: forwarded and dropped packets and bytes per pod (fast path vs stack, drop reason), endpoints, pool usage, lost events, last policy sync',
+      (y) => y
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
+        .option('textfile', { type: 'string', describe: 'write DIR/twill.prom atomically for node_exporter\'s textfile collector instead of printing', requiresArg: true })
+        .epilog(EXIT_HELP)
+        .example('$0 metrics --textfile /var/lib/node_exporter/textfile_collector', 'from a systemd timer or a DaemonSet loop'),
+      (a) => {
+        run = async () => (await import('./metrics.js')).runMetrics({ confDir: a['conf-dir'], textfile: a.textfile });
       },
     )
     .command(

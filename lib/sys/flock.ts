@@ -19,3 +19,17 @@ export function lockFile(path: string): () => void {
     closeSync(fd);
   };
 }
+
+const LOCK_NB = 4;
+/** The exclusive lock on path if nobody holds it (its release function), else undefined. */
+export function tryLockFile(path: string): (() => void) | undefined {
+  const fd = openSync(path, 'a+', 0o600);
+  if (Number(libc().flock(fd, LOCK_EX | LOCK_NB)) !== 0) {
+    closeSync(fd);
+    return undefined;
+  }
+  return () => {
+    libc().flock(fd, LOCK_UN);
+    closeSync(fd);
+  };
+}

@@ -32,6 +32,7 @@ type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {
   socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn; mount: Fn; statfs: Fn;
   spawn: Fn; faInit: Fn; faOpen: Fn; faDup2: Fn; attrInit: Fn; attrSetFlags: Fn;
+  mmap: (...args: unknown[]) => unknown; munmap: Fn; clockGettime: Fn; sysconf: Fn;
 }
 let bound: Libc | undefined;
 
@@ -59,6 +60,10 @@ export function libc(): Libc {
     attrInit: lib.func('int posix_spawnattr_init(_Inout_ void *)'),
     attrSetFlags: lib.func('int posix_spawnattr_setflags(_Inout_ void *, short)'),
     ioctl: lib.func('int ioctl(int, unsigned long, void *)'),
+    mmap: lib.func('void *mmap(void *, size_t, int, int, int, long)'),
+    munmap: lib.func('int munmap(void *, size_t)'),
+    clockGettime: lib.func('int clock_gettime(int, _Out_ void *)'),
+    sysconf: lib.func('long sysconf(int)'),
   };
   return bound;
 }
@@ -70,4 +75,12 @@ export function check(call: string, r: number | bigint): number {
   const n = Number(r);
   if (n < 0) throw new SysError(call, errno());
   return n;
+}
+
+const CLOCK_MONOTONIC = 1;
+/** CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns(). */
+export function monotonicNs(): bigint {
+  const ts = Buffer.alloc(16);
+  check('clock_gettime', libc().clockGettime(CLOCK_MONOTONIC, ts));
+  return ts.readBigInt64LE(0) * 1_000_000_000n + ts.readBigInt64LE(8);
 }

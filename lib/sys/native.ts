@@ -12,7 +12,9 @@ export interface Koffi {
   load(path: string): { func(signature: string): (...args: unknown[]) => number | bigint };
   errno(): number;
   /** Address of a Buffer's memory (stable: Node never moves a Buffer's backing store). */
-  address(value: Buffer): bigint;
+  address(value: unknown): bigint;
+  /** An ArrayBuffer over raw memory (mmap'ed), without a copy. */
+  view(ptr: unknown, len: number): ArrayBuffer;
   version: string;
 }
 

@@ -1,0 +1,132 @@
+// `twill metrics`: this node's counters in Prometheus text exposition, printed or written
+// atomically for node_exporter's textfile collector (--textfile DIR): no port is opened.
+import type { NetConf } from '../config/types.js';
+import { endpointTable, type EndpointRow } from '../datapath/ebpf.js';
+import { readEndpoints, readSyncRecord } from '../datapath/policy-state.js';
+import { hostLocalUsage } from '../ipam/hostlocal.js';
+import { openNetwork } from '../bpf/loader.js';
+import { FLOW_KEY_SIZE } from '../bpf/layout.js';
+import { lostEvents } from '../bpf/flows.js';
+import { mapKeys } from '../bpf/sys.js';
+import { hostLinksWithAlias } from '../sys/podlink.js';
+import { aliasPrefix } from '../naming.js';
+import { writeAtomic } from '../fsx.js';
+import { twillNetworks } from './netconfs.js';
+
+type Labels = Record<string, string>;
+interface Family {
+  help: string;
+  type: 'counter' | 'gauge';
+  samples: { labels: Labels; value: bigint | number }[];
+}
+
+const escape = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+export function exposition(families: Map<string, Family>): string {
+  let out = '';
+  for (const [name, f] of families) {
+    if (f.samples.length === 0) continue;
+    out += `# HELP ${name} ${f.help}\n# TYPE ${name} ${f.type}\n`;
+    for (const s of f.samples) {
+      const l = Object.entries(s.labels).map(([k, v]) => `${k}="${escape(v)}"`).join(',');
+      out += `${name}${l ? `{${l}}` : ''} ${String(s.value)}\n`;
+    }
+  }
+  return out;
+}
+
+class Registry {
+  readonly families = new Map<string, Family>();
+  add(name: string, type: Family['type'], help: string, labels: Labels, value: bigint | number): void {
+    let f = this.families.get(name);
+    if (!f) this.families.set(name, (f = { help, type, samples: [] }));
+    f.samples.push({ labels, value });
+  }
+}
+
+function endpointMetrics(r: Registry, conf: NetConf, rows: EndpointRow[]): void {
+  const pods = readEndpoints(conf);
+  const seen = new Set<number>();
+  for (const row of rows) {
+    if (seen.has(row.hostIndex) || !row.counters) continue;
+    seen.add(row.hostIndex);
+    const rec = pods.get(row.hostIfName);
+    const l = { network: conf.name, namespace: rec?.namespace ?? '', pod: rec?.name ?? '', interface: row.hostIfName };
+    const c = row.counters;
+    const fwd = 'Packets and bytes from the pod forwarded by the tc program: path "fast" redirected straight into the destination pod, "stack" handed to the kernel stack.';
+    r.add('twill_forwarded_packets_total', 'counter', fwd, { ...l, path: 'fast' }, c.redirectPackets);
+    r.add('twill_forwarded_packets_total', 'counter', fwd, { ...l, path: 'stack' }, c.passPackets);
+    r.add('twill_forwarded_bytes_total', 'counter', fwd, { ...l, path: 'fast' }, c.redirectBytes);
+    r.add('twill_forwarded_bytes_total', 'counter', fwd, { ...l, path: 'stack' }, c.passBytes);
+    const drop = 'Packets and bytes the tc programs dropped, by Hubble drop reason and the pod\'s direction.';
+    for (const [reason, direction, p, b] of [
+      ['INVALID_SOURCE_IP', 'egress', c.spoofedPackets, c.spoofedBytes],
+      ['POLICY_DENIED', 'ingress', c.policyInPackets, c.policyInBytes],
+      ['POLICY_DENIED', 'egress', c.policyOutPackets, c.policyOutBytes],
+    ] as const) {
+      r.add('twill_dropped_packets_total', 'counter', drop, { ...l, reason, direction }, p);
+      r.add('twill_dropped_bytes_total', 'counter', drop, { ...l, reason, direction }, b);
+    }
+  }
+}
+
+function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[]): void {
+  const net = { network: conf.name };
+  const mine = rows.filter((x) => x.network === conf.name);
+  const endpoints = Math.max(hostLinksWithAlias(aliasPrefix(conf.name)).length, new Set(mine.map((x) => x.hostIndex)).size);
+  r.add('twill_endpoints', 'gauge', 'Pod interfaces of the network attached on this node.', net, endpoints);
+  if (conf.ipam?.type === 'host-local') {
+    for (const u of hostLocalUsage(conf)) {
+      const l = { ...net, range_set: String(u.rangeSet), ranges: u.ranges.join(',') };
+      const help = 'Addresses of each IPAM range set on this node, used and free.';
+      r.add('twill_pool_addresses', 'gauge', help, { ...l, state: 'used' }, u.used);
+      r.add('twill_pool_addresses', 'gauge', help, { ...l, state: 'free' }, u.size - BigInt(u.used));
+    }
+  }
+  endpointMetrics(r, conf, mine);
+  const maps = conf.datapath === 'routed' ? undefined : openNetwork(conf.bpffsRoot, conf.name);
+  if (maps) {
+    try {
+      r.add('twill_events_lost_total', 'counter', 'Flow events the ring buffer had no room for while a reader was attached.', net, lostEvents(maps.maps.get('observer')!));
+      let n = 0;
+      for (const _k of mapKeys(maps.maps.get('flows')!, FLOW_KEY_SIZE)) n++;
+      r.add('twill_flows', 'gauge', 'Flows in the kernel\'s flow history (twill observe).', net, n);
+    } finally {
+      maps.close();
+    }
+  }
+  if (conf.policy) {
+    const rec = readSyncRecord(conf);
+    if (rec) {
+      r.add('twill_policy_last_sync_timestamp_seconds', 'gauge', 'When twill sync last computed the network\'s NetworkPolicy, in seconds since the epoch.', net, Date.parse(rec.time) / 1000);
+      r.add('twill_policies', 'gauge', 'NetworkPolicies of the last sync.', net, rec.policies.length);
+    }
+  }
+}
+
+export function collect(confDir: string): string {
+  const r = new Registry();
+  const nets = twillNetworks(confDir);
+  const links = hostLinksWithAlias('');
+  const roots = new Map<string, EndpointRow[]>();
+  for (const n of nets) {
+    if (!n.conf) continue;
+    const root = n.conf.bpffsRoot;
+    if (!roots.has(root)) roots.set(root, endpointTable(root, links));
+    networkMetrics(r, n.conf, roots.get(root)!.filter((x) => x.network === n.conf!.name));
+  }
+  r.add('twill_config_errors', 'gauge', 'twill entries of the CNI configuration directory that do not load.', {}, nets.filter((n) => !n.conf).length);
+  return exposition(r.families);
+}
+
+export function runMetrics(o: { confDir: string; textfile?: string | undefined }): number {
+  const text = collect(o.confDir);
+  if (o.textfile === undefined) {
+    process.stdout.write(text);
+    return 0;
+  }
+  // node_exporter reads *.prom only: the temporary name it never sees, then one rename.
+  const path = `${o.textfile.replace(/\/+$/, '')}/twill.prom`;
+  writeAtomic(path, text, false, false, 0o644);
+  return 0;
+}
