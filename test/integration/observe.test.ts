@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { AGENT, NetpolCluster, type Pod } from '../helpers/netpol.js';
 import { endpointsJson } from '../helpers/traffic.js';
-import { forge, sleep } from '../helpers/pkt.js';
+import { forge, send, sleep } from '../helpers/pkt.js';
 import { cleanupNetns, sh, TWILL } from '../helpers/twill.js';
 import { openNetwork } from '../../lib/bpf/loader.js';
 import { lostEvents, readerDeadline, setReaderDeadline } from '../../lib/bpf/flows.js';
@@ -141,6 +141,22 @@ describe('twill observe and twill metrics', () => {
       assert.ok(got.every(ok), `${args.join(' ')} lets only matching flows by`);
     }
     assert.equal(flows('--last', '3').length, 3, '--last N');
+  });
+
+  it('keeps the last verdict of a flow whose policy changed under it, with every packet counted', () => {
+    const allowX = pol('y', 'allow-x', { podSelector: { matchLabels: { pod: 'b' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } } }], ports: [{ port: 80, protocol: 'UDP' }] }] });
+    c.sync([DENY_FROM_X, allowX]);
+    assert.equal(send(pod('x/b').netns, 5555, v4('y/b'), 80, 3), 3);
+    const before = flows('--ip', v4('y/b'), '--port', '5555').filter((f) => f.flow.IP.source === v4('x/b'));
+    assert.equal(before[0]?.flow.verdict, 'FORWARDED');
+    assert.deepEqual(before[0]?.flow.ingress_allowed_by?.map((p) => p.name), ['allow-x']);
+    c.sync([DENY_FROM_X]);
+    assert.equal(send(pod('x/b').netns, 5555, v4('y/b'), 80, 3), 0);
+    const now = flows('--ip', v4('y/b'), '--port', '5555').filter((f) => f.flow.IP.source === v4('x/b'));
+    assert.equal(now.length, 1);
+    assert.equal(now[0]!.flow.verdict, 'DROPPED');
+    assert.deepEqual(now[0]!.flow.ingress_denied_by?.map((p) => p.name), ['deny-from-x']);
+    assert.equal(now[0]!.flow.twill.packets, 6);
   });
 
   it('shows a forged source as dropped, named by the pod that really sent it', () => {
