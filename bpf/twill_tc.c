@@ -362,11 +362,16 @@ static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
 	struct flow_value *v = bpf_map_lookup_elem(&flows, &k);
 	if (v) {
 		__u32 kind = 0;
+		/* Plain adds: one direction of a flow is judged on one CPU at a time (its sender's), and
+		 * a history may lose a rare increment where a locked add would cost every packet. The
+		 * per-veth counters are per CPU and exact. */
 		v->last_ns = now;
-		__sync_fetch_and_add(&v->packets, 1);
-		__sync_fetch_and_add(&v->bytes, skb->len);
-		v->tcp_flags |= p->f.tcp_flags;
-		v->point = o->point; /* a connection's first packets take the stack, the rest may be redirected */
+		v->packets++;
+		v->bytes += skb->len;
+		if ((v->tcp_flags | p->f.tcp_flags) != v->tcp_flags)
+			v->tcp_flags |= p->f.tcp_flags;
+		if (v->point != o->point) /* a connection's first packets take the stack, the rest may be redirected */
+			v->point = o->point;
 		if (v->verdict != o->verdict || (o->verdict == FLOW_DROPPED && v->reason != o->reason)) {
 			v->verdict = o->verdict;
 			v->reason = o->reason;

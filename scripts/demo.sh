@@ -98,6 +98,9 @@ for p in "${pods[@]}"; do chain CHECK "$work/check/check.conflist" "/run/netns/$
 step "twill endpoints: the eBPF endpoint map and what the fast path carried"
 dist/twill endpoints --bpffs-root "$work/bpffs"
 
+step "twill observe: the flows the kernel recorded, with their verdicts (no reader was running)"
+dist/twill observe --conf-dir "$work" --last 12
+
 step "twill status"
 dist/twill status --conf-dir "$work" || true
 

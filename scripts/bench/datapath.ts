@@ -4,7 +4,7 @@
 // interleaved round by round.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { delNetns, envFor, newNetns, timedRun, type Workspace } from './plugins.js';
+import { delNetns, envFor, newNetns, timedRun, type SubjectKind, type Workspace } from './plugins.js';
 import { fmt, median, ratio, table, target, type Target } from './stats.js';
 
 export interface Pair {
@@ -39,7 +39,7 @@ function barePair(): Pair {
   return { name: 'bare veth pair (ceiling)', a, b, addrB: '10.239.0.2', teardown: () => [a, b].forEach(delNetns) };
 }
 
-export function pluginPair(ws: Workspace, kind: 'twill' | 'twill-ebpf' | 'bridge', octet: number, label?: string): Pair {
+export function pluginPair(ws: Workspace, kind: SubjectKind, octet: number, label?: string): Pair {
   const s = ws.subject(kind, octet);
   const stdin = JSON.stringify(s.conf);
   const nss = [newNetns(), newNetns()];
@@ -71,6 +71,15 @@ export function iperf(p: Pair, streams: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** Short TCP connections per second from a to b (connect, one byte each way, close). */
+export function crr(p: Pair, bin: string, n = 4000): number {
+  const srv: ChildProcess = spawn('ip', inNs(p.b, [bin, 'crr-server', '5803']).slice(1), { stdio: 'ignore' });
+  spawnSync('sleep', ['0.2']);
+  const out = run(inNs(p.a, [bin, 'crr', p.addrB, '5803', String(n)]), true);
+  srv.kill();
+  return Number(out.trim());
 }
 
 export function rr(p: Pair, bin: string): number {

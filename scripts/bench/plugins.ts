@@ -25,6 +25,8 @@ export interface Subject {
   conf: Record<string, unknown>;
 }
 
+export type SubjectKind = 'twill' | 'twill-ebpf' | 'twill-ebpf-noflows' | 'twill-ebpf-tcx' | 'twill-ebpf-policy' | 'ptp' | 'bridge';
+
 export class Workspace {
   readonly dir = mkdtempSync(`${tmpdir()}/twill-bench-`);
   readonly binDir = `${this.dir}/bin`;
@@ -35,13 +37,14 @@ export class Workspace {
     for (const p of ['ptp', 'bridge', 'host-local']) symlinkSync(`${REF_DIR}/${p}`, `${this.binDir}/${p}`);
   }
 
-  subject(kind: 'twill' | 'twill-ebpf' | 'twill-ebpf-tcx' | 'twill-ebpf-policy' | 'ptp' | 'bridge', octet: number): Subject {
+  subject(kind: SubjectKind, octet: number): Subject {
     const name = `bench-${kind}`;
     const ipam = { type: 'host-local', dataDir: `${this.dir}/ipam`, ranges: [[{ subnet: `10.${octet}.0.0/16` }]], routes: [{ dst: '0.0.0.0/0' }] };
     const base = { cniVersion: '1.0.0', name, ipam };
     if (kind === 'twill') return { name: 'twill routed', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
     // Declaring the bandwidth capability lets twill attach at ADD (an entry that declares nothing starts pending: datapath/promote.ts).
     if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    if (kind === 'twill-ebpf-noflows') return { name: 'twill ebpf, no flow record', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, flowEntries: 0, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-tcx') return { name: 'twill ebpf (tcx attach)', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', ebpfAttach: 'tcx', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-policy') return { name: 'twill ebpf + NetworkPolicy', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, policy: { type: 'k8s' }, nodeName: 'bench-node', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'ptp') return { name: 'ptp + host-local', bin: `${this.binDir}/ptp`, conf: { ...base, type: 'ptp' } };
@@ -49,7 +52,7 @@ export class Workspace {
   }
 
   cleanup(): void {
-    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-tcx', 'twill-ebpf-policy']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
+    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-noflows', 'twill-ebpf-tcx', 'twill-ebpf-policy']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
     for (const l of JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as { ifname: string }[]) {
       if (l.ifname.startsWith('twbench')) spawnSync('ip', ['link', 'del', l.ifname]);
     }

@@ -10,7 +10,7 @@ const TWILL = process.env.TWILL_BIN ?? `${process.cwd()}/dist/twill`;
 const NODE_BIN = process.env.TWILL_NODE ?? process.execPath;
 const N = Number(process.env.BENCH_N ?? 100);
 const SCALE = Number(process.env.BENCH_SCALE ?? 500);
-const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy').split(',');
+const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy,observe').split(',');
 
 const ws = new Workspace(TWILL);
 const out: Record<string, unknown> = { date: new Date().toISOString(), n: N };
@@ -195,6 +195,10 @@ async function main(): Promise<void> {
     if (only.includes('datapath')) {
       const { datapath } = await import('./datapath.js');
       datapath(ws, say, out, targets);
+    }
+    if (only.includes('observe')) {
+      const { observeBench } = await import('./observe.js');
+      observeBench(ws, say, out, targets);
     }
     if (only.includes('policy')) {
       const { policyBench } = await import('./policy.js');
