@@ -11,7 +11,8 @@ export const DROP_REASONS: Record<number, string> = {
 };
 const POINTS: Record<number, string> = { 3: 'TO_STACK', 101: 'TO_ENDPOINT' };
 const EVENTS: Record<number, string> = { [EV_NEW]: 'new', [EV_DROP]: 'drop', [EV_END]: 'end' };
-const TCP_FLAGS = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
+/** TCP header bits (FIN = 1 … CWR = 128), in the order hubble prints them. */
+const TCP_FLAGS: [string, number][] = [['SYN', 2], ['ACK', 16], ['FIN', 1], ['RST', 4], ['PSH', 8], ['URG', 32], ['ECE', 64], ['CWR', 128]];
 export const PROTOCOLS: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP', 1: 'ICMPv4', 58: 'ICMPv6' };
 
 export interface HubbleFlow {
@@ -53,7 +54,7 @@ export interface FlowLine {
 export type Clock = (ns: bigint) => Date;
 
 const iso = (d: Date): string => d.toISOString();
-const tcpFlags = (f: number): string[] => TCP_FLAGS.filter((_n, i) => f & (1 << i));
+const tcpFlags = (f: number): string[] => TCP_FLAGS.filter(([, bit]) => f & bit).map(([n]) => n);
 const ICMP4: Record<number, string> = { 0: 'EchoReply', 3: 'DestinationUnreachable', 8: 'EchoRequest', 11: 'TimeExceeded' };
 const ICMP6: Record<number, string> = { 1: 'DestinationUnreachable', 2: 'PacketTooBig', 3: 'TimeExceeded', 128: 'EchoRequest', 129: 'EchoReply' };
 

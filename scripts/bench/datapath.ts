@@ -61,10 +61,12 @@ export function pluginPair(ws: Workspace, kind: SubjectKind, octet: number, labe
   };
 }
 
-export function iperf(p: Pair, streams: number): number {
-  const srv = spawn('ip', inNs(p.b, ['iperf3', '-s', '-1', '-p', '5801']).slice(1), { stdio: 'ignore' });
+/** iperf3 from a to b; pin puts the client and the server on these CPUs (steadier on a small machine). */
+export function iperf(p: Pair, streams: number, pin?: [number, number]): number {
+  const on = (cpu: number | undefined, cmd: string[]): string[] => (cpu === undefined ? cmd : ['taskset', '-c', String(cpu), ...cmd]);
+  const srv = spawn('ip', inNs(p.b, on(pin?.[1], ['iperf3', '-s', '-1', '-p', '5801'])).slice(1), { stdio: 'ignore' });
   spawnSync('sleep', ['0.2']);
-  const out = run(inNs(p.a, ['iperf3', '-c', p.addrB, '-p', '5801', '-t', String(SECONDS), '-P', String(streams), '-J']), true);
+  const out = run(inNs(p.a, on(pin?.[0], ['iperf3', '-c', p.addrB, '-p', '5801', '-t', String(SECONDS), '-P', String(streams), '-J'])), true);
   srv.kill();
   try {
     return (JSON.parse(out).end.sum_received.bits_per_second as number) / 1e9;

@@ -7,8 +7,12 @@ import { mkdirSync, openSync, writeFileSync, closeSync } from 'node:fs';
 import { crr, iperf, pluginPair, rr, type Pair } from './datapath.js';
 import { fmt, median, table, target, type Target } from './stats.js';
 import type { Workspace } from './plugins.js';
+import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { closeFd, objGet, objInfo } from '../../lib/bpf/sys.js';
 
+const OFF_NET = 'bench-twill-ebpf-noflows';
+const ON_NET = 'bench-twill-ebpf';
 const ROUNDS = Number(process.env.BENCH_OBSERVE_ROUNDS ?? 5);
 
 interface Sample {
@@ -16,6 +20,39 @@ interface Sample {
   rr: number;
   crr: number;
 }
+
+/** Run time and runs of a network's from-pod program so far (kernel.bpf_stats_enabled). */
+function progStats(ws: Workspace, network: string): [bigint, bigint] {
+  const dir = `${ws.dir}/bpffs/twill/${network}`;
+  const prog = readdirSync(dir).find((f) => f.startsWith('prog_') && !f.endsWith('_to'));
+  const fd = prog ? objGet(`${dir}/${prog}`) : undefined;
+  if (fd === undefined) return [0n, 0n];
+  try {
+    const info = objInfo(fd, 256);
+    return [info.readBigUInt64LE(192), info.readBigUInt64LE(200)]; // bpf_prog_info.run_time_ns, run_cnt
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Nanoseconds per program run, accumulated over the measurements of one configuration. */
+class RunCost {
+  ns = 0n;
+  runs = 0n;
+  around<T>(ws: Workspace, network: string, fn: () => T): T {
+    const [t0, c0] = progStats(ws, network);
+    const v = fn();
+    const [t1, c1] = progStats(ws, network);
+    this.ns += t1 - t0;
+    this.runs += c1 - c0;
+    return v;
+  }
+  get perRun(): number {
+    return this.runs ? Number(this.ns) / Number(this.runs) : NaN;
+  }
+}
+
+const cost = { off: new RunCost(), on: new RunCost(), read: new RunCost() };
 
 function measure(p: Pair, rrBin: string): Sample {
   return { one: iperf(p, 1), rr: rr(p, rrBin), crr: crr(p, rrBin) };
@@ -41,25 +78,31 @@ export function observeBench(ws: Workspace, say: (s: string) => void, out: Recor
   const { cniVersion, name, ...entry } = s.conf as { cniVersion: string; name: string };
   writeFileSync(`${confDir}/10-bench.conflist`, JSON.stringify({ cniVersion, name, plugins: [entry] }));
   const r = { off: [] as Sample[], idle: [] as Sample[], offR: [] as Sample[], read: [] as Sample[] };
+  // The programs' own time per packet, which the machine's noise does not blur.
+  const statsWas = readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim();
+  spawnSync('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
   try {
     for (let round = 0; round < ROUNDS; round++) {
       // A B B A: drift within a round cancels in the pairs (A1, B1) and (A2, B2).
-      const abba = (a: Sample[], b: Sample[]): void => {
-        const a1 = measure(off, rrBin), b1 = measure(on, rrBin), b2 = measure(on, rrBin), a2 = measure(off, rrBin);
+      const abba = (a: Sample[], b: Sample[], bCost: RunCost): void => {
+        const mOff = (): Sample => cost.off.around(ws, OFF_NET, () => measure(off, rrBin));
+        const mOn = (): Sample => bCost.around(ws, ON_NET, () => measure(on, rrBin));
+        const a1 = mOff(), b1 = mOn(), b2 = mOn(), a2 = mOff();
         a.push(a1, a2);
         b.push(b1, b2);
       };
-      abba(r.off, r.idle);
+      abba(r.off, r.idle, cost.on);
       // The reader runs through both halves: what is compared is the cost of its events.
       const p = reader(ws, confDir);
       try {
-        abba(r.offR, r.read);
+        abba(r.offR, r.read, cost.read);
       } finally {
         p.kill('SIGINT');
         spawnSync('sleep', ['0.2']);
       }
     }
   } finally {
+    spawnSync('sysctl', ['-qw', `kernel.bpf_stats_enabled=${statsWas}`]);
     off.teardown();
     on.teardown();
   }
@@ -75,6 +118,8 @@ export function observeBench(ws: Workspace, say: (s: string) => void, out: Recor
   say(table(['flow record', '1 stream Gbit/s', 'vs no events', 'TCP RR p50 µs', 'RR rate vs no events', 'connections/s', 'vs no events'], rows.map((x) => [
     x.name, fmt(abs(x.abs, (s) => s.one), 2), `${fmt(x.one, 3)}x`, fmt(abs(x.abs, (s) => s.rr), 2), `${fmt(x.rr, 3)}x`, fmt(abs(x.abs, (s) => s.crr), 0), `${fmt(x.crr, 3)}x`,
   ])));
+  say(`\nThe from-pod program's own time per packet over all these measurements (kernel.bpf_stats_enabled): ${fmt(cost.off.perRun, 0)} ns without the flow record, ${fmt(cost.on.perRun, 0)} ns with it and nobody reading (+${fmt(cost.on.perRun - cost.off.perRun, 0)} ns), ${fmt(cost.read.perRun, 0)} ns with a reader (+${fmt(cost.read.perRun - cost.off.perRun, 0)} ns).\n`);
+  out.observeProgramNs = { off: cost.off.perRun, idle: cost.on.perRun, reader: cost.read.perRun };
   out.observe = { rounds: ROUNDS, off: r.off, idle: r.idle, offReader: r.offR, reader: r.read, ratios: rows.map(({ abs: _a, ...x }) => x) };
   for (const x of rows) {
     targets.push(target(`flow visibility (${x.name}): 1-stream throughput vs no events`, x.one, 0.98, 'x', true));

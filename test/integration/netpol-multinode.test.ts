@@ -91,14 +91,14 @@ for (const backend of ['vxlan', 'hostgw'] as const) {
       const want = (k: string): boolean => !(k.startsWith('z/c->x/a') || k.startsWith('y/b->z/c'));
       assert.deepEqual(Object.entries(m).filter(([k, ok]) => ok !== want(k)), []);
       // Each node's flow history tells its side, naming the other nodes' pods as the sync read them.
-      type F = { flow: { verdict: string; drop_reason_desc?: string; source: { namespace?: string; pod_name?: string }; destination: { namespace?: string; pod_name?: string }; traffic_direction: string; ingress_denied_by?: { name: string }[]; egress_denied_by?: { name: string }[] } };
+      type F = { flow: { verdict: string; is_reply?: boolean; drop_reason_desc?: string; source: { namespace?: string; pod_name?: string }; destination: { namespace?: string; pod_name?: string }; traffic_direction: string; ingress_denied_by?: { name: string }[]; egress_denied_by?: { name: string }[] } };
       const observe = (i: number, args: string[]): F[] => {
         const r = c.cli(c.nodes[i]!, ['observe', '--conf-dir', c.nodes[i]!.confDir, '-o', 'json', '--last', '1000', ...args]);
         assert.equal(r.code, 0, r.stderr);
         return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as F);
       };
       const name = (p: { namespace?: string; pod_name?: string }): string => `${p.namespace}/${p.pod_name}`;
-      const atX = observe(0, ['--from-pod', 'z/c', '--to-pod', 'x/a', '--port', '80']);
+      const atX = observe(0, ['--from-pod', 'z/c', '--to-pod', 'x/a', '--port', '80', '--since', '1m']).filter((f) => !f.flow.is_reply);
       assert.ok(atX.length >= 2 && atX.every((f) => f.flow.verdict === 'DROPPED' && f.flow.traffic_direction === 'INGRESS'), JSON.stringify(atX));
       assert.deepEqual([...new Set(atX.flatMap((f) => f.flow.ingress_denied_by!.map((p) => p.name)))], ['from-y']);
       const fromZ = observe(2, ['--from-pod', 'z/c', '--to-pod', 'x/a']);
