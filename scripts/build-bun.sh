@@ -16,5 +16,10 @@ globalThis.__twillAssets = {
 };
 require('./twill.cjs');
 JS
-node_modules/.bin/bun build --compile --bytecode --minify --loader .o:file --loader .node:file dist/bun-main.cjs --outfile dist/twill-bun >/dev/null
+# A compiled Bun executable reads .env and bunfig.toml from its working directory unless told
+# not to: a plugin's environment is the runtime's CNI_* variables and nothing a file beside
+# kubelet's cwd says.
+node_modules/.bin/bun build --compile --bytecode --minify --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
+  --no-compile-autoload-tsconfig --no-compile-autoload-package-json \
+  --loader .o:file --loader .node:file dist/bun-main.cjs --outfile dist/twill-bun >/dev/null
 test -x dist/twill-bun

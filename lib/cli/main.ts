@@ -152,10 +152,16 @@ export async function runCli(argv: string[], version: string): Promise<number> {
       (y) => y
         .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
         .option('textfile', { type: 'string', describe: 'write DIR/twill.prom atomically for node_exporter\'s textfile collector instead of printing', requiresArg: true })
+        .option('every', { type: 'number', describe: 'repeat every N seconds (1 to 86400) until SIGTERM', requiresArg: true })
+        .check((a) => {
+          if (a.every !== undefined && (!Number.isInteger(a.every) || a.every < 1 || a.every > 86400)) throw new Error(`--every must be a whole number of seconds from 1 to 86400, not ${String(argvValue(argv, 'every') ?? a.every)}`);
+          return true;
+        })
         .epilog(EXIT_HELP)
-        .example('$0 metrics --textfile /var/lib/node_exporter/textfile_collector', 'from a systemd timer or a DaemonSet loop'),
+        .example('$0 metrics --textfile /var/lib/node_exporter/textfile_collector', 'from a systemd timer')
+        .example('$0 metrics --textfile /var/lib/node_exporter/textfile_collector --every 15', 'as a DaemonSet container'),
       (a) => {
-        run = async () => (await import('./metrics.js')).runMetrics({ confDir: a['conf-dir'], textfile: a.textfile });
+        run = async () => (await import('./metrics.js')).runMetrics({ confDir: a['conf-dir'], textfile: a.textfile, every: a.every });
       },
     )
     .command(

@@ -119,14 +119,33 @@ export function collect(confDir: string): string {
   return exposition(r.families);
 }
 
-export function runMetrics(o: { confDir: string; textfile?: string | undefined }): number {
-  const text = collect(o.confDir);
-  if (o.textfile === undefined) {
-    process.stdout.write(text);
-    return 0;
-  }
+function writeTextfile(dir: string, text: string): void {
   // node_exporter reads *.prom only: the temporary name it never sees, then one rename.
-  const path = `${o.textfile.replace(/\/+$/, '')}/twill.prom`;
-  writeAtomic(path, text, false, false, 0o644);
-  return 0;
+  writeAtomic(`${dir.replace(/\/+$/, '')}/twill.prom`, text, false, false, 0o644);
+}
+
+export async function runMetrics(o: { confDir: string; textfile?: string | undefined; every?: number | undefined }): Promise<number> {
+  const once = (): void => {
+    const text = collect(o.confDir);
+    if (o.textfile === undefined) process.stdout.write(text);
+    else writeTextfile(o.textfile, text);
+  };
+  once();
+  if (o.every === undefined) return 0;
+  // The DaemonSet's loop: a failed round is reported and the next one tried.
+  return new Promise<number>((resolve) => {
+    const timer = setInterval(() => {
+      try {
+        once();
+      } catch (e) {
+        process.stderr.write(`twill metrics: ${(e as Error).message}\n`);
+      }
+    }, o.every! * 1000);
+    const stop = (): void => {
+      clearInterval(timer);
+      resolve(0);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
 }

@@ -57,7 +57,10 @@ describe('the OCI image and the DaemonSet', { skip }, () => {
     const cm = docs.find((d) => d.kind === 'ConfigMap')!;
     assert.equal(JSON.parse(cm.data['10-twill.conflist']).plugins[0].type, 'twill');
     // The command lines are ones the CLI accepts (a typo would exit 2 and crash-loop).
-    const r = spawnSync(`${ROOT}/dist/twill`, [...spec.containers[0].command.slice(1), '--help'], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(spec.containers[1].command.slice(0, 3), ['/usr/local/bin/twill', 'metrics', '--textfile']);
+    for (const c of spec.containers) {
+      const r = spawnSync(`${ROOT}/dist/twill`, [...c.command.slice(1), '--help'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    }
   });
 });

@@ -3,7 +3,7 @@
 // would, --follow streams it from the ring buffer, and `twill metrics` counts it.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { AGENT, NetpolCluster, type Pod } from '../helpers/netpol.js';
@@ -266,5 +266,29 @@ describe('twill observe and twill metrics', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     assert.ok(!existsSync(`${c.confDir}/twill.prom`));
+  });
+
+  it('twill metrics --every N rewrites the file each round until SIGTERM (the DaemonSet container)', async () => {
+    const dir = mkdtempSync(`${tmpdir()}/twill-textfile-`);
+    try {
+      const p = spawn(TWILL, ['metrics', '--conf-dir', c.confDir, '--textfile', dir, '--every', '1'], { stdio: 'ignore' });
+      await sleep(300);
+      const first = statSync(`${dir}/twill.prom`).mtimeMs;
+      await sleep(1300);
+      assert.ok(statSync(`${dir}/twill.prom`).mtimeMs > first, 'rewritten');
+      p.kill('SIGTERM');
+      assert.equal(await new Promise<number | null>((r) => p.on('close', r)), 0);
+      assert.deepEqual(readdirSync(dir), ['twill.prom']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('colours verdicts on a terminal (and only there)', () => {
+    const r = spawnSync('script', ['-qec', `${TWILL} observe --conf-dir ${c.confDir} --verdict DROPPED --last 2`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, TERM: 'xterm', NO_COLOR: '' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(r.stdout.includes('\x1b[31mDROPPED'), JSON.stringify(r.stdout.slice(0, 300)));
+    const plain = spawnSync('script', ['-qec', `${TWILL} observe --conf-dir ${c.confDir} --verdict DROPPED --last 2`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    assert.ok(!plain.stdout.includes('\x1b['), 'NO_COLOR is honoured');
   });
 });
