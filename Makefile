@@ -19,11 +19,17 @@ build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
 	npx --no-install tsc -p tsconfig.json
 	@touch $@
 
-# The same program compiled by Bun (scripts/build-bun.sh): `TWILL_BIN=dist/twill-bun make test` runs the suite against it.
-dist/twill-bun: dist/twill scripts/build-bun.sh
+# The bundle both builds run (scripts/build.mjs --bundle-only).
+dist/twill.cjs: build/.stamp bpf/twill_tc.o scripts/build.mjs package.json package-lock.json
+	$(NODE) scripts/build.mjs --bundle-only
+
+# The shipped executable: the bundle compiled by Bun (README "Start-up: Bun or Node").
+dist/twill: dist/twill.cjs scripts/build-bun.sh
 	scripts/build-bun.sh
 
-dist/twill: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/build-exe.sh scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
+# The same program as a Node single executable: `TWILL_BIN=dist/twill-node` runs the tests
+# against it, and make bench measures it beside dist/twill.
+dist/twill-node: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/build-exe.sh scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
 	NODE=$(NODE) scripts/build-exe.sh
 
 build: deps dist/twill
@@ -43,8 +49,11 @@ test-e2e: dist/twill
 	@if [ "$$(id -u)" -ne 0 ]; then echo "e2e tests need root" >&2; exit 1; fi
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/e2e/
 
-test: deps build
+# Everything against dist/twill; the integration suite again against the Node build, which
+# must stay a drop-in replacement.
+test: deps build dist/twill-node
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/ build/test/e2e/
+	TWILL_BIN=dist/twill-node $(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/integration/
 
 clean:
 	rm -rf build dist lib/config/validate.generated.js
@@ -53,7 +62,7 @@ demo: build
 	scripts/demo.sh
 
 # Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
-bench: build
+bench: build dist/twill-node
 	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) build/scripts/bench/run.js
 
 # An OCI image of twill (dist/twill-image.tar), built offline; deploy/ runs it as a DaemonSet.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds dist/twill-bun: the same bundle as dist/twill (dist/twill.cjs, built with it), compiled
-# by Bun into one executable with its bytecode precompiled, the FFI addon and the tc object
-# embedded (the entry hands their paths inside the executable to lib/sys/native.ts). The Bun
-# version is pinned in package.json. Any failure leaves no dist/twill-bun behind.
+# Builds dist/twill, the shipped executable: the bundle (dist/twill.cjs, scripts/build.mjs)
+# compiled by Bun into one file with its bytecode precompiled, the FFI addon and the tc object
+# embedded (the entry hands their paths inside the executable to lib/sys/native.ts). It runs
+# on hosts without Bun or Node; the Bun version is pinned in package.json. Any failure exits
+# non-zero and leaves no dist/twill behind, so nothing can run against an older executable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -f dist/twill-bun
+rm -f dist/twill
 test -f dist/twill.cjs
 arch=$(node -p process.arch)
 cat > dist/bun-main.cjs <<JS
@@ -21,5 +22,5 @@ JS
 # kubelet's cwd says.
 node_modules/.bin/bun build --compile --bytecode --minify --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
   --no-compile-autoload-tsconfig --no-compile-autoload-package-json \
-  --loader .o:file --loader .node:file dist/bun-main.cjs --outfile dist/twill-bun >/dev/null
-test -x dist/twill-bun
+  --loader .o:file --loader .node:file dist/bun-main.cjs --outfile dist/twill >/dev/null
+test -x dist/twill

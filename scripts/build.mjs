@@ -1,5 +1,7 @@
-// Builds dist/twill: one executable (Node single-executable application) holding the
-// bundled code, its V8 code cache and the FFI addon as an asset.
+// Builds the bundle (dist/twill.cjs: the program in one CommonJS file, for both builds) and,
+// unless --bundle-only, dist/twill-node: a Node single-executable application holding it,
+// its V8 code cache and the FFI addon as an asset. The shipped dist/twill is the Bun build of
+// the same bundle (scripts/build-bun.sh).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,6 +38,8 @@ await build({
   define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_BPF_SHA256: JSON.stringify(bpfSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
 });
 
+if (process.argv.includes('--bundle-only')) process.exit(0);
+
 // The program runs as a function (see scripts/sea-main.cjs) so that its code cache can be
 // made after a warm-up run, with the functions a CNI call needs already compiled.
 writeFileSync('dist/twill.js', `(function (require, module, exports, __filename, __dirname) {${readFileSync('dist/twill.cjs', 'utf8')}\n})`);
@@ -51,11 +55,11 @@ writeFileSync(
   }),
 );
 execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });
-rmSync('dist/twill', { force: true });
-copyFileSync(nodeBin, 'dist/twill');
-chmodSync('dist/twill', 0o755);
+rmSync('dist/twill-node', { force: true });
+copyFileSync(nodeBin, 'dist/twill-node');
+chmodSync('dist/twill-node', 0o755);
 execFileSync(process.execPath, [
-  require.resolve('postject/dist/cli.js'), 'dist/twill', 'NODE_SEA_BLOB', 'dist/twill.blob',
+  require.resolve('postject/dist/cli.js'), 'dist/twill-node', 'NODE_SEA_BLOB', 'dist/twill.blob',
   '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
 ], { stdio: ['ignore', 'ignore', 'inherit'] });
-process.stdout.write(`built dist/twill (${nodeBin}, node ${execFileSync(nodeBin, ['-v'], { encoding: 'utf8' }).trim()})\n`);
+process.stdout.write(`built dist/twill-node (${nodeBin}, node ${execFileSync(nodeBin, ['-v'], { encoding: 'utf8' }).trim()})\n`);

@@ -25,15 +25,17 @@ export interface Subject {
   conf: Record<string, unknown>;
 }
 
-export type SubjectKind = 'twill' | 'twill-ebpf' | 'twill-ebpf-noflows' | 'twill-ebpf-tcx' | 'twill-ebpf-policy' | 'ptp' | 'bridge';
+export type SubjectKind = 'twill' | 'twill-ebpf' | 'twill-alt' | 'twill-ebpf-alt' | 'twill-ebpf-noflows' | 'twill-ebpf-tcx' | 'twill-ebpf-policy' | 'ptp' | 'bridge';
 
 export class Workspace {
   readonly dir = mkdtempSync(`${tmpdir()}/twill-bench-`);
   readonly binDir = `${this.dir}/bin`;
 
-  constructor(twill: string) {
+  /** names: how the tables call the executable under test and the other build (its runtime). */
+  constructor(twill: string, readonly alt?: string, readonly names = { twill: 'twill', alt: 'twill (other build)' }) {
     mkdirSync(this.binDir);
     symlinkSync(twill, `${this.binDir}/twill`);
+    if (alt) symlinkSync(alt, `${this.binDir}/twill-alt`);
     for (const p of ['ptp', 'bridge', 'host-local']) symlinkSync(`${REF_DIR}/${p}`, `${this.binDir}/${p}`);
   }
 
@@ -41,9 +43,11 @@ export class Workspace {
     const name = `bench-${kind}`;
     const ipam = { type: 'host-local', dataDir: `${this.dir}/ipam`, ranges: [[{ subnet: `10.${octet}.0.0/16` }]], routes: [{ dst: '0.0.0.0/0' }] };
     const base = { cniVersion: '1.0.0', name, ipam };
-    if (kind === 'twill') return { name: 'twill routed', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
+    if (kind === 'twill') return { name: `${this.names.twill} routed`, bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
+    if (kind === 'twill-alt') return { name: `${this.names.alt} routed`, bin: `${this.binDir}/twill-alt`, conf: { ...base, type: 'twill', datapath: 'routed', stateDir: `${this.dir}/state` } };
+    if (kind === 'twill-ebpf-alt') return { name: `${this.names.alt} ebpf`, bin: `${this.binDir}/twill-alt`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     // Declaring the bandwidth capability lets twill attach at ADD (an entry that declares nothing starts pending: datapath/promote.ts).
-    if (kind === 'twill-ebpf') return { name: 'twill ebpf', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
+    if (kind === 'twill-ebpf') return { name: `${this.names.twill} ebpf`, bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-noflows') return { name: 'twill ebpf, no flow record', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, flowEntries: 0, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-tcx') return { name: 'twill ebpf (tcx attach)', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', ebpfAttach: 'tcx', capabilities: { bandwidth: true }, stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
     if (kind === 'twill-ebpf-policy') return { name: 'twill ebpf + NetworkPolicy', bin: `${this.binDir}/twill`, conf: { ...base, type: 'twill', datapath: 'ebpf', capabilities: { bandwidth: true }, policy: { type: 'k8s' }, nodeName: 'bench-node', stateDir: `${this.dir}/state`, bpffsRoot: `${this.dir}/bpffs` } };
@@ -52,7 +56,7 @@ export class Workspace {
   }
 
   cleanup(): void {
-    for (const kind of ['twill', 'twill-ebpf', 'twill-ebpf-noflows', 'twill-ebpf-tcx', 'twill-ebpf-policy']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
+    for (const kind of ['twill', 'twill-ebpf', 'twill-alt', 'twill-ebpf-alt', 'twill-ebpf-noflows', 'twill-ebpf-tcx', 'twill-ebpf-policy']) forgetNetwork(`bench-${kind}`, `${this.dir}/state`);
     for (const l of JSON.parse(spawnSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' }).stdout) as { ifname: string }[]) {
       if (l.ifname.startsWith('twbench')) spawnSync('ip', ['link', 'del', l.ifname]);
     }

@@ -12,7 +12,19 @@ const N = Number(process.env.BENCH_N ?? 100);
 const SCALE = Number(process.env.BENCH_SCALE ?? 500);
 const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy,observe').split(',');
 
-const ws = new Workspace(TWILL);
+/** The runtime a twill executable names (`twill version -o json`). */
+const runtimeOf = (bin: string): string => {
+  try {
+    return (JSON.parse(spawnSync(bin, ['version', '-o', 'json'], { encoding: 'utf8' }).stdout) as { runtime: string }).runtime;
+  } catch {
+    return 'unknown runtime';
+  }
+};
+// The other build of the same program, measured beside it (the Bun and the Node SEA builds).
+const ALT = process.env.TWILL_ALT_BIN ?? [`${TWILL}-node`, `${TWILL}-bun`].find((p) => existsSync(p));
+const RUNTIME = runtimeOf(TWILL);
+const ALT_RUNTIME = ALT ? runtimeOf(ALT) : '';
+const ws = new Workspace(TWILL, ALT, { twill: 'twill', alt: `twill [${ALT_RUNTIME}]` });
 const out: Record<string, unknown> = { date: new Date().toISOString(), n: N };
 const report: string[] = [];
 const targets: Target[] = [];
@@ -31,10 +43,9 @@ function startup(): number {
   const hello = buildHello(ws.dir, NODE_BIN);
   const subjects = [
     { name: 'bare SEA hello-world', bin: hello },
-    { name: 'twill VERSION', bin: TWILL },
+    { name: `twill VERSION [${RUNTIME}]`, bin: TWILL },
     { name: 'ptp VERSION (Go)', bin: `${REF_DIR}/ptp` },
-    // The Bun-compiled build of the same program, when built (make dist/twill-bun).
-    ...(existsSync(`${TWILL}-bun`) ? [{ name: 'twill VERSION (Bun build)', bin: `${TWILL}-bun` }] : []),
+    ...(ALT ? [{ name: `twill VERSION [${ALT_RUNTIME}]`, bin: ALT }] : []),
   ];
   const t: number[][] = subjects.map(() => []);
   const stdin = '{"cniVersion":"1.0.0"}';
@@ -45,12 +56,13 @@ function startup(): number {
     s.name, fmt(median(t[k]!)), fmt(percentile(t[k]!, 90)), ratio(median(t[k]!), median(t[0]!)), fmt(rss[k]!), fmt(statSync(s.bin).size / 2 ** 20),
   ])));
   out.startup = subjects.map((s, k) => ({ name: s.name, p50: median(t[k]!), p90: percentile(t[k]!, 90), rssMb: rss[k] }));
-  targets.push(target('VERSION vs bare SEA hello-world', median(t[1]!) / median(t[0]!), 1.1));
+  targets.push(target('VERSION vs bare SEA hello-world', median(t[1]!) / median(t[0]!), 0.5));
   return median(t[1]!);
 }
 
 function lifecycle(versionP50: number): void {
-  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232), ws.subject('twill-ebpf', 229), ws.subject('twill-ebpf-tcx', 228)];
+  const subjects: Subject[] = [ws.subject('twill', 230), ws.subject('ptp', 231), ws.subject('bridge', 232), ws.subject('twill-ebpf', 229), ws.subject('twill-ebpf-tcx', 228),
+    ...(ALT ? [ws.subject('twill-alt', 226), ws.subject('twill-ebpf-alt', 225)] : [])];
   const lat = subjects.map(() => ({ ADD: [] as number[], CHECK: [] as number[], DEL: [] as number[] }));
   // A node hosts pods: one resident pod per twill network keeps its per-network state (the
   // loaded program, the guard table) in place, as on any node with a pod. The first pod of a
@@ -100,21 +112,36 @@ function lifecycle(versionP50: number): void {
   targets.push(target('twill ebpf ADD p50 vs twill VERSION p50', median(lat[3]!.ADD) / versionP50, 1.25));
   targets.push(target('twill CHECK p50 vs twill VERSION p50', median(lat[0]!.CHECK) / versionP50, 1.15));
   targets.push(target('twill DEL p50 vs ptp DEL p50', median(lat[0]!.DEL) / median(lat[1]!.DEL), 1.0));
-  const ns = newNetns();
-  const m = peak(TWILL, envFor('ADD', 'rss', ns, ws.binDir), JSON.stringify(subjects[0]!.conf));
-  spawnSync(TWILL, [], { input: JSON.stringify(subjects[0]!.conf), env: envFor('DEL', 'rss', ns, ws.binDir) });
-  delNetns(ns);
-  say(`\ntwill ADD: peak RSS ${fmt(m.rssMb)} MB, CPU ${fmt(m.cpuMs)} ms`);
-  targets.push(target('twill ADD peak RSS', m.rssMb, 64, ' MB'));
+  targets.push(target('twill ADD p50 vs ptp + host-local ADD p50', median(lat[0]!.ADD) / median(lat[1]!.ADD), 3.0));
+  targets.push(target('twill ebpf ADD p50 vs ptp + host-local ADD p50', median(lat[3]!.ADD) / median(lat[1]!.ADD), 3.0));
+  targets.push(target('twill ebpf DEL p50 vs ptp DEL p50', median(lat[3]!.DEL) / median(lat[1]!.DEL), 1.0));
+  // Peak RSS and CPU of one ADD (and of the other build's), the median of 5 each.
+  const rssOf = (bin: string, conf: Record<string, unknown>): { rssMb: number; cpuMs: number } => {
+    const runs = Array.from({ length: 5 }, (_, i) => {
+      const ns = newNetns();
+      const m = peak(bin, envFor('ADD', `rss-${i}`, ns, ws.binDir), JSON.stringify(conf));
+      spawnSync(bin, [], { input: JSON.stringify(conf), env: envFor('DEL', `rss-${i}`, ns, ws.binDir) });
+      delNetns(ns);
+      return m;
+    });
+    return { rssMb: median(runs.map((r) => r.rssMb)), cpuMs: median(runs.map((r) => r.cpuMs)) };
+  };
+  const m = rssOf(TWILL, subjects[0]!.conf);
+  const ptpM = rssOf(`${REF_DIR}/ptp`, subjects[1]!.conf);
+  const altM = ALT ? rssOf(ALT, subjects[5]!.conf) : undefined;
+  say(`\nOne ADD, peak RSS and CPU (median of 5): twill [${RUNTIME}] ${fmt(m.rssMb)} MB, ${fmt(m.cpuMs)} ms${altM ? `; twill [${ALT_RUNTIME}] ${fmt(altM.rssMb)} MB, ${fmt(altM.cpuMs)} ms` : ''}; ptp ${fmt(ptpM.rssMb)} MB, ${fmt(ptpM.cpuMs)} ms. Executable size: twill ${fmt(statSync(TWILL).size / 2 ** 20)} MB${ALT ? `, [${ALT_RUNTIME}] ${fmt(statSync(ALT).size / 2 ** 20)} MB` : ''}, ptp ${fmt(statSync(`${REF_DIR}/ptp`).size / 2 ** 20)} MB, host-local ${fmt(statSync(`${REF_DIR}/host-local`).size / 2 ** 20)} MB.`);
+  targets.push(target('twill ADD peak RSS', m.rssMb, 32, ' MB'));
   out.addCpuMs = m.cpuMs;
   out.addRssMb = m.rssMb;
+  out.altAdd = altM;
+  out.ptpAdd = ptpM;
 }
 
 async function concurrency(): Promise<void> {
   const { spawn } = await import('node:child_process');
   const callers = 8;
   const pods = Math.max(callers * 5, Math.min(N, 200));
-  const subjects: Subject[] = [ws.subject('twill', 233), ws.subject('ptp', 234), ws.subject('bridge', 235)];
+  const subjects: Subject[] = [ws.subject('twill', 233), ws.subject('ptp', 234), ws.subject('bridge', 235), ...(ALT ? [ws.subject('twill-alt', 227)] : [])];
   const run = (bin: string, env: Record<string, string>, stdin: string): Promise<number> =>
     new Promise((res) => {
       const p = spawn(bin, [], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['pipe', 'ignore', 'ignore'] });
@@ -143,6 +170,7 @@ async function concurrency(): Promise<void> {
   say(`\n## Throughput, ${callers} concurrent callers (${pods} ADDs each)\n`);
   say(table(['plugin', 'ADDs/s', 'vs ptp'], subjects.map((s, k) => [s.name, fmt(rates[k]!), ratio(rates[k]!, rates[1]!)])));
   out.concurrency = subjects.map((s, k) => ({ name: s.name, addsPerSec: rates[k] }));
+  targets.push(target('twill 8-caller ADDs/s vs ptp', rates[0]! / rates[1]!, 0.5, 'x', true));
   const cpu = Number(out.addCpuMs ?? 0);
   if (cpu > 0) {
     const ideal = (2 * 1000) / cpu;
