@@ -184,7 +184,7 @@ async function follow(srcs: Source[], pass: (l: FlowLine) => boolean, clock: Clo
             else process.stderr.write(`EVENTS LOST: ${n} (network ${h.s.conf.name}: the ring buffer was full)\n`);
           }
         }
-        if (out && !process.stdout.write(out)) process.stdout.once('drain', () => undefined);
+        if (out) process.stdout.write(out);
       }, READ_EVERY_MS);
       process.once('SIGINT', () => finish(0));
       process.once('SIGTERM', () => finish(0));

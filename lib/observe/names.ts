@@ -82,12 +82,19 @@ export class Namer {
     return { name, namespace, kind: 'NetworkPolicy' };
   }
 
+  private readonly denied = new Map<string, { pod?: string; policies: PolicyRef[] }>();
+
   /** The policies that select the slot's pod in that direction: together they deny what none allows. */
   denying(slot: number, dir: number): { pod?: string; policies: PolicyRef[] } {
-    const pod = this.slotPods.get(slot);
-    if (!pod) return { policies: [] };
-    const start = readPodStart(this.conf, pod);
-    const idx = start ? (dir === POL_INGRESS ? start.selectedBy.ingress : start.selectedBy.egress) : [];
-    return { pod, policies: idx.map((i) => this.policy(i)) };
+    const key = `${slot}/${dir}`;
+    let d = this.denied.get(key);
+    if (!d) {
+      const pod = this.slotPods.get(slot);
+      const start = pod ? readPodStart(this.conf, pod) : undefined;
+      const idx = start ? (dir === POL_INGRESS ? start.selectedBy.ingress : start.selectedBy.egress) : [];
+      d = pod ? { pod, policies: idx.map((i) => this.policy(i)) } : { policies: [] };
+      this.denied.set(key, d); // one file read per denying pod and direction, not per flow
+    }
+    return d;
   }
 }
