@@ -391,10 +391,11 @@ static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
 			emit(kind, &k, v, now);
 		return;
 	}
+	/* Not looked up by the verdict: conntrack now. Unknown to it, the packet opens a connection
+	 * (conntrack will make it the original direction); the verdict's own lookups say the same. */
 	if (!o->reply && p->f.ports && (p->f.proto == IPPROTO_TCP || p->f.proto == IPPROTO_UDP)) {
 		struct ct_seen ct = {};
 		ct_look(skb, &p->t, p->tlen, p->f.proto, &ct);
-		/* Unknown to conntrack: it opens a connection (conntrack will make it the original direction). */
 		o->reply = ct.reply ? 2 : 1;
 	} else if (!o->reply && (p->f.proto == IPPROTO_ICMP || p->f.proto == IPPROTO_ICMPV6)) {
 		o->reply = p->f.reply ? 2 : 1;
@@ -424,8 +425,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 		   !((to_flags | from->flags) & (EP_F_NO_FAST | EP_F_PENDING));
 	if ((judge_out || fast) && f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
 		ct_look(skb, &p->t, p->tlen, f->proto, &ct);
-		if (ct.found)
-			p->o.reply = ct.reply ? 2 : 1;
+		p->o.reply = ct.reply ? 2 : 1; /* the flow record needs no second lookup */
 	}
 	if (judge_out && !ct.reply) {
 		__u32 by = allowed(from->policy_slot, POL_EGRESS, identity(a->family, a->daddr), f);
@@ -568,8 +568,7 @@ static __always_inline int to_pod(struct __sk_buff *skb, struct pkt *p)
 	if (f->ports && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)) {
 		struct ct_seen ct = {};
 		ct_look(skb, &p->t, p->tlen, f->proto, &ct);
-		if (ct.found)
-			o->reply = ct.reply ? 2 : 1;
+		o->reply = ct.reply ? 2 : 1;
 		if (ct.reply)
 			return PASS;
 	}
