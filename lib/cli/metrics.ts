@@ -9,6 +9,7 @@ import { FLOW_KEY_SIZE } from '../bpf/layout.js';
 import { lostEvents } from '../bpf/flows.js';
 import { mapKeys } from '../bpf/sys.js';
 import { hostLinksWithAlias } from '../sys/podlink.js';
+import type { Link } from '../sys/rtnl.js';
 import { aliasPrefix } from '../naming.js';
 import { writeAtomic } from '../fsx.js';
 import { twillNetworks } from './netconfs.js';
@@ -70,10 +71,11 @@ function endpointMetrics(r: Registry, conf: NetConf, rows: EndpointRow[]): void 
   }
 }
 
-function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[]): void {
+function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[], links: readonly Link[]): void {
   const net = { network: conf.name };
   const mine = rows.filter((x) => x.network === conf.name);
-  const endpoints = Math.max(hostLinksWithAlias(aliasPrefix(conf.name)).length, new Set(mine.map((x) => x.hostIndex)).size);
+  const prefix = aliasPrefix(conf.name);
+  const endpoints = Math.max(links.filter((l) => l.alias.startsWith(prefix)).length, new Set(mine.map((x) => x.hostIndex)).size);
   r.add('twill_endpoints', 'gauge', 'Pod interfaces of the network attached on this node.', net, endpoints);
   if (conf.ipam?.type === 'host-local') {
     for (const u of hostLocalUsage(conf)) {
@@ -113,7 +115,7 @@ export function collect(confDir: string): string {
     if (!n.conf) continue;
     const root = n.conf.bpffsRoot;
     if (!roots.has(root)) roots.set(root, endpointTable(root, links));
-    networkMetrics(r, n.conf, roots.get(root)!.filter((x) => x.network === n.conf!.name));
+    networkMetrics(r, n.conf, roots.get(root)!.filter((x) => x.network === n.conf!.name), links);
   }
   r.add('twill_config_errors', 'gauge', 'twill entries of the CNI configuration directory that do not load.', {}, nets.filter((n) => !n.conf).length);
   return exposition(r.families);

@@ -92,12 +92,13 @@ export function describe(e: FlowEntry, names: Namer, clock: Clock, opts: { netwo
   const destination = names.peer(key.dst);
   const denied = dropped && rec.reason === 133 ? names.denying(rec.slot, rec.dir) : undefined;
   const time = clock(opts.timeNs ?? rec.lastNs);
+  const l4 = l4Of(e);
   const flow: HubbleFlow = {
     time: iso(time),
     verdict: dropped ? 'DROPPED' : 'FORWARDED',
     ...(dropped ? { drop_reason: rec.reason, drop_reason_desc: reason! } : {}),
     IP: { source: formatAddr(key.src), destination: formatAddr(key.dst), ipVersion: key.src.family === 4 ? 'IPv4' : 'IPv6' },
-    ...(l4Of(e) ? { l4: l4Of(e)! } : {}),
+    ...(l4 ? { l4 } : {}),
     source, destination,
     Type: 'L3_L4',
     node_name: opts.node,
