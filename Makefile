@@ -5,7 +5,7 @@ TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
+.PHONY: all build deps bpf bytecode-order image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
 
 all: build
 
@@ -24,8 +24,13 @@ dist/twill.cjs: build/.stamp bpf/twill_tc.o scripts/build.mjs package.json packa
 	$(NODE) scripts/build.mjs --bundle-only
 
 # The shipped executable: the bundle compiled by Bun (README "Start-up: Bun or Node").
-dist/twill: dist/twill.cjs scripts/build-bun.sh
+dist/twill: dist/twill.cjs scripts/build-bun.sh $(wildcard scripts/bytecode-order/*.txt)
 	scripts/build-bun.sh
+
+# Re-records the bytecode layout profiles dist/twill is built with (root: the verbs run).
+bytecode-order: dist/twill
+	scripts/record-bytecode-order.sh
+	rm -f dist/twill && $(MAKE) dist/twill
 
 # The same program as a Node single executable: `TWILL_BIN=dist/twill-node` runs the tests
 # against it, and make bench measures it beside dist/twill.

@@ -29,6 +29,8 @@ async function main(): Promise<number> {
       logError: (msg, err) => log.error(msg, { error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }),
     });
   }
+  // The executable starts with the JIT held back for run-once CNI calls (scripts/build-bun.sh).
+  (globalThis as { Bun?: { unsafe?: { setJITPolicy?: (scale: number) => void } } }).Bun?.unsafe?.setJITPolicy?.(1);
   const { runCli } = await import('../lib/cli/main.js');
   return runCli(process.argv.slice(2), version);
 }

@@ -1,6 +1,6 @@
 // ADD, DEL, CHECK, GC and STATUS of one attachment, composed from ipam/ and sys/.
 // Every kernel or store change of an ADD is undone if a later step fails.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants } from './sys/fs.js';
 import { Code, CniError } from './cni/errors.js';
 import type { Dns, Result } from './cni/result.js';
 import { parseResult } from './cni/result.js';

@@ -1,7 +1,7 @@
 // File-system helpers shared by every layer: directory creation that cannot loop (Node's
 // recursive mkdirSync spins forever when a parent exists but mkdir(2) answers ENOENT beneath
 // it, as procfs does, and these paths come from configuration), and atomic writes.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from './sys/fs.js';
 
 export function mkdirs(path: string, mode = 0o700): void {
   let at = '';

@@ -1,6 +1,6 @@
 // JSON-line logs: stderr (warnings and errors, or everything at debug) and the optional
 // logFile (at logLevel). stdout is reserved for the one result or error document.
-import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, writeSync } from './sys/fs.js';
 import type { LogLevel } from './config/types.js';
 import { writeErr } from './stdio.js';
 

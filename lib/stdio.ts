@@ -1,6 +1,6 @@
 // stdout and stderr written with write(2) directly: touching process.stdout builds a stream
 // (and for a pipe, all of net), which costs a CNI call milliseconds for one line of output.
-import { writeSync } from 'node:fs';
+import { writeSync } from './sys/fs.js';
 
 /** The build's warm-up run (scripts/warm-cache.cjs) hands the program files instead of 0/1. */
 interface IoOverride {

@@ -33,8 +33,9 @@ await build({
   minify: true,
   legalComments: 'none',
   logLevel: 'warning',
-  // Bundled ESM packages (yargs) ask for import.meta.url; point it at the executable.
-  banner: { js: 'var __twill_import_meta_url=require("node:url").pathToFileURL(process.execPath).href;' },
+  // Bundled ESM packages (yargs) ask for import.meta.url; point it at the executable (a file
+  // URL made by hand: node:url is a module of its own to load, and a CNI call needs none).
+  banner: { js: 'var __twill_import_meta_url="file://"+encodeURI(process.execPath).replace(/[?#]/g,encodeURIComponent);' },
   define: { 'import.meta.url': '__twill_import_meta_url', TWILL_KOFFI_SHA256: JSON.stringify(koffiSha), TWILL_BPF_SHA256: JSON.stringify(bpfSha), TWILL_VERSION: JSON.stringify(`${pkg.version}+${rev}`) },
 });
 

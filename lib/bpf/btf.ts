@@ -1,6 +1,6 @@
 // The running kernel's BTF (/sys/kernel/btf/vmlinux): just enough to resolve the ids of the
 // kfuncs a program calls and the offset of a struct member it reads. Read once per load.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { bootId } from '../sys/boot.js';
 

@@ -2,7 +2,7 @@
 // <root>/twill/<network>/; later calls only open the pins. A program whose object hash
 // changed (an upgrade) is loaded anew and every pinned link is switched to it. The last
 // endpoint to go takes the network's maps and program with it (releaseNetwork).
-import { readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
 import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';

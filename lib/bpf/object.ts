@@ -1,7 +1,5 @@
 // The precompiled tc object: inside the executable as an asset, or bpf/ in a checkout.
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from '../sys/fs.js';
 import { seaApi } from '../sys/native.js';
 
 declare const TWILL_BPF_SHA256: string | undefined;
@@ -23,9 +21,10 @@ export function tcObject(): BpfObjectBytes {
     return cached;
   }
   // Development (build/lib/bpf/object.js → <repo>/bpf/), or the bundle warming up at build time.
+  const here = (): string => process.getBuiltinModule('node:url').fileURLToPath(new URL('.', import.meta.url));
   const path = typeof TWILL_BPF_SHA256 !== 'undefined'
     ? `${process.cwd()}/bpf/${OBJECT_NAME}`
-    : (process.env.TWILL_BPF_OBJECT ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../bpf', OBJECT_NAME));
+    : (process.env.TWILL_BPF_OBJECT ?? `${here()}../../../bpf/${OBJECT_NAME}`);
   const bytes = readFileSync(path);
   const { createHash } = process.getBuiltinModule('node:crypto');
   cached = { bytes, sha256: createHash('sha256').update(bytes).digest('hex') };

@@ -1,29 +1,27 @@
 // The consumer side of a BPF ring buffer (BPF_MAP_TYPE_RINGBUF): the consumer position page
 // mapped writable, the producer position and the data (mapped twice in a row by the kernel,
 // so a record that wraps reads as one) read-only. Polled: the programs ask for no wakeup.
-import { check, libc } from '../sys/libc.js';
-import { koffi } from '../sys/native.js';
+import { check, libc, pageSize } from '../sys/libc.js';
+import { native } from '../sys/native.js';
 import { objInfo } from './sys.js';
 
-const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, SC_PAGESIZE = 30;
+const PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
 const BUSY = 0x80000000, DISCARD = 0x40000000, HDR = 8;
-const MAP_FAILED = 0xffffffffffffffffn;
 
-function map(len: number, prot: number, fd: number, offset: number): { ptr: unknown; view: DataView } {
-  const ptr = libc().mmap(null, len, prot, MAP_SHARED, fd, offset);
-  if (ptr === null || koffi().address(ptr) === MAP_FAILED) check('mmap ring buffer', -1);
-  return { ptr, view: new DataView(koffi().view(ptr, len)) };
+function map(len: number, prot: number, fd: number, offset: number): { ptr: number; view: DataView } {
+  const ptr = check('mmap ring buffer', libc().mmap(null, len, prot, MAP_SHARED, fd, offset));
+  return { ptr, view: new DataView(native().view(ptr, len)) };
 }
 
 export class RingReader {
   private readonly page: number;
   private readonly size: number;
-  private readonly cons: { ptr: unknown; view: DataView };
-  private readonly prod: { ptr: unknown; view: DataView };
+  private readonly cons: { ptr: number; view: DataView };
+  private readonly prod: { ptr: number; view: DataView };
 
   constructor(fd: number) {
     this.size = objInfo(fd).readUInt32LE(16); // bpf_map_info.max_entries: the data size
-    this.page = Number(libc().sysconf(SC_PAGESIZE));
+    this.page = pageSize();
     this.cons = map(this.page, PROT_READ | PROT_WRITE, fd, 0);
     try {
       this.prod = map(this.page + 2 * this.size, PROT_READ, fd, this.page);

@@ -1,9 +1,8 @@
 // bpf(2): the commands twill uses, with their attribute layouts (union bpf_attr).
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { check, ENOENT, libc, SysError } from '../sys/libc.js';
-import { koffi } from '../sys/native.js';
+import { native } from '../sys/native.js';
 
-const NR_BPF: Record<string, number> = { x64: 321, arm64: 280 };
 const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the tail to be zero
 
 const Cmd = {
@@ -17,12 +16,10 @@ export const AttachType = { TcxIngress: 46, TcxEgress: 47 } as const;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 
-const ptr = (b: Buffer): bigint => koffi().address(b);
+const ptr = (b: Buffer): bigint => native().address(b);
 
 function bpf(name: string, cmd: number, attr: Buffer): number {
-  const nr = NR_BPF[process.arch];
-  if (nr === undefined) throw new Error(`bpf(2) is not wired for ${process.arch}`);
-  return check(name, libc().syscall(nr, cmd, attr, attr.length));
+  return check(name, libc().bpf(cmd, attr, attr.length));
 }
 
 const attr = (): Buffer => Buffer.alloc(ATTR_SIZE);
@@ -166,7 +163,6 @@ export function linkUpdate(linkFd: number, progFd: number): void {
 
 /** The memory the kernel charges a map (its fdinfo "memlock", what `bpftool map list` prints). */
 export function mapMemlock(fd: number): number {
-  const { readFileSync } = process.getBuiltinModule('node:fs');
   const m = /^memlock:\s+(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
   return m ? Number(m[1]) : 0;
 }

@@ -1,7 +1,7 @@
 // `twill install`: the executable into the CNI bin dir and a conflist into the CNI config
 // dir, each written under a temporary name and renamed into place, so a runtime never
 // execs or parses half a file. An existing conflist is kept unless --force.
-import { chmodSync, copyFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from '../sys/fs.js';
 import { mkdirs } from '../fsx.js';
 
 export const DEFAULT_CONFLIST = {

@@ -1,7 +1,7 @@
 // The twill networks configured on this host: every twill entry of the conflists (and
 // single-plugin .conf/.json files) in a CNI configuration directory, validated with the
 // same schema as a CNI call, as the runtime would hand it to us.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from '../sys/fs.js';
 import { loadNetConf } from '../config/load.js';
 import type { NetConf } from '../config/types.js';
 

@@ -1,5 +1,5 @@
 // `twill status`: per network on this host, what serves its pods and whether ADD can work.
-import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync } from '../sys/fs.js';
 import { MAP_NAMES } from '../bpf/layout.js';
 import type { NetConf } from '../config/types.js';
 import { endpointTable, listEndpoints } from '../datapath/ebpf.js';

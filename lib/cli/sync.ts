@@ -1,7 +1,7 @@
 // `twill sync`: one-shot, idempotent reconciliation of every twill network on this host with
 // its node table — from Kubernetes Node objects, a nodes file, or the config itself — never
 // needed for a packet to flow once programmed. --watch repeats it on an interval.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { reconcile, type BackendState } from '../datapath/backend.js';
 import { ensureNetworkMasq, removeNetworkMasq } from '../datapath/masq.js';

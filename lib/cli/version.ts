@@ -1,5 +1,5 @@
 // `twill version`: what this build is and what the host offers it.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { SUPPORTED_VERSIONS } from '../cni/versions.js';
 import { kernelBtf } from '../bpf/btf.js';
 

@@ -1,6 +1,6 @@
 // Kubernetes as the source of the node table: Node objects (spec.podCIDRs, InternalIP) read
 // from the API server with Node's own https client. Only `twill sync` uses this.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { request } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import type { NodeEntry } from '../config/types.js';

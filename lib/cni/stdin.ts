@@ -1,5 +1,5 @@
 // Reads the whole of stdin synchronously, refusing more than a bound.
-import { readSync } from 'node:fs';
+import { readSync } from '../sys/fs.js';
 import { Code, CniError } from './errors.js';
 
 export function readStdin(limit: number, fd = 0): string {

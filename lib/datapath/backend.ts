@@ -1,7 +1,7 @@
 // Cross-node backends: programs the tunnel device, neighbours, FDB and peer routes from the
 // node table, idempotently (the second run changes nothing), removing what a departed node
 // left. ADD calls it cheaply: it skips when the applied state is current.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from '../sys/fs.js';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';

@@ -2,7 +2,7 @@
 // publish the pod's addresses in the endpoint map; the reverse on DEL; verification on CHECK.
 // Callers that change a network's maps hold its lock (datapath/netlock.ts): the DEL or GC
 // that removes the last endpoint releases the network's pins, and must not race an ADD.
-import { existsSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from '../sys/fs.js';
 import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
 import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';

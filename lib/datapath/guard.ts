@@ -1,7 +1,7 @@
 // The guard of a network (sys/guard.ts): installed by the network's first ADD of a boot (a
 // marker under /run keeps later ADDs from running nft); removed by a GC that keeps nothing
 // and by `twill sync --cleanup`. Callers hold the network lock.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from '../sys/fs.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';

@@ -1,6 +1,6 @@
 // ipMasq of a network: which sources and exemptions, when to install and when to remove.
 // A marker under /run (cleared by a reboot, like the rules) keeps ADD from running nft twice.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from '../sys/fs.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { network, parseCidr, type Cidr } from '../net/ip.js';

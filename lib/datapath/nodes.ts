@@ -1,6 +1,6 @@
 // The node table of a network: the config's nodes, else its nodesFile, else what `twill sync`
 // last wrote. Validated with the same schema; this node is found by name or local address.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from '../sys/fs.js';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';

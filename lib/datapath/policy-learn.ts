@@ -8,7 +8,7 @@ import { compile, type IdTable } from '../policy/compile.js';
 import { addObjects, emptyCluster } from '../policy/objects.js';
 import { withNetworkLock } from './netlock.js';
 import { nodeRanges, policyDir, readIdTable, readSlots, readSyncRecord, writeApplied, writePodStart, writeSlots } from './policy-state.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { writeAtomic } from '../fsx.js';
 
 /** Identities ADD makes are numbered from here (the sync's count up from 256). */

@@ -2,7 +2,7 @@
 // the allowances and identity it starts with (so ADD needs no API server), the identity
 // table, and a record of the last sync; and per endpoint, who it is (ADD writes it from
 // CNI_ARGS: K8S_POD_NAMESPACE / K8S_POD_NAME).
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from '../sys/fs.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { parseCidr, type Cidr } from '../net/ip.js';

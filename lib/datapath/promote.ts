@@ -8,7 +8,7 @@
 // its limits hold between local pods too; any other gets its program. This runs in every
 // later twill call of the network (ADD, DEL, CHECK, GC) and in `twill sync`, under the
 // network lock; with no pending pod it costs one readdir.
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from '../sys/fs.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';

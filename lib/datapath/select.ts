@@ -1,6 +1,6 @@
 // Which data path a network runs on this host, and why: eBPF when asked for or possible,
 // the routed path otherwise. The decision is recorded for CHECK and `twill status`.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import type { Addr } from '../net/ip.js';

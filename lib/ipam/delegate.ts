@@ -1,5 +1,5 @@
 // Any ipam.type other than host-local is executed from CNI_PATH, as the reference plugins do.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants } from '../sys/fs.js';
 import { Code, CniError } from '../cni/errors.js';
 import { parseResult, type Result } from '../cni/result.js';
 

@@ -1,6 +1,6 @@
 // The built-in host-local IPAM: same configuration, store and locking as the reference
 // plugin, served in-process (no extra exec per ADD).
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { Code, CniError } from '../cni/errors.js';
 import type { Dns, Route } from '../cni/result.js';
 import type { Attachment, NetConf } from '../config/types.js';

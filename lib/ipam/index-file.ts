@@ -2,7 +2,7 @@
 // ADD and DEL need not read every reservation file (host-local rescans on every call).
 // The store stays the truth: every index hit is verified against it, and a miss falls back
 // to a scan, so reservations made by the reference host-local are still found.
-import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from '../sys/fs.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { fileName } from '../naming.js';
 

@@ -1,7 +1,7 @@
 // The reference host-local's on-disk store (backend/disk): one file per reserved address,
 // named by the address, holding "containerID\r\nifname"; last_reserved_ip.N per range set;
 // flock on <dir>/lock. twill and host-local share a pool through it.
-import { lstatSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, unlinkSync } from '../sys/fs.js';
 import { lockFile } from '../sys/flock.js';
 import { mkdirs, TMP_PREFIX, writeAtomic } from '../fsx.js';
 

@@ -1,6 +1,6 @@
 // Cluster objects from a file: a Kubernetes List (`kubectl get ns,pods,netpol -A -o json`),
 // a JSON array or single object, or multi-document YAML.
-import { readFileSync } from 'node:fs';
+import { readFileSync } from '../sys/fs.js';
 import { addObjects, emptyCluster, type ClusterObjects } from './objects.js';
 
 export async function readObjectsFile(path: string): Promise<{ cluster: ClusterObjects; skipped: string[] }> {

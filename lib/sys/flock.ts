@@ -1,5 +1,5 @@
 // flock(2) on a lock file: the same lock the reference host-local takes on its store.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync } from './fs.js';
 import { check, libc } from './libc.js';
 
 const LOCK_EX = 2;

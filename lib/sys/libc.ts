@@ -1,5 +1,6 @@
-// The few libc calls Node does not offer, bound lazily through koffi.
-import { koffi } from './native.js';
+// The few libc calls Node and Bun do not offer, over lib/sys/syscall.ts.
+import { native, type Fn } from './native.js';
+import { cstr, errno, syscall } from './syscall.js';
 
 export class SysError extends Error {
   constructor(
@@ -28,53 +29,98 @@ export const EINVAL = 22;
 export const ENETUNREACH = 101;
 export const EHOSTUNREACH = 113;
 
-type Fn = (...args: unknown[]) => number | bigint;
 interface Libc {
-  socket: Fn; bind: Fn; send: Fn; recv: Fn; close: Fn; setns: Fn; flock: Fn; syscall: Fn; ioctl: Fn; mount: Fn; statfs: Fn;
-  spawn: Fn; faInit: Fn; faOpen: Fn; faDup2: Fn; attrInit: Fn; attrSetFlags: Fn;
-  mmap: (...args: unknown[]) => unknown; munmap: Fn; clockGettime: Fn; sysconf: Fn;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Buffer, len: number): number;
+  send(fd: number, buf: Buffer, len: number, flags: number): number;
+  recv(fd: number, buf: Buffer, len: number, flags: number): number;
+  close(fd: number): number;
+  setns(fd: number, nstype: number): number;
+  flock(fd: number, op: number): number;
+  ioctl(fd: number, req: number, arg: Buffer): number;
+  mount(source: string, target: string, fstype: string, flags: number, data: string): number;
+  statfs(path: string, buf: Buffer): number;
+  /** bpf(2) */
+  bpf(cmd: number, attr: Buffer, size: number): number;
+  /** The mapping's address, or -1 (MAP_FAILED). */
+  mmap(addr: null, len: number, prot: number, flags: number, fd: number, offset: number): number;
+  munmap(addr: number, len: number): number;
+  clockGettime(clock: number, ts: Buffer): number;
+  /** posix_spawn(pid, path, file_actions, attr, argv, envp): argv and envp end with null. */
+  spawn(pid: Buffer, path: string, fa: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]): number;
+  faInit(fa: Buffer): number;
+  faOpen(fa: Buffer, fd: number, path: string, flags: number, mode: number): number;
+  faDup2(fa: Buffer, fd: number, to: number): number;
+  attrInit(attr: Buffer): number;
+  attrSetFlags(attr: Buffer, flags: number): number;
 }
-let bound: Libc | undefined;
 
-export function libc(): Libc {
-  if (bound) return bound;
-  const lib = koffi().load('libc.so.6');
-  bound = {
-    socket: lib.func('int socket(int, int, int)'),
-    bind: lib.func('int bind(int, const void *, uint32_t)'),
-    send: lib.func('long send(int, const void *, size_t, int)'),
-    recv: lib.func('long recv(int, _Out_ void *, size_t, int)'),
-    close: lib.func('int close(int)'),
-    setns: lib.func('int setns(int, int)'),
-    flock: lib.func('int flock(int, int)'),
-    // Declared with fixed arguments: on Linux x86-64 and arm64 a variadic callee reads
-    // integer arguments from the same registers.
-    syscall: lib.func('long syscall(long, long, void *, unsigned long)'),
-    mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
-    statfs: lib.func('int statfs(const char *, _Out_ void *)'),
-    // posix_spawn: a detached helper without loading child_process (and with it net, dgram…).
-    spawn: lib.func('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)'),
-    faInit: lib.func('int posix_spawn_file_actions_init(_Inout_ void *)'),
-    faOpen: lib.func('int posix_spawn_file_actions_addopen(_Inout_ void *, int, const char *, int, unsigned int)'),
-    faDup2: lib.func('int posix_spawn_file_actions_adddup2(_Inout_ void *, int, int)'),
-    attrInit: lib.func('int posix_spawnattr_init(_Inout_ void *)'),
-    attrSetFlags: lib.func('int posix_spawnattr_setflags(_Inout_ void *, short)'),
-    ioctl: lib.func('int ioctl(int, unsigned long, void *)'),
-    mmap: lib.func('void *mmap(void *, size_t, int, int, int, long)'),
-    munmap: lib.func('int munmap(void *, size_t)'),
-    clockGettime: lib.func('int clock_gettime(int, _Out_ void *)'),
-    sysconf: lib.func('long sysconf(int)'),
+/** A NULL-terminated array of C strings; the strings stay reachable through keep. */
+function cstrArray(items: (string | null)[], keep: Buffer[]): Buffer {
+  const arr = Buffer.alloc(8 * items.length);
+  items.forEach((s, i) => {
+    if (s === null) return;
+    const b = cstr(s);
+    keep.push(b);
+    arr.writeBigUInt64LE(native().address(b), 8 * i);
+  });
+  return arr;
+}
+
+let spawnFns: Record<'spawn' | 'faInit' | 'faOpen' | 'faDup2' | 'attrInit' | 'attrSetFlags', Fn> | undefined;
+/** posix_spawn and its helpers: bound only by the verbs that start a detached helper. */
+function spawning(): NonNullable<typeof spawnFns> {
+  const n = native();
+  spawnFns ??= {
+    spawn: n.fn('posix_spawn', 6), faInit: n.fn('posix_spawn_file_actions_init', 1), faOpen: n.fn('posix_spawn_file_actions_addopen', 5),
+    faDup2: n.fn('posix_spawn_file_actions_adddup2', 3), attrInit: n.fn('posix_spawnattr_init', 1), attrSetFlags: n.fn('posix_spawnattr_setflags', 2),
   };
-  return bound;
+  return spawnFns;
 }
 
-export const errno = (): number => koffi().errno();
+const bound: Libc = {
+  socket: (d, t, p) => syscall('socket', d, t, p),
+  bind: (fd, addr, len) => syscall('bind', fd, addr, len),
+  send: (fd, buf, len, flags) => syscall('sendto', fd, buf, len, flags, 0, 0),
+  recv: (fd, buf, len, flags) => syscall('recvfrom', fd, buf, len, flags, 0, 0),
+  close: (fd) => syscall('close', fd),
+  setns: (fd, t) => syscall('setns', fd, t),
+  flock: (fd, op) => syscall('flock', fd, op),
+  ioctl: (fd, req, arg) => syscall('ioctl', fd, req, arg),
+  mount: (src, target, fstype, flags, data) => syscall('mount', cstr(src), cstr(target), cstr(fstype), flags, cstr(data)),
+  statfs: (path, buf) => syscall('statfs', cstr(path), buf),
+  bpf: (cmd, attr, size) => syscall('bpf', cmd, attr, size),
+  mmap: (_addr, len, prot, flags, fd, offset) => syscall('mmap', 0, len, prot, flags, fd, offset),
+  munmap: (addr, len) => syscall('munmap', addr, len),
+  clockGettime: (clock, ts) => syscall('clock_gettime', clock, ts),
+  spawn: (pid, path, fa, attr, argv, envp) => {
+    const keep: Buffer[] = [];
+    return spawning().spawn(pid, cstr(path), fa, attr, cstrArray(argv, keep), cstrArray(envp, keep));
+  },
+  faInit: (fa) => spawning().faInit(fa),
+  faOpen: (fa, fd, path, flags, mode) => spawning().faOpen(fa, fd, cstr(path), flags, mode),
+  faDup2: (fa, fd, to) => spawning().faDup2(fa, fd, to),
+  attrInit: (attr) => spawning().attrInit(attr),
+  attrSetFlags: (attr, flags) => spawning().attrSetFlags(attr, flags),
+};
+
+/** The libc calls Node and Bun do not offer, made as system calls where they are ones. */
+export const libc = (): Libc => bound;
+
+export { errno };
 
 /** The result of a libc call; throws SysError with errno on -1. */
 export function check(call: string, r: number | bigint): number {
   const n = Number(r);
   if (n < 0) throw new SysError(call, errno());
   return n;
+}
+
+let sysconf: Fn | undefined;
+/** The page size (sysconf(_SC_PAGESIZE)): mmap offsets of a ring buffer are in pages. */
+export function pageSize(): number {
+  sysconf ??= native().fn('sysconf', 1);
+  return sysconf(30);
 }
 
 const CLOCK_MONOTONIC = 1;

@@ -1,25 +1,85 @@
-// Loads the FFI addon (koffi). Inside the single executable it travels as an asset and is
-// written once to a content-addressed cache file, then dlopen'ed; in development it is
-// taken from node_modules. Nothing is downloaded at run time.
-import { closeSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { mkdirs } from '../fsx.js';
+// The FFI underneath lib/sys: libc functions called with integer and pointer arguments.
+// Under Bun it is bun:ffi (part of the runtime); under Node the koffi addon, which inside
+// the Node single executable travels as an asset and is written once to a content-addressed
+// cache file, then dlopen'ed (in development it is taken from node_modules). Nothing is
+// downloaded at run time.
+// The addon is found and extracted with Node's own fs: lib/sys/fs.ts stands on this FFI, and
+// this path runs only under Node (under Bun, node:fs is what that layer exists to avoid).
+const nodeFs = (): typeof import('node:fs') => process.getBuiltinModule('node:fs');
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
 
-/** The part of koffi's API twill uses. */
-export interface Koffi {
+/** An argument: an integer, or a Buffer passed as the address of its bytes. */
+export type Arg = number | bigint | Buffer | null;
+/** A bound libc function; its result as a number (-1 and errno() on failure, as libc says). */
+export type Fn = (...args: Arg[]) => number;
+
+export interface Native {
+  readonly name: 'bun:ffi' | 'koffi';
+  /** Binds libc's `name`, which takes nargs integer-or-pointer arguments and returns a long. */
+  fn(name: string, nargs: number): Fn;
+  /** errno as the last failed call left it. */
+  errno(): number;
+  /** The address of a Buffer's bytes (neither runtime moves a Buffer's backing store). */
+  address(b: Buffer): bigint;
+  /** An ArrayBuffer over raw memory (mmap'ed), without a copy. */
+  view(addr: number, len: number): ArrayBuffer;
+}
+
+const LIBC = 'libc.so.6';
+
+interface BunFfi {
+  dlopen(lib: string, symbols: Record<string, { args: string[]; returns: string }>): { symbols: Record<string, (...a: (number | bigint)[]) => number | bigint> };
+  ptr(b: Buffer): number;
+  toArrayBuffer(addr: number, offset: number, len: number): ArrayBuffer;
+  read: { i32(addr: number, offset: number): number };
+}
+
+/**
+ * bun:ffi compiles a trampoline for each symbol it binds (~80 KB of memory each), so the
+ * system calls all go through libc's one syscall() (lib/sys/syscall.ts) and errno is read
+ * from the thread's errno location, found once before any call can fail.
+ */
+function bunNative(ffi: BunFfi): Native {
+  const bind = (name: string, nargs: number, returns = 'i64_fast'): ((...a: (number | bigint)[]) => number | bigint) =>
+    ffi.dlopen(LIBC, { [name]: { args: Array<string>(nargs).fill('i64'), returns } }).symbols[name]!;
+  const errnoAt = Number(bind('__errno_location', 0, 'ptr')());
+  const arg = (a: Arg): number | bigint => (a === null ? 0 : Buffer.isBuffer(a) ? (a.length === 0 ? 0 : ffi.ptr(a)) : a);
+  return {
+    name: 'bun:ffi',
+    fn(name, nargs) {
+      const f = bind(name, nargs);
+      return (...args) => Number(f(...args.map(arg)));
+    },
+    errno: () => ffi.read.i32(errnoAt, 0),
+    address: (b) => BigInt(b.length === 0 ? 0 : ffi.ptr(b)),
+    view: (addr, len) => ffi.toArrayBuffer(addr, 0, len),
+  };
+}
+
+interface Koffi {
   load(path: string): { func(signature: string): (...args: unknown[]) => number | bigint };
   errno(): number;
-  /** Address of a Buffer's memory (stable: Node never moves a Buffer's backing store). */
   address(value: unknown): bigint;
-  /** An ArrayBuffer over raw memory (mmap'ed), without a copy. */
   view(ptr: unknown, len: number): ArrayBuffer;
-  version: string;
+}
+
+function koffiNative(k: Koffi): Native {
+  const lib = k.load(LIBC);
+  const arg = (a: Arg): number | bigint => (a === null ? 0 : Buffer.isBuffer(a) ? k.address(a) : a);
+  return {
+    name: 'koffi',
+    fn(name, nargs) {
+      const f = lib.func(`intptr_t ${name}(${Array<string>(nargs).fill('intptr_t').join(', ')})`);
+      return (...args) => Number(f(...args.map(arg)));
+    },
+    errno: () => k.errno(),
+    address: (b) => k.address(b),
+    view: (addr, len) => k.view(addr, len),
+  };
 }
 
 const ASSET = 'koffi.node';
-let cached: Koffi | undefined;
 
 /**
  * The directory the addon is extracted to: root's is under /run (only root can write there);
@@ -29,7 +89,16 @@ let cached: Koffi | undefined;
 function cacheDir(): string {
   const uid = process.getuid?.() ?? -1;
   const dir = uid === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${uid}`;
-  mkdirs(dir, 0o700);
+  const { lstatSync, mkdirSync } = nodeFs();
+  let at = '';
+  for (const part of dir.split('/').filter(Boolean)) {
+    at += `/${part}`;
+    try {
+      mkdirSync(at, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
   const st = lstatSync(dir);
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
     throw new Error(`refusing the addon cache ${dir}: not a directory owned by uid ${uid} and writable only by it`);
@@ -39,7 +108,7 @@ function cacheDir(): string {
 
 /** A cached addon is used only if it is a regular file of ours that nobody else can write. */
 function trusted(path: string, uid: number): boolean {
-  const st = lstatSync(path, { throwIfNoEntry: false });
+  const st = nodeFs().lstatSync(path, { throwIfNoEntry: false });
   if (!st) return false;
   if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) throw new Error(`refusing the cached addon ${path}: not a regular file owned by uid ${uid} and writable only by it`);
   return true;
@@ -52,8 +121,8 @@ interface Assets {
 }
 
 declare global {
-  /** Set by the Bun build's entry (scripts/bun-main.cjs): asset name → its path inside the executable. */
-  var __twillAssets: Readonly<Record<string, string>> | undefined;
+  /** Set by the Bun build's entry (scripts/build-bun.sh): asset name → its bytes. */
+  var __twillAssets: Readonly<Record<string, () => Buffer>> | undefined;
 }
 
 /** The executable's own assets: a Node single-executable's, or a Bun-compiled one's. */
@@ -62,9 +131,9 @@ const sea = (): Assets | undefined => {
   if (bun) {
     return {
       getRawAsset: (name) => {
-        const path = bun[name];
-        if (!path) throw new Error(`the executable has no asset ${name}`);
-        const b = readFileSync(path);
+        const get = bun[name];
+        if (!get) throw new Error(`the executable has no asset ${name}`);
+        const b = get();
         return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
       },
     };
@@ -81,6 +150,7 @@ const sea = (): Assets | undefined => {
 function fromSea(): string | undefined {
   // The bundle also runs outside the executable once, at build time, to warm its code cache.
   if (typeof TWILL_KOFFI_SHA256 === 'undefined' || !sea()) return undefined;
+  const { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } = nodeFs();
   const uid = process.getuid?.() ?? -1;
   const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
   if (trusted(path, uid)) {
@@ -103,17 +173,37 @@ function fromSea(): string | undefined {
 }
 
 function fromNodeModules(): string {
+  const { createRequire } = process.getBuiltinModule('node:module');
   const req = createRequire(typeof TWILL_KOFFI_SHA256 === 'undefined' ? import.meta.url : `${process.cwd()}/package.json`);
   return req.resolve(`@koromix/koffi-linux-${process.arch}/linux_${process.arch}/koffi.node`);
 }
 
 export { sea as seaApi };
 
-export function koffi(): Koffi {
+let bunFfi: BunFfi | undefined | null;
+/** bun:ffi when the runtime is Bun. */
+function bunRuntimeFfi(): BunFfi | undefined {
+  if (bunFfi === undefined) {
+    try {
+      bunFfi = typeof (globalThis as { Bun?: unknown }).Bun === 'object' ? (process.getBuiltinModule('bun:ffi') as unknown as BunFfi) : null;
+    } catch {
+      bunFfi = null;
+    }
+  }
+  return bunFfi ?? undefined;
+}
+
+let cached: Native | undefined;
+/** The FFI of this runtime. The koffi addon is loaded only when the runtime is Node. */
+export function native(): Native {
   if (cached) return cached;
-  const path = fromSea() ?? fromNodeModules();
+  const ffi = bunRuntimeFfi();
+  if (ffi) {
+    cached = bunNative(ffi);
+    return cached;
+  }
   const mod = { exports: {} as Koffi };
-  process.dlopen(mod, path);
-  cached = mod.exports;
+  process.dlopen(mod, fromSea() ?? fromNodeModules());
+  cached = koffiNative(mod.exports);
   return cached;
 }

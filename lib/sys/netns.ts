@@ -1,6 +1,6 @@
 // Network namespaces: open, verify and enter one on the calling (main) thread.
 // Netns membership is per thread; only synchronous work happens while inside.
-import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from './fs.js';
 import { check, EPERM, errno, libc } from './libc.js';
 import { NetnsGone, NetnsUnusable } from './errors.js';
 

@@ -1,5 +1,5 @@
 // Running nft(8) and iptables(8): where they are, and their exit status and output.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants } from './fs.js';
 
 export const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'];
 export const IPT = { 4: ['/usr/sbin/iptables', '/sbin/iptables'], 6: ['/usr/sbin/ip6tables', '/sbin/ip6tables'] } as const;

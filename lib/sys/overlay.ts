@@ -1,7 +1,7 @@
 // Kernel objects of the cross-node backends: the VXLAN device, static neighbours and FDB
 // entries, routes tagged with twill's own route protocol, and the TX-checksum switch.
 import { addrBytes, addrFromBytes, type Addr, type Cidr } from '../net/ip.js';
-import { koffi } from './native.js';
+import { native } from './native.js';
 import { check, EEXIST, EHOSTUNREACH, EINVAL, ENETUNREACH, ENOENT, ESRCH, libc } from './libc.js';
 import type { Netlink } from './netlink.js';
 import { NetlinkError } from './netlink.js';
@@ -152,7 +152,7 @@ export function setTxChecksum(dev: string, on: boolean): void {
     value.writeUInt32LE(on ? 1 : 0, 4);
     const ifr = Buffer.alloc(40);
     ifr.write(dev, 0, 15, 'latin1');
-    ifr.writeBigUInt64LE(koffi().address(value), 16);
+    ifr.writeBigUInt64LE(native().address(value), 16);
     check(`ethtool tx ${on ? 'on' : 'off'} ${dev}`, c.ioctl(fd, SIOCETHTOOL, ifr));
   } finally {
     c.close(fd);

@@ -1,6 +1,6 @@
 // The routed veth of one pod: create, configure both ends, read back, delete.
 // Everything here talks to the kernel; the decisions are made by lib/attachment.ts.
-import { renameSync, rmSync } from 'node:fs';
+import { renameSync, rmSync } from './fs.js';
 import { InterfaceExists, Vanished } from './errors.js';
 import { bits, type Addr, type Cidr } from '../net/ip.js';
 import { EEXIST } from './libc.js';

@@ -2,7 +2,7 @@
 // DEL need not wait for that: the link is made inert (down) at once and the deletion is
 // handed to a detached `ip link del` (its own session, stdio on /dev/null so the runtime's
 // pipes close when we exit), which outlives us. Without iproute2, we wait.
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants } from './fs.js';
 import { libc } from './libc.js';
 
 const IP_PATHS = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'];
@@ -32,7 +32,7 @@ export function spawnDetached(argv: string[]): boolean {
   c.faOpen(actions, 1, '/dev/null', O_WRONLY, 0);
   c.faDup2(actions, 1, 2);
   c.attrSetFlags(attr, POSIX_SPAWN_SETSID);
-  const pid = [0];
+  const pid = Buffer.alloc(4);
   return Number(c.spawn(pid, argv[0], actions, attr, [...argv, null], [null])) === 0;
 }
 

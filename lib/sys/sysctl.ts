@@ -1,5 +1,5 @@
 // sysctl writes through /proc/sys, synchronous so they resolve in the current thread's netns.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from './fs.js';
 
 /**
  * Writes only when the value differs: some sysctls (ip_forward) reset state when written.

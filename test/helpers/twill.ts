@@ -42,6 +42,9 @@ export function runPlugin(bin: string, env: Env, stdin: string | object): Run {
 
 export const twill = (env: Env, stdin: string | object): Run => runPlugin(TWILL, env, stdin);
 
+/** The runtime the executable under test was built on ("bun 1.4.5", "node 24.…"). */
+export const twillRuntime = (): string => (JSON.parse(spawnSync(TWILL, ['version', '-o', 'json'], { encoding: 'utf8' }).stdout) as { runtime: string }).runtime;
+
 export function runPluginAsync(bin: string, env: Env, stdin: string | object): Promise<Run> {
   const input = typeof stdin === 'string' ? stdin : JSON.stringify(stdin);
   return new Promise((res) => {

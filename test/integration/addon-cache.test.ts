@@ -1,15 +1,30 @@
 // The FFI addon's extraction cache for runs that are not root ($TMPDIR/twill-<uid>): another
-// local user must not be able to plant code there that runs as whoever runs twill.
+// local user must not be able to plant code there that runs as whoever runs twill. The Node
+// build carries the koffi addon; the Bun build carries none (bun:ffi) and extracts nothing.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { removeDir, tempDir, TWILL } from '../helpers/twill.js';
+import { removeDir, tempDir, TWILL, twillRuntime } from '../helpers/twill.js';
 
 const NOBODY = 65534;
 const asNobody = (tmp: string) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `TMPDIR=${tmp}`, TWILL, 'endpoints', '--bpffs-root', `${tmp}/none`], { encoding: 'utf8', timeout: 20_000 });
 
-describe('the addon cache of unprivileged runs', () => {
+const bun = twillRuntime().startsWith('bun ');
+
+describe('the Bun build runs unprivileged without extracting anything', { skip: !bun && 'the executable under test carries an addon' }, () => {
+  const tmp = tempDir('addon');
+  chmodSync(tmp, 0o1777);
+  after(() => removeDir(tmp));
+
+  it('writes no cache', () => {
+    const r = asNobody(tmp);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(existsSync(`${tmp}/twill-${NOBODY}`), false);
+  });
+});
+
+describe('the addon cache of unprivileged runs', { skip: bun && 'the executable under test uses bun:ffi: no addon' }, () => {
   const tmp = tempDir('addon');
   chmodSync(tmp, 0o1777);
   const cache = `${tmp}/twill-${NOBODY}`;
