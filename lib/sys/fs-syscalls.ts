@@ -174,8 +174,9 @@ export function accessSync(path: string, mode: number = C.F_OK): void {
   call('access', () => syscall('faccessat', AT_FDCWD, p, mode), path);
 }
 
+/** Whether path exists; false for a path no call could take (a NUL in it), as node:fs says. */
 export function existsSync(path: string): boolean {
-  return syscall('faccessat', AT_FDCWD, cstr(path), C.F_OK) === 0;
+  return !path.includes('\0') && syscall('faccessat', AT_FDCWD, cstr(path), C.F_OK) === 0;
 }
 
 /** The names in a directory but . and .., sorted (node:fs's order: libuv sorts them). */
@@ -251,26 +252,26 @@ function statx(name: string, dirfd: number, path: string, flags: number, label?:
 
 const missing = (e: unknown): boolean => e instanceof FsError && (e.code === 'ENOENT' || e.code === 'ENOTDIR');
 
-export function statSync(path: string): Stats;
-export function statSync(path: string, opts: { throwIfNoEntry: false }): Stats | undefined;
-export function statSync(path: string, opts?: { throwIfNoEntry: false }): Stats | undefined {
+/** stat or lstat; with throwIfNoEntry false, a missing path is undefined (node:fs's rule). */
+function statPath(name: 'stat' | 'lstat', flags: number, path: string, opts?: { throwIfNoEntry: false }): Stats | undefined {
   try {
-    return statx('stat', AT_FDCWD, path, 0, path);
+    return statx(name, AT_FDCWD, path, flags, path);
   } catch (e) {
     if (opts && missing(e)) return undefined;
     throw e;
   }
 }
 
+export function statSync(path: string): Stats;
+export function statSync(path: string, opts: { throwIfNoEntry: false }): Stats | undefined;
+export function statSync(path: string, opts?: { throwIfNoEntry: false }): Stats | undefined {
+  return statPath('stat', 0, path, opts);
+}
+
 export function lstatSync(path: string): Stats;
 export function lstatSync(path: string, opts: { throwIfNoEntry: false }): Stats | undefined;
 export function lstatSync(path: string, opts?: { throwIfNoEntry: false }): Stats | undefined {
-  try {
-    return statx('lstat', AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, path);
-  } catch (e) {
-    if (opts && missing(e)) return undefined;
-    throw e;
-  }
+  return statPath('lstat', AT_SYMLINK_NOFOLLOW, path, opts);
 }
 
 export function fstatSync(fd: number): Stats {

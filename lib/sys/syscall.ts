@@ -26,5 +26,11 @@ export function syscall(name: Syscall, ...args: Arg[]): number {
 
 export const errno = (): number => native().errno();
 
-/** A NUL-terminated copy of s, for a system call's path or name argument. */
-export const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
+/**
+ * A NUL-terminated copy of s, for a system call's path or name argument. A NUL inside would
+ * make the kernel see a shorter path than the one checked: refused, as node:fs refuses it.
+ */
+export function cstr(s: string): Buffer {
+  if (s.includes('\0')) throw new TypeError(`a path or name with a NUL byte in it: ${JSON.stringify(s)}`);
+  return Buffer.from(`${s}\0`);
+}

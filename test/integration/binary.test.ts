@@ -27,7 +27,7 @@ describe('the single executable', () => {
     assert.deepEqual(JSON.parse(r.stdout), { cniVersion: '0.4.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
   });
 
-  it('attaches and detaches a pod the same way (the FFI addon comes from inside the file)', () => {
+  it('attaches and detaches a pod the same way (nothing needed beside the file)', () => {
     const ns = makeNetns();
     const env = { CNI_CONTAINERID: 'bin1', CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0', CNI_PATH: '/nonexistent' };
     const add = run({ ...env, CNI_COMMAND: 'ADD' }, JSON.stringify(net.conf()));

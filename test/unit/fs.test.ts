@@ -117,6 +117,12 @@ describe('file-system calls as system calls (lib/sys/fs-syscalls.ts)', () => {
     sameFailure(() => fs.rmdirSync(`${root}/full`), () => node.rmdirSync(`${root}/full`));
     assert.throws(() => fs.closeSync(1 << 20), { code: 'EBADF' });
     assert.throws(() => fs.openSync(`${root}/taken`, 'rw+'), TypeError);
+    // A NUL would have the kernel act on a shorter path than the one checked.
+    for (const run of [() => fs.rmSync(`${root}/taken\0x`, { force: true }), () => fs.readFileSync(`${root}/small\0`), () => fs.unlinkSync(`${root}/taken\0x`)]) {
+      assert.throws(run, TypeError);
+    }
+    assert.equal(fs.existsSync(`${root}/taken\0/x`), node.existsSync(`${root}/taken\0/x`));
+    assert.ok(node.existsSync(`${root}/taken`));
   });
 
   test('opens close-on-exec, so no spawned helper inherits a lock or a state file', () => {
