@@ -33,6 +33,8 @@ function call(inv: Invocation): Call {
   };
 }
 
+const BAD_INPUT = new Set<number>([Code.IncompatibleVersion, Code.UnsupportedField, Code.InvalidEnv, Code.DecodeFailure, Code.InvalidConfig]);
+
 /** Runs a verb; what the kernel layer threw leaves as a CNI error (lib/kernel-errors.ts). */
 const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => async (inv) => {
   try {
@@ -40,8 +42,10 @@ const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => async (inv) => {
   } catch (e) {
     const err = toCni(e);
     // Every failed verb is in the log with its reason (other errors are logged, with their
-    // stack, where the plugin answers them).
-    if (err instanceof CniError) log.error(`${inv.env.verb} failed`, { error: err.message, code: err.code });
+    // stack, where the plugin answers them) — but for input rejected for what it says: a
+    // config found invalid is not trusted to name a log file, and bad input changes nothing
+    // on the host. The runtime has the error document.
+    if (err instanceof CniError && !BAD_INPUT.has(err.code)) log.error(`${inv.env.verb} failed`, { error: err.message, code: err.code });
     throw err;
   }
 };

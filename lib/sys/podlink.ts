@@ -119,7 +119,8 @@ function configurePod(pod: Netlink, s: PodLinkSpec): number {
 }
 
 /** The name a link being deleted in the background carries: unique while the link lives. */
-export const tombstoneName = (index: number): string => `twdel${index}`;
+export const TOMBSTONE_PREFIX = 'twdel';
+export const tombstoneName = (index: number): string => `${TOMBSTONE_PREFIX}${index}`;
 
 /**
  * Removes the pair by its host end; false when it was already gone. With background set, the

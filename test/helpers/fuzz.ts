@@ -5,7 +5,8 @@
 import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { hostSnapshot, makeNetns, netnsPath, TWILL } from './twill.js';
+import { TOMBSTONE_PREFIX } from '../../lib/sys/podlink.js';
+import { hostLinksSettled, hostSnapshot, makeNetns, netnsPath, TWILL } from './twill.js';
 
 export interface FuzzCase {
   env: Record<string, string>;
@@ -81,6 +82,9 @@ export interface Outcome {
 
 /** Runs one case and checks every property; cleans up what an accepted ADD created. */
 export function checkCase(c: FuzzCase, sandbox: string): Outcome {
+  // An earlier case's DEL left its veth to a detached `ip link del` (a tombstone that goes
+  // ~25 ms later): that must not count as this case changing the host.
+  hostLinksSettled(TOMBSTONE_PREFIX);
   const before = hostSnapshot(['/var/lib/cni', sandbox]);
   const r = spawnSync(TWILL, [], { input: c.stdin, env: { PATH: process.env.PATH, ...c.env }, encoding: 'utf8', timeout: 15_000, maxBuffer: 64 << 20 });
   if (r.status === null) return { ok: false, why: `no exit within 15 s (signal ${r.signal})` };

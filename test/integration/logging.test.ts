@@ -41,6 +41,18 @@ describe('logging', () => {
     assert.ok(lines.some((l) => l.level === 'error' && /ENETUNREACH/.test(l.error)), JSON.stringify(lines));
   });
 
+  it('a config rejected for what it says names no log file that gets written (bad input changes nothing)', () => {
+    const logFile = `${dir}/rejected.log`;
+    const ipam = { ...net.conf().ipam };
+    delete ipam.ranges; // schema-valid, refused by the IPAM when the verb reads its ranges
+    const conf = net.conf({ logFile, logLevel: 'debug', ipam });
+    for (const verb of ['STATUS', 'ADD']) {
+      const r = twill({ CNI_COMMAND: verb, CNI_CONTAINERID: 'log3', CNI_NETNS: netnsPath(makeNetns()), CNI_IFNAME: 'eth0' }, conf);
+      assert.equal(JSON.parse(r.stdout).code, 7, r.stdout);
+    }
+    assert.equal(existsSync(logFile), false, 'a call that fails on good input is logged: the test above');
+  });
+
   it('does not follow a symlink planted at the log path', () => {
     const target = `${dir}/victim`;
     writeFileSync(target, 'untouched');
