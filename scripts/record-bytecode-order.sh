@@ -2,7 +2,7 @@
 # Records which functions the CNI verbs of dist/twill load (Bun's BUN_BYTECODE_ORDER_OUT), into
 # scripts/bytecode-order/, which scripts/build-bun.sh hands to `bun build --bytecode-order`:
 # the bytecode a CNI call runs is then laid out together at the front, so a call touches fewer
-# pages of the executable (one ADD: ~0.9 MB less peak RSS). Like a PGO profile, the files are
+# pages of the executable (one ADD: ~0.5 MB less peak RSS). Like a PGO profile, the files are
 # kept in the repository and stay valid as the code changes (functions are matched by hash;
 # a stale profile only lays out less well). Run as root, after `make`: the verbs run for real,
 # in a network namespace of their own, and everything they made is removed.

@@ -3,9 +3,9 @@
 // the Node single executable travels as an asset and is written once to a content-addressed
 // cache file, then dlopen'ed (in development it is taken from node_modules). Nothing is
 // downloaded at run time.
-// The addon is found and extracted with Node's own fs: lib/sys/fs.ts stands on this FFI, and
-// this path runs only under Node (under Bun, node:fs is what that layer exists to avoid).
-const nodeFs = (): typeof import('node:fs') => process.getBuiltinModule('node:fs');
+// The addon is found and extracted only under Node, where lib/sys/fs.ts is node:fs itself.
+import { mkdirs } from '../fsx.js';
+import { closeSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from './fs.js';
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
 
@@ -89,16 +89,7 @@ const ASSET = 'koffi.node';
 function cacheDir(): string {
   const uid = process.getuid?.() ?? -1;
   const dir = uid === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${uid}`;
-  const { lstatSync, mkdirSync } = nodeFs();
-  let at = '';
-  for (const part of dir.split('/').filter(Boolean)) {
-    at += `/${part}`;
-    try {
-      mkdirSync(at, { mode: 0o700 });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-  }
+  mkdirs(dir, 0o700);
   const st = lstatSync(dir);
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
     throw new Error(`refusing the addon cache ${dir}: not a directory owned by uid ${uid} and writable only by it`);
@@ -108,7 +99,7 @@ function cacheDir(): string {
 
 /** A cached addon is used only if it is a regular file of ours that nobody else can write. */
 function trusted(path: string, uid: number): boolean {
-  const st = nodeFs().lstatSync(path, { throwIfNoEntry: false });
+  const st = lstatSync(path, { throwIfNoEntry: false });
   if (!st) return false;
   if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) throw new Error(`refusing the cached addon ${path}: not a regular file owned by uid ${uid} and writable only by it`);
   return true;
@@ -150,7 +141,6 @@ const sea = (): Assets | undefined => {
 function fromSea(): string | undefined {
   // The bundle also runs outside the executable once, at build time, to warm its code cache.
   if (typeof TWILL_KOFFI_SHA256 === 'undefined' || !sea()) return undefined;
-  const { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } = nodeFs();
   const uid = process.getuid?.() ?? -1;
   const path = `${cacheDir()}/koffi-${TWILL_KOFFI_SHA256.slice(0, 16)}.node`;
   if (trusted(path, uid)) {
@@ -185,7 +175,7 @@ let bunFfi: BunFfi | undefined | null;
 function bunRuntimeFfi(): BunFfi | undefined {
   if (bunFfi === undefined) {
     try {
-      bunFfi = typeof (globalThis as { Bun?: unknown }).Bun === 'object' ? (process.getBuiltinModule('bun:ffi') as unknown as BunFfi) : null;
+      bunFfi = process.versions.bun === undefined ? null : (process.getBuiltinModule('bun:ffi') as unknown as BunFfi);
     } catch {
       bunFfi = null;
     }

@@ -2,6 +2,7 @@
 // reported as medians and ratios; markdown on stdout, JSON in bench-results/.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { runtimeOf } from '../../test/helpers/twill.js';
 import { buildHello } from './hello.js';
 import { delNetns, envFor, newNetns, REF_DIR, timedRun, Workspace, type Subject } from './plugins.js';
 import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';
@@ -12,14 +13,6 @@ const N = Number(process.env.BENCH_N ?? 100);
 const SCALE = Number(process.env.BENCH_SCALE ?? 500);
 const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy,observe').split(',');
 
-/** The runtime a twill executable names (`twill version -o json`). */
-const runtimeOf = (bin: string): string => {
-  try {
-    return (JSON.parse(spawnSync(bin, ['version', '-o', 'json'], { encoding: 'utf8' }).stdout) as { runtime: string }).runtime;
-  } catch {
-    return 'unknown runtime';
-  }
-};
 // The other build of the same program, measured beside it (the Bun and the Node SEA builds).
 const ALT = process.env.TWILL_ALT_BIN ?? [`${TWILL}-node`, `${TWILL}-bun`].find((p) => existsSync(p));
 const RUNTIME = runtimeOf(TWILL);

@@ -42,8 +42,14 @@ export function runPlugin(bin: string, env: Env, stdin: string | object): Run {
 
 export const twill = (env: Env, stdin: string | object): Run => runPlugin(TWILL, env, stdin);
 
-/** The runtime the executable under test was built on ("bun 1.4.5", "node 24.…"). */
-export const twillRuntime = (): string => (JSON.parse(spawnSync(TWILL, ['version', '-o', 'json'], { encoding: 'utf8' }).stdout) as { runtime: string }).runtime;
+/** The runtime a twill executable was built on (`twill version -o json`: "bun 1.4.5", "node v24.…"). */
+export function runtimeOf(bin = TWILL): string {
+  try {
+    return (JSON.parse(spawnSync(bin, ['version', '-o', 'json'], { encoding: 'utf8' }).stdout) as { runtime: string }).runtime;
+  } catch {
+    return 'unknown runtime';
+  }
+}
 
 export function runPluginAsync(bin: string, env: Env, stdin: string | object): Promise<Run> {
   const input = typeof stdin === 'string' ? stdin : JSON.stringify(stdin);

@@ -5,12 +5,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { removeDir, tempDir, TWILL, twillRuntime } from '../helpers/twill.js';
+import { removeDir, runtimeOf, tempDir, TWILL } from '../helpers/twill.js';
 
 const NOBODY = 65534;
 const asNobody = (tmp: string) => spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'env', `TMPDIR=${tmp}`, TWILL, 'endpoints', '--bpffs-root', `${tmp}/none`], { encoding: 'utf8', timeout: 20_000 });
 
-const bun = twillRuntime().startsWith('bun ');
+const bun = runtimeOf().startsWith('bun ');
 
 describe('the Bun build runs unprivileged without extracting anything', { skip: !bun && 'the executable under test carries an addon' }, () => {
   const tmp = tempDir('addon');
