@@ -48,7 +48,11 @@ export function writeAtomic(path: string, data: string | Buffer, exclusive = fal
     closeSync(fd);
   } catch (e) {
     // A full disk must leave no truncated temp behind (and never one under the real name).
-    if (open) closeSync(fd);
+    try {
+      if (open) closeSync(fd);
+    } catch {
+      // the write's error is the one to report
+    }
     unlinkSync(tmp);
     throw e;
   }
