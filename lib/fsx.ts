@@ -16,6 +16,19 @@ export function mkdirs(path: string, mode = 0o700): void {
   }
 }
 
+/**
+ * Writes every byte: write(2) may write fewer than asked (a disk that fills, a file-size limit)
+ * and says so only by its count; the next call then reports why (ENOSPC, EFBIG).
+ */
+export function writeAll(fd: number, b: Buffer): void {
+  for (let off = 0; off < b.length; ) {
+    const n = writeSync(fd, b, off, b.length - off);
+    // A zero count is not progress: a regular file answers it only when nothing more fits.
+    if (n <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    off += n;
+  }
+}
+
 /** Prefix of the temporary names writeAtomic uses (swept after a crash mid-write). */
 export const TMP_PREFIX = '.twill-tmp-';
 
@@ -27,11 +40,21 @@ export function writeAtomic(path: string, data: string | Buffer, exclusive = fal
   const dir = path.slice(0, path.lastIndexOf('/'));
   const tmp = `${dir}/${TMP_PREFIX}${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fd = openSync(tmp, 'wx', mode);
+  let open = true;
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
     if (durable) fsyncSync(fd);
-  } finally {
+    open = false; // Linux frees the descriptor even when close reports an error
     closeSync(fd);
+  } catch (e) {
+    // A full disk must leave no truncated temp behind (and never one under the real name).
+    try {
+      if (open) closeSync(fd);
+    } catch {
+      // the write's error is the one to report
+    }
+    unlinkSync(tmp);
+    throw e;
   }
   let renamed = false;
   try {

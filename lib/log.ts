@@ -1,6 +1,7 @@
 // JSON-line logs: stderr (warnings and errors, or everything at debug) and the optional
 // logFile (at logLevel). stdout is reserved for the one result or error document.
-import { closeSync, constants, fstatSync, openSync, writeSync } from './sys/fs.js';
+import { closeSync, constants, fstatSync, openSync } from './sys/fs.js';
+import { writeAll } from './fsx.js';
 import type { LogLevel } from './config/types.js';
 import { writeErr } from './stdio.js';
 
@@ -46,7 +47,7 @@ function appendNoFollow(path: string, line: string): void {
     const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
     try {
       if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
-      writeSync(fd, line);
+      writeAll(fd, Buffer.from(line)); // a short write would leave half a JSON line
     } finally {
       closeSync(fd);
     }

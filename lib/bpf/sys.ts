@@ -1,6 +1,6 @@
 // bpf(2): the commands twill uses, with their attribute layouts (union bpf_attr).
 import { readFileSync } from '../sys/fs.js';
-import { check, ENOENT, libc, SysError } from '../sys/libc.js';
+import { check, ENOENT, errnoName, libc, SysError } from '../sys/libc.js';
 import { native } from '../sys/native.js';
 
 const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the tail to be zero
@@ -85,26 +85,64 @@ export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
   }
 }
 
-export class VerifierError extends Error {}
+/** A program the verifier refused; the message ends with the tail of its log. */
+export class VerifierError extends Error {
+  constructor(message: string, readonly errno: number) {
+    super(message);
+  }
+}
 
-export function progLoad(name: string, type: number, insns: Buffer, license: string): number {
+const ENOSPC = 28;
+const LOG_LEVEL1 = 1;
+const LOG_FIRST = 1 << 20;
+// The kernel refuses a log_size above UINT_MAX >> 2; past 256 MiB the tail is reported as is.
+const LOG_MAX = 1 << 28;
+
+function loadOnce(name: string, type: number, insns: Buffer, license: string, log?: Buffer): number {
   const a = attr();
   const lic = Buffer.from(`${license}\0`);
-  const logBuf = Buffer.alloc(1 << 20);
   a.writeUInt32LE(type, 0);
   a.writeUInt32LE(insns.length / 8, 4);
   a.writeBigUInt64LE(ptr(insns), 8);
   a.writeBigUInt64LE(ptr(lic), 16);
-  a.writeUInt32LE(1, 24); // log_level
-  a.writeUInt32LE(logBuf.length, 28);
-  a.writeBigUInt64LE(ptr(logBuf), 32);
+  if (log) {
+    a.writeUInt32LE(LOG_LEVEL1, 24);
+    a.writeUInt32LE(log.length, 28);
+    a.writeBigUInt64LE(ptr(log), 32);
+  }
   a.write(name.slice(0, 15), 48, 'latin1');
   try {
-    return bpf(`load program ${name}`, Cmd.ProgLoad, a);
+    return bpf(`program ${name} load`, Cmd.ProgLoad, a);
+  } finally {
+    lic.length; // keep the license alive across the call
+  }
+}
+
+/**
+ * Loads a program without a verifier log: a log at level 1 costs the verifier time and, when it
+ * overflows its buffer, fails a valid program (ENOSPC). Only a failure loads again with a log,
+ * grown until it fits, to report the verifier's reason.
+ */
+export function progLoad(name: string, type: number, insns: Buffer, license: string): number {
+  let first: SysError;
+  try {
+    return loadOnce(name, type, insns, license);
   } catch (e) {
-    const log = logBuf.toString('utf8').replace(/\0.*$/s, '').trim();
-    if (!log) throw e;
-    throw new VerifierError(`verifier rejected ${name}: ${(e as Error).message}\n${log.split('\n').slice(-20).join('\n')}`);
+    if (!(e instanceof SysError)) throw e;
+    first = e;
+  }
+  for (let size = LOG_FIRST; ; size *= 4) {
+    const log = Buffer.alloc(size);
+    try {
+      // A failure that does not repeat (memory the kernel lacked a moment ago): the program loads.
+      return loadOnce(name, type, insns, license, log);
+    } catch (e) {
+      if (!(e instanceof SysError)) throw e;
+      if (e.errno === ENOSPC && size < LOG_MAX) continue;
+      const text = log.toString('utf8').replace(/\0.*$/s, '').trim();
+      if (!text) throw first;
+      throw new VerifierError(`program ${name} load: ${errnoName(first.errno)}: ${text.split('\n').slice(-20).join('\n')}`, first.errno);
+    }
   }
 }
 

@@ -31,10 +31,14 @@ export interface ErrorJson {
   details?: string;
 }
 
+const IO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']);
+
 export function toErrorJson(err: unknown, cniVersion: string): ErrorJson {
   if (err instanceof CniError) {
     return { cniVersion, code: err.code, msg: err.message, ...(err.details ? { details: err.details } : {}) };
   }
   const e = err instanceof Error ? err : new Error(String(err));
-  return { cniVersion, code: Code.Internal, msg: e.message };
+  // A disk that is full or failing is the spec's I/O failure, not a bug of the plugin.
+  const io = IO_CODES.has((e as NodeJS.ErrnoException).code ?? '');
+  return { cniVersion, code: io ? Code.IoFailure : Code.Internal, msg: e.message };
 }

@@ -113,7 +113,14 @@ export function hostLocalAdd(conf: NetConf, id: string, ifname: string, cniArgsI
       throw e;
     }
     crashPoint('add:reserved');
-    index.set(id, ifname, got.map((a) => formatAddr(a.addr)));
+    try {
+      index.set(id, ifname, got.map((a) => formatAddr(a.addr)));
+    } catch (e) {
+      // The index could not be written (a full disk): the ADD fails holding nothing.
+      for (const a of got) store.release(formatAddr(a.addr));
+      index.remove(id, ifname);
+      throw e;
+    }
     crashPoint('add:indexed');
     const routes: Route[] = (conf.ipam?.routes ?? []).map((r) => (r.gw ? { dst: r.dst, gw: r.gw } : { dst: r.dst }));
     return {

@@ -4,8 +4,8 @@
 // cache file, then dlopen'ed (in development it is taken from node_modules). Nothing is
 // downloaded at run time.
 // The addon is found and extracted only under Node, where lib/sys/fs.ts is node:fs itself.
-import { mkdirs } from '../fsx.js';
-import { closeSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from './fs.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
+import { lstatSync, readFileSync, unlinkSync } from './fs.js';
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
 
@@ -151,14 +151,9 @@ function fromSea(): string | undefined {
   }
   const bytes = Buffer.from(sea()!.getRawAsset(ASSET));
   if (sha256(bytes) !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, bytes);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  // Whole or not at all: root's cached copy is trusted unchecked, so a short write on a full
+  // disk must never leave a truncated addon under its name.
+  writeAtomic(path, bytes);
   return path;
 }
 

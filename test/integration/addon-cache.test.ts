@@ -46,6 +46,21 @@ describe('the addon cache of unprivileged runs', { skip: bun && 'the executable 
     assert.ok(readFileSync(f).equals(good));
   });
 
+  it('an extraction cut short (a full disk: here a file-size limit) leaves no addon under its name, and the next run extracts it whole', () => {
+    removeDir(cache);
+    // SIGXFSZ ignored (inherited across exec): write(2) writes up to the limit, then EFBIG.
+    const cut = spawnSync('sh', ['-c', 'trap "" XFSZ; exec prlimit --fsize=65536 setpriv --reuid=$0 --regid=$0 --clear-groups env TMPDIR=$1 "$2" endpoints --bpffs-root "$1/none"', String(NOBODY), tmp, TWILL], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(cut.status, 1, `a clean failure, not a crash (signal ${cut.signal}): ${cut.stderr}`);
+    assert.match(cut.stderr, /EFBIG/);
+    assert.deepEqual(readdirSync(cache), [], 'neither a truncated addon nor its temp');
+    const r = asNobody(tmp);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readdirSync(cache).filter((f) => f.endsWith('.node')).length, 1);
+  });
+
   it('a directory planted by another user, or writable by others, is refused', () => {
     removeDir(cache);
     mkdirSync(cache, { mode: 0o777 });

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import { after, describe, it } from 'node:test';
 import { parseElf } from '../../lib/bpf/elf.js';
 import { loadNetwork } from '../../lib/bpf/loader.js';
-import { progLoad, ProgType, VerifierError } from '../../lib/bpf/sys.js';
+import { closeFd, progLoad, ProgType, VerifierError } from '../../lib/bpf/sys.js';
 import { tempBpffs } from '../helpers/traffic.js';
 import { removeDir, ROOT, tempDir } from '../helpers/twill.js';
 
@@ -22,6 +22,19 @@ function openBpfFds(): string[] {
   });
 }
 
+/** n times "r0 = 0", then (bad) the out-of-bounds context load, then exit. */
+function longProgram(n: number, bad = false): Buffer {
+  const insns = Buffer.alloc((n + (bad ? 2 : 1)) * 8);
+  for (let i = 0; i < n; i++) insns.writeUInt8(0xb7, i * 8); // BPF_ALU64 | BPF_MOV | BPF_K, dst r0, imm 0
+  if (bad) {
+    insns.writeUInt8(0x79, n * 8);
+    insns.writeUInt8(0x10, n * 8 + 1);
+    insns.writeInt16LE(4096, n * 8 + 2);
+  }
+  insns.writeUInt8(0x95, insns.length - 8); // exit
+  return insns;
+}
+
 describe('BPF program load', () => {
   it('a verifier rejection carries the tail of the verifier log and leaves no program open', () => {
     const before = openBpfFds();
@@ -33,7 +46,25 @@ describe('BPF program load', () => {
     insns.writeUInt8(0x95, 8); // exit
     assert.throws(
       () => progLoad('twill_bad', ProgType.SchedCls, insns, 'GPL'),
-      (e: unknown) => e instanceof VerifierError && /verifier rejected twill_bad/.test(e.message) && /invalid bpf_context access|off=4096/.test(e.message),
+      (e: unknown) => e instanceof VerifierError && /^program twill_bad load: EACCES/.test(e.message) && /invalid bpf_context access|off=4096/.test(e.message),
+    );
+    assert.deepEqual(openBpfFds(), before);
+  });
+
+  it('a valid program whose level-1 verifier log exceeds 1 MiB loads', () => {
+    const before = openBpfFds();
+    // 150,000 straight-line instructions: the verifier's log at level 1 prints each (~20 bytes).
+    const fd = progLoad('twill_long', ProgType.SchedCls, longProgram(150_000), 'GPL');
+    assert.ok(fd > 0);
+    closeFd(fd);
+    assert.deepEqual(openBpfFds(), before);
+  });
+
+  it('a rejection at the end of a log longer than 1 MiB still reports the verifier\'s reason', () => {
+    const before = openBpfFds();
+    assert.throws(
+      () => progLoad('twill_longbad', ProgType.SchedCls, longProgram(150_000, true), 'GPL'),
+      (e: unknown) => e instanceof VerifierError && /^program twill_longbad load: EACCES/.test(e.message) && /invalid bpf_context access|off=4096/.test(e.message),
     );
     assert.deepEqual(openBpfFds(), before);
   });
