@@ -92,7 +92,7 @@ export function overBudget(
     const cause = policy ? `NetworkPolicy ${policy} asks ${top![1]} of them` : map === 'ipcache' ? ipcacheWhat : 'no single policy';
     return {
       time: new Date().toISOString(), map, needed, available, ...(policy ? { policy, policyEntries: top![1] } : {}),
-      message: `policy refused: the ${map} map needs ${needed} entries, ${available} available (${cause}); the state applied before stays enforced`,
+      message: `the ${map} map needs ${needed} entries, ${available} available (${cause}): policy set refused, the state applied before stays enforced`,
     };
   }
   return undefined;
