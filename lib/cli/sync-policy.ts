@@ -76,9 +76,9 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
     const seen = readEndpoints(conf);
     const basis = localBasis(seen, objects);
     const t0 = Date.now();
-    log.info('policy compiling', { pods: objects.pods.size, policies: objects.policies.size, attempt });
+    log.debug('policy compiling', { pods: objects.pods.size, policies: objects.policies.size, attempt });
     const { compiled, pods, local } = compileFor(conf, objects, seen, node, table);
-    log.info('policy compiled', { ms: Date.now() - t0, identities: compiled.identities.size, localPods: compiled.pods.size });
+    log.debug('policy compiled', { ms: Date.now() - t0, identities: compiled.identities.size, localPods: compiled.pods.size });
     const r = withNetworkLock(conf.stateDir, conf.name, () => {
       const records = readEndpoints(conf);
       if (attempt < RECOMPILES && localBasis(records, objects) !== basis) return undefined;

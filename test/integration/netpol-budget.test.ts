@@ -43,7 +43,7 @@ describe('a policy set larger than the maps', () => {
       policy: { type: 'k8s', policyEntries: 256 },
     });
     c.conf.logFile = join(c.confDir, 'twill.log');
-    c.conf.logLevel = 'info';
+    c.conf.logLevel = 'debug';
     writeFileSync(join(c.confDir, '10-netpol.conflist'), JSON.stringify({ cniVersion: c.conf.cniVersion, name: c.conf.name, plugins: [c.conf] }));
     c.setup();
     c.sync(before1);
@@ -100,7 +100,7 @@ describe('the compile holds no lock', () => {
   before(() => {
     c = new NetpolCluster({ namespaces: ['x'], pods: ['a'], ports: [80], protocols: ['TCP'] });
     c.conf.logFile = join(c.confDir, 'twill.log');
-    c.conf.logLevel = 'info';
+    c.conf.logLevel = 'debug';
     writeFileSync(join(c.confDir, '10-netpol.conflist'), JSON.stringify({ cniVersion: c.conf.cniVersion, name: c.conf.name, plugins: [c.conf] }));
     c.setup();
   });
