@@ -79,7 +79,9 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
     log.debug('policy compiling', { pods: objects.pods.size, policies: objects.policies.size, attempt });
     const { compiled, pods, local } = compileFor(conf, objects, seen, node, table);
     log.debug('policy compiled', { ms: Date.now() - t0, identities: compiled.identities.size, localPods: compiled.pods.size });
-    const r = withNetworkLock(conf.stateDir, conf.name, () => {
+    // The new state alone does not fit: refused without taking the lock (no swap can make room).
+    const alone = entriesAlone(conf, compiled);
+    const r = alone ?? withNetworkLock(conf.stateDir, conf.name, () => {
       const records = readEndpoints(conf);
       if (attempt < RECOMPILES && localBasis(records, objects) !== basis) return undefined;
       return applyCompiled(conf, compiled, records, pods, source, objects.pods.size);
@@ -96,6 +98,29 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
     return { sync: r.sync, view: { compiled, slots: r.slots, local, node } };
   }
 }
+
+/** max_entries of the network's pinned maps, or the configured sizes before the first ADD made them. */
+function mapSizes(conf: NetConf): Record<BudgetMap, number> {
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (!net) return { policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') };
+  try {
+    return { policy: objInfo(net.maps.get('policy')!).readUInt32LE(16), ipcache: objInfo(net.maps.get('ipcache')!).readUInt32LE(16) }; // bpf_map_info.max_entries
+  } finally {
+    net.close();
+  }
+}
+
+/** A refusal when the compiled state alone, before any swap, is larger than the maps. */
+function entriesAlone(conf: NetConf, compiled: Compiled): { refusal: Refusal } | undefined {
+  const byPolicy = entriesByPolicy(compiled.pods.values());
+  let policy = 0;
+  for (const n of byPolicy.values()) policy += n;
+  const size = mapSizes(conf);
+  const refused = overBudget({ policy: { needed: policy, available: size.policy }, ipcache: { needed: compiled.ipcache.length, available: size.ipcache } }, byPolicy, compiled.policies, IPCACHE_WHAT);
+  return refused ? { refusal: refused } : undefined;
+}
+
+const IPCACHE_WHAT = 'the cluster\'s pod addresses, this node\'s and the ipBlock prefixes';
 
 /** Under the network lock: the compile against this node's endpoints as they are now, written if it fits. */
 function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<string, EndpointRecord>, pods: ReadonlyMap<string, PodObj>, source: string, podCount: number): { sync: PolicySync; slots: Slots } | { refusal: Refusal } {
@@ -117,7 +142,6 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
     }
   }
   const byPolicy = entriesByPolicy(compiled.pods.values());
-  const ipcacheWhat = 'the cluster\'s pod addresses, this node\'s and the ipBlock prefixes';
   let applied: ApplyReport | undefined;
   let ids: { policy: number; ipcache: number } | undefined;
   let written: Written | undefined;
@@ -129,8 +153,11 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
       ids = { policy: info('policy').readUInt32LE(4), ipcache: info('ipcache').readUInt32LE(4) };
       const size = { policy: info('policy').readUInt32LE(16), ipcache: info('ipcache').readUInt32LE(16) }; // bpf_map_info.max_entries
       const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids), (want, have) => {
-        const peaks = { policy: { needed: peakEntries(have.policy, want.policy), available: size.policy }, ipcache: { needed: peakEntries(have.ipcache, want.ipcache), available: size.ipcache } };
-        const refused = overBudget(peaks, byPolicy, compiled.policies, ipcacheWhat);
+        const peaks = {
+          policy: { needed: peakEntries(have.policy, want.policy), available: size.policy, alone: want.policy.size },
+          ipcache: { needed: peakEntries(have.ipcache, want.ipcache), available: size.ipcache, alone: want.ipcache.size },
+        };
+        const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);
         if (refused) throw new PolicyRefused(refused);
         use = { policy: { used: want.policy.size, available: size.policy }, ipcache: { used: want.ipcache.size, available: size.ipcache } };
       });
@@ -147,7 +174,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
     for (const n of byPolicy.values()) entries += n;
     const ipc = compiled.ipcache.length + localAddrs.size;
     const peaks = { policy: { needed: entries, available: configuredSize(conf, 'policy') }, ipcache: { needed: ipc, available: configuredSize(conf, 'ipcache') } };
-    const refused = overBudget(peaks, byPolicy, compiled.policies, ipcacheWhat);
+    const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);
     if (refused) return { refusal: refused };
     use = { policy: { used: entries, available: peaks.policy.available }, ipcache: { used: ipc, available: peaks.ipcache.available } };
   }

@@ -78,21 +78,23 @@ export class PolicyRefused extends Error {
  * it (policy map) or what fills it (ipcache). undefined: everything fits.
  */
 export function overBudget(
-  peaks: Record<BudgetMap, { needed: number; available: number }>,
+  peaks: Record<BudgetMap, { needed: number; available: number; alone?: number }>,
   byPolicy: ReadonlyMap<number, number>,
   policies: readonly string[],
   ipcacheWhat: string,
 ): Refusal | undefined {
   for (const map of ['policy', 'ipcache'] as BudgetMap[]) {
-    const { needed, available } = peaks[map];
+    const { needed, available, alone } = peaks[map];
     if (needed <= available) continue;
     let top: [number, number] | undefined;
     if (map === 'policy') for (const [i, n] of byPolicy) if (!top || n > top[1]) top = [i, n];
     const policy = top ? policies[top[0]] : undefined;
+    // The new state alone would fit: the old one's entries stay until the new ones are in.
+    const swap = alone !== undefined && alone < needed ? `; ${alone} for the new set alone and ${needed - alone} of the set applied before, kept until the new one is in: remove the old rules first` : '';
     const cause = policy ? `NetworkPolicy ${policy} asks ${top![1]} of them` : map === 'ipcache' ? ipcacheWhat : 'no single policy';
     return {
       time: new Date().toISOString(), map, needed, available, ...(policy ? { policy, policyEntries: top![1] } : {}),
-      message: `the ${map} map needs ${needed} entries, ${available} available (${cause}): policy set refused, the state applied before stays enforced`,
+      message: `the ${map} map needs ${needed} entries, ${available} available (${cause}${swap}): policy set refused, the state applied before stays enforced`,
     };
   }
   return undefined;

@@ -212,7 +212,7 @@ async function watchRemoteChange(net: PolicyNet, items: Obj[]): Promise<{ fullMs
       const hit = lines.find((l) => want.test(l));
       if (hit) return JSON.parse(hit) as Record<string, unknown>;
       const bad = lines.find((l) => fail.test(l));
-      if (bad) return bad;
+      if (bad) return String((JSON.parse(bad) as { error?: string }).error ?? bad);
       if (ended) return ended.outcome;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -249,7 +249,7 @@ export async function policyScaleBench(ws: Workspace, say: (s: string) => void, 
       const e = entries(net, r.stdout);
       const w = await watchRemoteChange(net, cluster.items);
       const fmtE = (x: Entries | undefined): string => (x ? `${x.used ?? '?'} / ${x.available}${x.needed !== undefined ? ` (needed ${x.needed})` : ''}` : 'n/a');
-      rows.push([size.toLocaleString('en'), String(cluster.policies), String(LOCAL_PODS), failure(r), fmt(r.ms / 1000, 2), fmt(r.rssMb, 0), fmtE(e.policy), fmtE(e.ipcache), w.changeMs !== undefined ? fmt(w.changeMs, 1) : `n/a (${w.outcome.slice(0, 80)})`]);
+      rows.push([size.toLocaleString('en'), String(cluster.policies), String(LOCAL_PODS), failure(r), fmt(r.ms / 1000, 2), fmt(r.rssMb, 0), fmtE(e.policy), fmtE(e.ipcache), w.changeMs !== undefined ? fmt(w.changeMs, 1) : `n/a (first sync: ${w.outcome.replace(/ \(NetworkPolicy.*|: policy set refused.*/, '').slice(0, 80)})`]);
       results.push({ pods: size, policies: cluster.policies, localPods: LOCAL_PODS, ok: r.ok, outcome: failure(r), seconds: r.ms / 1000, rssMb: r.rssMb, entries: e, watch: w });
       rmSync(file, { force: true });
     } finally {

@@ -80,6 +80,24 @@ describe('a policy set larger than the maps', () => {
     assert.deepEqual(c.expect(await c.probe(), truth), []);
   });
 
+  it('a set that fits alone but not beside the applied one (make before break) is refused; applied once the old rules are gone', async () => {
+    // One peer pod, one selected pod, every other port: an entry per port in any layout.
+    const ports = (from: number, name: string): object => pol('x', name, {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: Array.from({ length: 140 }, (_, i) => ({ port: from + 2 * i, protocol: 'TCP' })) }],
+    });
+    c.sync([...before1, ports(3000, 'old-ports')]);
+    assert.deepEqual(c.expect(await c.probe(), truth), []);
+    writeFileSync(c.objectsFile, JSON.stringify(c.objects([...before1, ports(5000, 'new-ports')])));
+    const r = run(['sync', '--conf-dir', c.confDir, '--from-file', c.objectsFile]);
+    assert.notEqual(r.code, 0, r.out);
+    assert.deepEqual(c.expect(await c.probe(), truth), []);
+    assert.match(r.out, /needs \d+ entries, 256 available \(NetworkPolicy x\/new-ports asks 140 of them; \d+ for the new set alone/, r.out);
+    c.sync(before1);
+    c.sync([...before1, ports(5000, 'new-ports')]);
+    assert.deepEqual(c.expect(await c.probe(), truth), []);
+  });
+
   it('a set that fits afterwards applies and clears the refusal', async () => {
     c.sync([before1[0]!, small]);
     assert.deepEqual(c.expect(await c.probe(), (f, t) => f === t || t.ns !== 'x'), []);
