@@ -6,7 +6,7 @@ import { bits, parseAddr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
-import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
+import { allowKeys, applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
 import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
 import { configuredSize, entriesByPolicy, overBudget, peakEntries, PolicyRefused, recordRefusal, writeBudget, type BudgetMap, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
 import { Logger } from '../log.js';
@@ -171,7 +171,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   } else {
     // No pod attached yet: ADDs will write these entries into maps of the configured size.
     let entries = 0;
-    for (const n of byPolicy.values()) entries += n;
+    for (const [slot, pp] of bySlot) entries += allowKeys(slot, pp).size;
     const ipc = compiled.ipcache.length + localAddrs.size;
     const peaks = { policy: { needed: entries, available: configuredSize(conf, 'policy') }, ipcache: { needed: ipc, available: configuredSize(conf, 'ipcache') } };
     const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);

@@ -18,10 +18,24 @@ export type BudgetMap = 'policy' | 'ipcache';
  */
 export const allowEntries = (_a: Allow): number => 1;
 
-/** Entries each policy (index into Compiled.policies) asks of the policy map for this node's pods. */
-export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egress'>>): Map<number, number> {
+/**
+ * Entries each policy (index into Compiled.policies) asks of the policy map for this node's
+ * pods, pods selected by the same policies counted once (the largest of them): exact where
+ * such pods share a slot, a lower bound where each has its own — never more than the maps
+ * will hold, so a state refused on it cannot fit. The exact count is the keys' (applyPolicy's gate).
+ */
+export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egress' | 'selectedBy'>>): Map<number, number> {
+  const groups = new Map<string, Map<number, number>>();
+  for (const pp of pods) {
+    const mine = new Map<number, number>();
+    for (const a of [...(pp.ingress ?? []), ...(pp.egress ?? [])]) mine.set(a.policy, (mine.get(a.policy) ?? 0) + allowEntries(a));
+    const sig = `${pp.selectedBy.ingress.join(',')}/${pp.selectedBy.egress.join(',')}`;
+    const had = groups.get(sig);
+    const size = (m: Map<number, number>): number => [...m.values()].reduce((x, y) => x + y, 0);
+    if (!had || size(mine) > size(had)) groups.set(sig, mine);
+  }
   const out = new Map<number, number>();
-  for (const pp of pods) for (const a of [...(pp.ingress ?? []), ...(pp.egress ?? [])]) out.set(a.policy, (out.get(a.policy) ?? 0) + allowEntries(a));
+  for (const g of groups.values()) for (const [i, n] of g) out.set(i, (out.get(i) ?? 0) + n);
   return out;
 }
 

@@ -19,9 +19,15 @@ describe('policy budget', () => {
     assert.equal(peakEntries(m([['a', 1], ['b', 1]]), m([['a', 2], ['b', 1]])), 3);
   });
 
-  it('counts entries per policy over every local pod, both directions', () => {
-    const by = entriesByPolicy([{ ingress: [allow(0, 80), allow(1, 81)], egress: [allow(1, 53)] }, { ingress: [allow(1, 80)] }, {}]);
-    assert.deepEqual([...by].sort(), [[0, 1], [1, 3]]);
+  it('counts entries per policy over the local pods, both directions; pods selected by the same policies once', () => {
+    const sel = (ingress: number[], egress: number[] = []) => ({ selectedBy: { ingress, egress } });
+    const by = entriesByPolicy([
+      { ingress: [allow(0, 80), allow(1, 81)], egress: [allow(1, 53)], ...sel([0, 1], [1]) },
+      { ingress: [allow(1, 80)], ...sel([1]) },
+      { ingress: [allow(1, 80), allow(1, 82)], ...sel([1]) },
+      sel([]),
+    ]);
+    assert.deepEqual([...by].sort(), [[0, 1], [1, 4]]);
   });
 
   it('refuses the first map over its size, naming the policy that asks most and the counts', () => {
