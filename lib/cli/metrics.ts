@@ -3,6 +3,7 @@
 import type { NetConf } from '../config/types.js';
 import { endpointTable, type EndpointRow } from '../datapath/ebpf.js';
 import { readEndpoints, readSyncRecord } from '../datapath/policy-state.js';
+import { readBudget } from '../datapath/policy-budget.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { openNetwork } from '../bpf/loader.js';
 import { FLOW_KEY_SIZE } from '../bpf/layout.js';
@@ -102,6 +103,16 @@ function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[], links: 
     if (rec) {
       r.add('twill_policy_last_sync_timestamp_seconds', 'gauge', 'When twill sync last computed the network\'s NetworkPolicy, in seconds since the epoch.', net, Date.parse(rec.time) / 1000);
       r.add('twill_policies', 'gauge', 'NetworkPolicies of the last sync.', net, rec.policies.length);
+    }
+    const budget = readBudget(conf);
+    if (budget) {
+      const help = 'Entries of the network\'s policy maps: "used" by the state applied, "available" (max_entries), "needed" at its peak by the policy set last refused.';
+      for (const [map, u] of Object.entries(budget.maps)) {
+        r.add('twill_policy_map_entries', 'gauge', help, { ...net, map, state: 'used' }, u.used);
+        r.add('twill_policy_map_entries', 'gauge', help, { ...net, map, state: 'available' }, u.available);
+        if (budget.refused?.map === map) r.add('twill_policy_map_entries', 'gauge', help, { ...net, map, state: 'needed' }, budget.refused.needed);
+      }
+      r.add('twill_policy_sync_refused', 'gauge', 'Whether the last sync\'s policy set was refused for not fitting the maps (the state before stays enforced), with the policy asking most.', { ...net, policy: budget.refused?.policy ?? '' }, budget.refused ? 1 : 0);
     }
   }
 }

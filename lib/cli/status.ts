@@ -5,6 +5,7 @@ import type { NetConf } from '../config/types.js';
 import { endpointTable, listEndpoints } from '../datapath/ebpf.js';
 import { policyBlocker, readDatapathState } from '../datapath/select.js';
 import { readSyncRecord } from '../datapath/policy-state.js';
+import { readBudget, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
 import { readBackendState } from '../datapath/backend.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { networkDir, openNetwork } from '../bpf/loader.js';
@@ -42,10 +43,15 @@ export interface PolicyStatus {
   drops: { ingressPolicy: string; egressPolicy: string; spoofed: string };
   /** Locked kernel memory of the network's maps, in bytes (bpftool's memlock). */
   mapMemory?: number;
+  /** Entries of the applied state and what each map holds. */
+  entries?: BudgetRecord['maps'];
+  /** The last sync's policy set did not fit: refused whole, the state before still enforced. */
+  refused?: Refusal;
 }
 
 function policyStatus(conf: NetConf): PolicyStatus {
   const rec = readSyncRecord(conf);
+  const budget = readBudget(conf);
   const blocked = policyBlocker(conf, true);
   const drops = { ingressPolicy: 0n, egressPolicy: 0n, spoofed: 0n };
   const seen = new Set<number>();
@@ -70,6 +76,7 @@ function policyStatus(conf: NetConf): PolicyStatus {
     ...(rec ? { lastSync: rec.time, source: rec.source, policies: rec.policies.length, identities: rec.identities, ipcacheEntries: rec.ipcacheEntries, policyEntries: rec.policyEntries } : {}),
     drops: { ingressPolicy: String(drops.ingressPolicy), egressPolicy: String(drops.egressPolicy), spoofed: String(drops.spoofed) },
     ...(mapMemory !== undefined ? { mapMemory } : {}),
+    ...(budget ? { entries: budget.maps, ...(budget.refused ? { refused: budget.refused } : {}) } : {}),
   };
 }
 
@@ -201,7 +208,9 @@ function render(s: NetworkStatus): string {
 function policyLine(p: PolicyStatus): string {
   const sync = p.lastSync ? `last sync ${p.lastSync} (${p.policies} policies, ${p.identities} identities, ${p.policyEntries} policy entries, ${p.ipcacheEntries} ipcache entries)` : 'never synced: pods start isolated';
   const mem = p.mapMemory !== undefined ? `; maps ${(p.mapMemory / 1048576).toFixed(1)} MiB locked` : '';
-  return `  policy:    ${p.enforced ? 'enforced' : 'NOT ENFORCED'}; ${sync}; dropped: ${p.drops.ingressPolicy} ingress, ${p.drops.egressPolicy} egress, ${p.drops.spoofed} spoofed${mem}`;
+  const used = p.entries ? `; entries ${Object.entries(p.entries).map(([m, u]) => `${m} ${u.used}/${u.available}`).join(', ')}` : '';
+  const refused = p.refused ? `\n  policy:    REFUSED at ${p.refused.time}: ${p.refused.message}` : '';
+  return `  policy:    ${p.enforced ? 'enforced' : 'NOT ENFORCED'}; ${sync}; dropped: ${p.drops.ingressPolicy} ingress, ${p.drops.egressPolicy} egress, ${p.drops.spoofed} spoofed${mem}${used}${refused}`;
 }
 
 export function runStatus(opts: { confDir: string; json: boolean }): number {

@@ -6,8 +6,10 @@ import { bits, parseAddr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
-import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
-import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
+import { allowKeys, applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
+import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
+import { configuredSize, entriesByPolicy, overBudget, peakEntries, PolicyRefused, recordRefusal, writeBudget, type BudgetMap, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
+import { Logger } from '../log.js';
 import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { localAddresses } from '../sys/podlink.js';
@@ -33,65 +35,162 @@ export interface PolicyView {
 
 export const syncNetworkPolicy = (conf: NetConf, objects: ClusterObjects, source: string): PolicySync => syncNetworkPolicyView(conf, objects, source).sync;
 
+/** Compiles that may be thrown away because this node's pods changed meanwhile, before one is applied as it is. */
+const RECOMPILES = 2;
+
+/** This node's pods the objects name, with the addresses ADD gave them: what a compile took of the endpoint records. */
+function localBasis(records: ReadonlyMap<string, EndpointRecord>, objects: ClusterObjects): string {
+  const out: string[] = [];
+  for (const r of records.values()) if (objects.pods.has(`${r.namespace}/${r.name}`)) out.push(`${r.namespace}/${r.name} ${r.addrs.join(',')}`);
+  return out.sort().join('\n');
+}
+
+function compileFor(conf: NetConf, objects: ClusterObjects, records: ReadonlyMap<string, EndpointRecord>, node: string, table: IdTable | undefined): { compiled: Compiled; pods: Map<string, PodObj>; local: Set<string> } {
+  const pods = new Map(objects.pods);
+  const local = new Set<string>();
+  for (const p of pods.values()) if (p.nodeName === node) local.add(`${p.namespace}/${p.name}`);
+  for (const r of records.values()) {
+    const key = `${r.namespace}/${r.name}`;
+    const pod = pods.get(key);
+    if (!pod) continue;
+    // This node knows its pods' addresses before the API server's status does.
+    pods.set(key, { ...pod, ips: r.addrs });
+    local.add(key);
+  }
+  const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
+  return { compiled, pods, local };
+}
+
+/**
+ * Compiles with no lock held (ADD and DEL of the node go on meanwhile), then under the
+ * network lock checks that the state fits the maps at its peak (policy-budget.ts) and
+ * applies it, or refuses it whole: PolicyRefused, recorded for status and metrics, logged,
+ * the maps untouched. A compile whose view of this node's pods an ADD or DEL changed is
+ * done again (a few times, then applied as it is: a pod it does not know stays isolated).
+ */
 export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, source: string, table?: IdTable): { sync: PolicySync; view: PolicyView } {
   const node = conf.nodeName ?? hostname();
-  return withNetworkLock(conf.stateDir, conf.name, () => {
-    const records = readEndpoints(conf);
-    const pods = new Map(objects.pods);
-    const local = new Set<string>();
-    for (const p of pods.values()) if (p.nodeName === node) local.add(`${p.namespace}/${p.name}`);
-    for (const r of records.values()) {
-      const key = `${r.namespace}/${r.name}`;
-      const pod = pods.get(key);
-      if (!pod) continue;
-      // This node knows its pods' addresses before the API server's status does.
-      pods.set(key, { ...pod, ips: r.addrs });
-      local.add(key);
-    }
-    const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
-    // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
-    const prev = readSlots(conf);
-    const slots: Slots = { next: prev.next, slots: {} };
-    for (const key of compiled.pods.keys()) slots.slots[key] = prev.slots[key] ?? slots.next++;
-    const bySlot = new Map([...compiled.pods].map(([key, pp]) => [slots.slots[key]!, pp]));
-    const endpoints = new Map<number, { slot: number; pp: PodPolicy | undefined }>();
-    const localAddrs = new Map<string, number>();
-    const unknown: string[] = [];
-    for (const r of records.values()) {
-      const pp = compiled.pods.get(`${r.namespace}/${r.name}`);
-      if (!pp) unknown.push(`${r.namespace}/${r.name}`);
-      endpoints.set(r.ifindex, { slot: slots.slots[`${r.namespace}/${r.name}`] ?? 0, pp });
-      for (const s of r.addrs) {
-        const a = parseAddr(s);
-        if (a) localAddrs.set(`${s}/${bits(a.family)}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
-      }
-    }
-    let applied: ApplyReport | undefined;
-    let ids: { policy: number; ipcache: number } | undefined;
-    let written: Written | undefined;
-    const net = openNetwork(conf.bpffsRoot, conf.name);
-    if (net) {
-      try {
-        const id = (m: 'policy' | 'ipcache'): number => objInfo(net.maps.get(m)!).readUInt32LE(4);
-        ids = { policy: id('policy'), ipcache: id('ipcache') };
-        const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids));
-        ({ written, ...applied } = r);
-      } finally {
-        net.close();
-      }
-    }
-    const names: Record<string, string> = {};
-    for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
-    writeApplied(conf, ids, written);
-    writeSyncState(conf, compiled.pods, slots, compiled.table, names, {
-      time: new Date().toISOString(), source, policies: compiled.policies, blocks: compiled.blocks,
-      identities: compiled.identities.size, pods: objects.pods.size, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
+  const log = new Logger();
+  log.configure(conf, { network: conf.name });
+  for (let attempt = 0; ; attempt++) {
+    const seen = readEndpoints(conf);
+    const basis = localBasis(seen, objects);
+    const t0 = Date.now();
+    log.debug('policy compiling', { pods: objects.pods.size, policies: objects.policies.size, attempt });
+    const { compiled, pods, local } = compileFor(conf, objects, seen, node, table);
+    log.debug('policy compiled', { ms: Date.now() - t0, identities: compiled.identities.size, localPods: compiled.pods.size });
+    // The new state alone does not fit: refused without taking the lock (no swap can make room).
+    const alone = entriesAlone(conf, compiled);
+    const r = alone ?? withNetworkLock(conf.stateDir, conf.name, () => {
+      const records = readEndpoints(conf);
+      if (attempt < RECOMPILES && localBasis(records, objects) !== basis) return undefined;
+      return applyCompiled(conf, compiled, records, pods, source, objects.pods.size);
     });
-    return {
-      sync: { policies: compiled.policies.length, identities: compiled.identities.size, localPods: compiled.pods.size, unknown, ...(applied ? { applied } : {}), problems: compiled.problems },
-      view: { compiled, slots, local, node },
-    };
+    if (!r) {
+      log.info('policy compile outdated: this node\'s pods changed meanwhile', { attempt });
+      continue;
+    }
+    if ('refusal' in r) {
+      recordRefusal(conf, r.refusal);
+      log.error('policy sync refused', { error: r.refusal.message, map: r.refusal.map, needed: r.refusal.needed, available: r.refusal.available, ...(r.refusal.policy ? { policy: r.refusal.policy } : {}) });
+      throw new PolicyRefused(r.refusal);
+    }
+    return { sync: r.sync, view: { compiled, slots: r.slots, local, node } };
+  }
+}
+
+/** max_entries of the network's pinned maps, or the configured sizes before the first ADD made them. */
+function mapSizes(conf: NetConf): Record<BudgetMap, number> {
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (!net) return { policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') };
+  try {
+    return { policy: objInfo(net.maps.get('policy')!).readUInt32LE(16), ipcache: objInfo(net.maps.get('ipcache')!).readUInt32LE(16) }; // bpf_map_info.max_entries
+  } finally {
+    net.close();
+  }
+}
+
+/** A refusal when the compiled state alone, before any swap, is larger than the maps. */
+function entriesAlone(conf: NetConf, compiled: Compiled): { refusal: Refusal } | undefined {
+  const byPolicy = entriesByPolicy(compiled.pods.values());
+  let policy = 0;
+  for (const n of byPolicy.values()) policy += n;
+  const size = mapSizes(conf);
+  const refused = overBudget({ policy: { needed: policy, available: size.policy }, ipcache: { needed: compiled.ipcache.length, available: size.ipcache } }, byPolicy, compiled.policies, IPCACHE_WHAT);
+  return refused ? { refusal: refused } : undefined;
+}
+
+const IPCACHE_WHAT = 'the cluster\'s pod addresses, this node\'s and the ipBlock prefixes';
+
+/** Under the network lock: the compile against this node's endpoints as they are now, written if it fits. */
+function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<string, EndpointRecord>, pods: ReadonlyMap<string, PodObj>, source: string, podCount: number): { sync: PolicySync; slots: Slots } | { refusal: Refusal } {
+  // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
+  const prev = readSlots(conf);
+  const slots: Slots = { next: prev.next, slots: {} };
+  for (const key of compiled.pods.keys()) slots.slots[key] = prev.slots[key] ?? slots.next++;
+  const bySlot = new Map([...compiled.pods].map(([key, pp]) => [slots.slots[key]!, pp]));
+  const endpoints = new Map<number, { slot: number; pp: PodPolicy | undefined }>();
+  const localAddrs = new Map<string, number>();
+  const unknown: string[] = [];
+  for (const r of records.values()) {
+    const pp = compiled.pods.get(`${r.namespace}/${r.name}`);
+    if (!pp) unknown.push(`${r.namespace}/${r.name}`);
+    endpoints.set(r.ifindex, { slot: slots.slots[`${r.namespace}/${r.name}`] ?? 0, pp });
+    for (const s of r.addrs) {
+      const a = parseAddr(s);
+      if (a) localAddrs.set(`${s}/${bits(a.family)}`, (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN);
+    }
+  }
+  const byPolicy = entriesByPolicy(compiled.pods.values());
+  let applied: ApplyReport | undefined;
+  let ids: { policy: number; ipcache: number } | undefined;
+  let written: Written | undefined;
+  let use: BudgetRecord['maps'];
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (net) {
+    try {
+      const info = (m: BudgetMap): Buffer => objInfo(net.maps.get(m)!);
+      ids = { policy: info('policy').readUInt32LE(4), ipcache: info('ipcache').readUInt32LE(4) };
+      const size = { policy: info('policy').readUInt32LE(16), ipcache: info('ipcache').readUInt32LE(16) }; // bpf_map_info.max_entries
+      const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids), (want, have) => {
+        const peaks = {
+          policy: { needed: peakEntries(have.policy, want.policy), available: size.policy, alone: want.policy.size },
+          ipcache: { needed: peakEntries(have.ipcache, want.ipcache), available: size.ipcache, alone: want.ipcache.size },
+        };
+        const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);
+        if (refused) throw new PolicyRefused(refused);
+        use = { policy: { used: want.policy.size, available: size.policy }, ipcache: { used: want.ipcache.size, available: size.ipcache } };
+      });
+      ({ written, ...applied } = r);
+    } catch (e) {
+      if (e instanceof PolicyRefused) return { refusal: e.refusal };
+      throw e;
+    } finally {
+      net.close();
+    }
+  } else {
+    // No pod attached yet: ADDs will write these entries into maps of the configured size.
+    let entries = 0;
+    for (const [slot, pp] of bySlot) entries += allowKeys(slot, pp).size;
+    const ipc = compiled.ipcache.length + localAddrs.size;
+    const peaks = { policy: { needed: entries, available: configuredSize(conf, 'policy') }, ipcache: { needed: ipc, available: configuredSize(conf, 'ipcache') } };
+    const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);
+    if (refused) return { refusal: refused };
+    use = { policy: { used: entries, available: peaks.policy.available }, ipcache: { used: ipc, available: peaks.ipcache.available } };
+  }
+  const names: Record<string, string> = {};
+  for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
+  writeApplied(conf, ids, written);
+  const time = new Date().toISOString();
+  writeSyncState(conf, compiled.pods, slots, compiled.table, names, {
+    time, source, policies: compiled.policies, blocks: compiled.blocks,
+    identities: compiled.identities.size, pods: podCount, ipcacheEntries: applied?.ipcacheEntries ?? compiled.ipcache.length, policyEntries: applied?.policyEntries ?? 0,
   });
+  writeBudget(conf, { time, maps: use! });
+  return {
+    sync: { policies: compiled.policies.length, identities: compiled.identities.size, localPods: compiled.pods.size, unknown, ...(applied ? { applied } : {}), problems: compiled.problems },
+    slots,
+  };
 }
 
 /**

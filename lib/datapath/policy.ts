@@ -94,12 +94,13 @@ export interface Written {
 }
 
 /**
- * Brings the network's policy and ipcache tries and its endpoints' flags to desired. With
+ * Brings the network's policy and ipcache tries and its endpoints' flags to desired; gate
+ * sees what is wanted and what is there before anything is written, and may refuse. With
  * last (what the previous sync wrote into these same maps) the tries are not read back: at
  * 10,000 pods reading them costs ~50,000 syscalls. Local pods' addresses are written either
  * way, since ADD and DEL change those.
  */
-export function applyPolicy(maps: Maps, d: Desired, last?: Written): ApplyReport & { written: Written } {
+export function applyPolicy(maps: Maps, d: Desired, last?: Written, gate?: (want: Written, have: Written) => void): ApplyReport & { written: Written } {
   const pol = maps.get('policy')!, ipc = maps.get('ipcache')!, eps = maps.get('endpoints')!;
   const want = new Map<string, Buffer>();
   for (const [slot, pp] of d.pods) for (const [k, v] of allowKeys(slot, pp)) want.set(k, v);
@@ -119,6 +120,8 @@ export function applyPolicy(maps: Maps, d: Desired, last?: Written): ApplyReport
       haveIpc.delete(ipcKey(c.addr, c.prefix).toString('hex'));
     }
   }
+  // Before the first write: a state refused here leaves the maps exactly as they were.
+  gate?.({ policy: want, ipcache: wantIpc }, { policy: havePol, ipcache: haveIpc });
   const r: ApplyReport = { policyAdded: 0, policyRemoved: 0, ipcacheChanged: 0, ipcacheRemoved: 0, flagsChanged: 0, policyEntries: want.size, ipcacheEntries: wantIpc.size };
   // 1. Everything that allows more, and the new identities of addresses.
   for (const [k, v] of want) {

@@ -29,7 +29,7 @@ interface Pod {
   id: string;
 }
 
-class PolicyNet {
+export class PolicyNet {
   readonly s: Subject;
   readonly confDir: string;
   readonly pods: Pod[] = [];

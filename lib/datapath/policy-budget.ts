@@ -1,0 +1,143 @@
+// What a policy state costs in the network's maps, against what they hold: a sync counts it
+// before it writes anything, and refuses a state that cannot fit (a partly written one would
+// mix two policies: new allowances in, revoked ones not yet out, selections not switched).
+// The rule: make before break keeps the old entries until the new ones are all in, so a map
+// holds at most |old ∪ new| entries during a swap — the figure checked, not |new|.
+import type { NetConf } from '../config/types.js';
+import type { Allow, PodPolicy } from '../policy/compile.js';
+import { readFileSync } from '../sys/fs.js';
+import { mkdirs, writeAtomic } from '../fsx.js';
+import { policyDir } from './policy-state.js';
+
+/** The maps a policy state fills, as MapName (bpf/layout.ts) spells them. */
+export type BudgetMap = 'policy' | 'ipcache';
+
+/**
+ * Entries of the policy map one allowance of the compiled output becomes (datapath/policy.ts
+ * allowKeys writes one key per Allow). The one place that knows it: kept true with the compiler.
+ */
+export const allowEntries = (_a: Allow): number => 1;
+
+/**
+ * Entries each policy (index into Compiled.policies) asks of the policy map for this node's
+ * pods, pods selected by the same policies counted once (the largest of them): exact where
+ * such pods share a slot, a lower bound where each has its own — never more than the maps
+ * will hold, so a state refused on it cannot fit. The exact count is the keys' (applyPolicy's gate).
+ */
+export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egress' | 'selectedBy'>>): Map<number, number> {
+  const groups = new Map<string, Map<number, number>>();
+  for (const pp of pods) {
+    const mine = new Map<number, number>();
+    for (const a of [...(pp.ingress ?? []), ...(pp.egress ?? [])]) mine.set(a.policy, (mine.get(a.policy) ?? 0) + allowEntries(a));
+    const sig = `${pp.selectedBy.ingress.join(',')}/${pp.selectedBy.egress.join(',')}`;
+    const had = groups.get(sig);
+    const size = (m: Map<number, number>): number => [...m.values()].reduce((x, y) => x + y, 0);
+    if (!had || size(mine) > size(had)) groups.set(sig, mine);
+  }
+  const out = new Map<number, number>();
+  for (const g of groups.values()) for (const [i, n] of g) out.set(i, (out.get(i) ?? 0) + n);
+  return out;
+}
+
+/**
+ * The most entries a map holds while `want` replaces `have`: both, keys counted once. One
+ * more when a kept key's value is rewritten in place: before Linux 6.13 an LPM trie refuses
+ * even that once full.
+ */
+export function peakEntries(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>): number {
+  let both = have.size, rewrites = false;
+  for (const [k, v] of want) {
+    const h = have.get(k);
+    if (!h) both++;
+    else if (!h.equals(v)) rewrites = true;
+  }
+  return both + (rewrites ? 1 : 0);
+}
+
+export interface MapUse {
+  /** Entries of the state applied (or, refused, of the one still applied). */
+  used: number;
+  /** max_entries of the pinned map (the configured size before the first pod made it). */
+  available: number;
+  /** Entries the refused state needed at its peak. */
+  needed?: number;
+}
+
+export interface Refusal {
+  time: string;
+  map: BudgetMap;
+  needed: number;
+  available: number;
+  /** "namespace/name" of the policy asking most of that map, when a policy is the cause. */
+  policy?: string;
+  policyEntries?: number;
+  message: string;
+}
+
+/** What the last sync of the network found of its maps: status and metrics read it. */
+export interface BudgetRecord {
+  time: string;
+  maps: Partial<Record<BudgetMap, MapUse>>;
+  refused?: Refusal;
+}
+
+export class PolicyRefused extends Error {
+  constructor(readonly refusal: Refusal) {
+    super(refusal.message);
+  }
+}
+
+/**
+ * The first map whose peak does not fit, as a refusal naming the policy that asks most of
+ * it (policy map) or what fills it (ipcache). undefined: everything fits.
+ */
+export function overBudget(
+  peaks: Record<BudgetMap, { needed: number; available: number; alone?: number }>,
+  byPolicy: ReadonlyMap<number, number>,
+  policies: readonly string[],
+  ipcacheWhat: string,
+): Refusal | undefined {
+  for (const map of ['policy', 'ipcache'] as BudgetMap[]) {
+    const { needed, available, alone } = peaks[map];
+    if (needed <= available) continue;
+    let top: [number, number] | undefined;
+    if (map === 'policy') for (const [i, n] of byPolicy) if (!top || n > top[1]) top = [i, n];
+    const policy = top ? policies[top[0]] : undefined;
+    // The new state alone would fit: the old one's entries stay until the new ones are in.
+    const swap = alone !== undefined && alone < needed ? `; ${alone} for the new set alone and ${needed - alone} of the set applied before, kept until the new one is in: remove the old rules first` : '';
+    const cause = policy ? `NetworkPolicy ${policy} asks ${top![1]} of them` : map === 'ipcache' ? ipcacheWhat : 'no single policy';
+    return {
+      time: new Date().toISOString(), map, needed, available, ...(policy ? { policy, policyEntries: top![1] } : {}),
+      message: `the ${map} map needs ${needed} entries, ${available} available (${cause}${swap}): policy set refused, the state applied before stays enforced`,
+    };
+  }
+  return undefined;
+}
+
+/** The size the network's map has, or will have once an ADD makes it. */
+export function configuredSize(conf: NetConf, map: BudgetMap): number {
+  return (map === 'policy' ? conf.policy?.policyEntries : conf.policy?.ipcacheEntries) ?? (map === 'policy' ? 262144 : 65536);
+}
+
+const budgetFile = (conf: NetConf): string => `${policyDir(conf)}/budget.json`;
+
+export function readBudget(conf: NetConf): BudgetRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(budgetFile(conf), 'utf8')) as BudgetRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeBudget(conf: NetConf, rec: BudgetRecord): void {
+  mkdirs(policyDir(conf), 0o700);
+  writeAtomic(budgetFile(conf), `${JSON.stringify(rec, null, 2)}\n`);
+}
+
+/** A refusal recorded over the last applied state's figures (those still hold). */
+export function recordRefusal(conf: NetConf, r: Refusal): void {
+  const prev = readBudget(conf);
+  const maps: BudgetRecord['maps'] = { ...(prev?.maps ?? {}) };
+  maps[r.map] = { used: maps[r.map]?.used ?? 0, available: r.available, needed: r.needed };
+  writeBudget(conf, { time: r.time, maps, refused: r });
+}
