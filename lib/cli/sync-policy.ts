@@ -5,6 +5,7 @@ import type { NetConf } from '../config/types.js';
 import { bits, parseAddr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
+import { ownedPods } from '../policy/owners.js';
 import { openNetwork } from '../bpf/loader.js';
 import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
 import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
@@ -38,6 +39,7 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   return withNetworkLock(conf.stateDir, conf.name, () => {
     const records = readEndpoints(conf);
     const pods = new Map(objects.pods);
+    const attached = new Set<string>();
     const local = new Set<string>();
     for (const p of pods.values()) if (p.nodeName === node) local.add(`${p.namespace}/${p.name}`);
     for (const r of records.values()) {
@@ -47,7 +49,10 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
       // This node knows its pods' addresses before the API server's status does.
       pods.set(key, { ...pod, ips: r.addrs });
       local.add(key);
+      attached.add(key);
     }
+    // One owner per address before the compile sees the pods: its ipcache is "last writer wins".
+    for (const [key, pod] of ownedPods(pods, attached)) pods.set(key, pod);
     const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
     // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
     const prev = readSlots(conf);

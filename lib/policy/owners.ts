@@ -6,8 +6,10 @@
 // - a pod that no longer holds an address is never an owner: a finished pod (phase Succeeded
 //   or Failed — its address is released, as the EndpointSlice controller and Cilium treat it)
 //   and a terminating pod with no running container (its sandbox is gone);
-// - of the rest, a pod not terminating beats a terminating one, then the newer
-//   (creationTimestamp) beats the older, then the smaller "namespace/name" (stable).
+// - of the rest, a pod this node attached (`held`: its own IPAM gave it the address, the
+//   freshest truth there is) beats any object, then a pod not terminating beats a terminating
+//   one, then the newer (creationTimestamp) beats the older, then the smaller
+//   "namespace/name" (stable).
 // Pure: the compile sees each pod's `ips` reduced to the addresses it owns.
 import { formatAddr, parseAddr } from '../net/ip.js';
 import type { PodObj } from './objects.js';
@@ -24,8 +26,12 @@ const created = (p: PodObj): number => {
   return Number.isNaN(t) ? -Infinity : t;
 };
 
+const NONE: ReadonlySet<string> = new Set();
+
 /** Negative when the first is the better owner of an address both list (both may own). */
-function rank([ka, a]: readonly [string, PodObj], [kb, b]: readonly [string, PodObj]): number {
+function rank([ka, a]: readonly [string, PodObj], [kb, b]: readonly [string, PodObj], held: ReadonlySet<string>): number {
+  const node = Number(held.has(kb)) - Number(held.has(ka));
+  if (node !== 0) return node;
   const term = Number(Boolean(a.deletionTimestamp)) - Number(Boolean(b.deletionTimestamp));
   if (term !== 0) return term;
   const ta = created(a), tb = created(b);
@@ -44,7 +50,7 @@ function best(keys: Iterable<string>, pods: ReadonlyMap<string, PodObj>): string
   for (const k of keys) {
     const p = pods.get(k);
     if (!p || !mayOwn(p)) continue;
-    if (!top || rank([k, p], top) < 0) top = [k, p];
+    if (!top || rank([k, p], top, NONE) < 0) top = [k, p];
   }
   return top?.[0];
 }
@@ -54,30 +60,34 @@ function reduced(key: string, p: PodObj, owner: (ip: string) => string | undefin
   return ips.length === p.ips.length ? p : { ...p, ips };
 }
 
-/** Address (canonical spelling) → "namespace/name" of the pod that owns it. */
-export function addressOwners(pods: ReadonlyMap<string, PodObj>): Map<string, string> {
+/**
+ * Address (canonical spelling) → "namespace/name" of the pod that owns it. `held`: pods this
+ * node attached, whose `ips` are what its IPAM gave them.
+ */
+export function addressOwners(pods: ReadonlyMap<string, PodObj>, held: ReadonlySet<string> = NONE): Map<string, string> {
   const out = new Map<string, string>();
   for (const [k, p] of pods) {
     if (!mayOwn(p)) continue;
     for (const ip of p.ips) {
       const a = canon(ip);
       const had = out.get(a);
-      if (had === undefined || rank([k, p], [had, pods.get(had)!]) < 0) out.set(a, k);
+      if (had === undefined || rank([k, p], [had, pods.get(had)!], held) < 0) out.set(a, k);
     }
   }
   return out;
 }
 
 /** The pods, each one's `ips` reduced to the addresses it owns (a pod that owns all it lists is the same object). */
-export function ownedPods(pods: ReadonlyMap<string, PodObj>): Map<string, PodObj> {
-  const owners = addressOwners(pods);
+export function ownedPods(pods: ReadonlyMap<string, PodObj>, held: ReadonlySet<string> = NONE): Map<string, PodObj> {
+  const owners = addressOwners(pods, held);
   const owner = (ip: string): string | undefined => owners.get(canon(ip));
   return new Map([...pods].map(([k, p]) => [k, reduced(k, p, owner)]));
 }
 
 /**
  * The claims on each address kept up to date as pods change one at a time (a watch): work per
- * change grows with the pods listing the changed pod's addresses, not with the cluster.
+ * change grows with the pods listing the changed pod's addresses, not with the cluster. It
+ * knows nothing `held`: a change touching a pod of this node goes through the whole compute.
  */
 export class AddressClaims {
   private readonly byAddr = new Map<string, Set<string>>();

@@ -73,6 +73,16 @@ describe('address owners', () => {
     assert.deepEqual(owned.get('ns/other')!.ips, [], 'fd00::7 and fd00:0:0::7 are one address: the newer pod holds it');
   });
 
+  it('a pod this node attached holds what its IPAM gave it, against any object listing the address', () => {
+    const attached = pod('new', ['10.0.0.5']);
+    const stale = pod('stale', ['10.0.0.5'], { creationTimestamp: '2026-01-01T00:05:00Z' });
+    for (const m of both(attached, stale)) {
+      assert.equal(addressOwners(m).get('10.0.0.5'), 'ns/stale', 'by the objects alone, the newer');
+      assert.equal(addressOwners(m, new Set(['ns/new'])).get('10.0.0.5'), 'ns/new');
+      assert.deepEqual(ownedPods(m, new Set(['ns/new'])).get('ns/stale')!.ips, []);
+    }
+  });
+
   it('incrementally: a late DELETED of the old pod leaves the new owner; when the owner goes, the next candidate takes over', () => {
     const pods = new Map<string, PodObj>();
     const claims = new AddressClaims(pods);
