@@ -102,6 +102,10 @@ class Check {
       const kp = `${path}.${k}`;
       const bad = qualifiedName(k);
       if (bad) this.fail(kp, `invalid label key ${JSON.stringify(k)}: ${bad}`);
+      if (v === null || v === undefined) {
+        this.fail(kp, 'must be a string (an empty value is written ""), not null');
+        continue;
+      }
       const s = this.str(v, kp, false);
       const badv = s === undefined ? undefined : labelValue(s);
       if (badv) this.fail(kp, `invalid label value ${JSON.stringify(s)}: ${badv}`);

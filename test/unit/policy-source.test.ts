@@ -66,7 +66,8 @@ describe('objects files are judged as the API server would judge them', () => {
     await refused(np('{podSelector: {}, ingress: [{from: [{namespaceSelector: {matchLabels: {env: on}}}]}]}'), /spec\.ingress\[0\]\.from\[0\]\.namespaceSelector\.matchLabels\.env: must be a string/);
     await refused('kind: Pod\nmetadata: {namespace: x, name: a, labels: {app: 1.5}}\n', /Pod x\/a: metadata\.labels\.app: must be a string/);
     await refused('kind: Namespace\nmetadata: {name: x, labels: {team: 7}}\n', /Namespace x: metadata\.labels\.team: must be a string/);
-    await accepted(np('{podSelector: {matchLabels: {tier: "1", on: "yes"}}}'));
+    await refused(np('{podSelector: {matchLabels: {tier: }}}'), /spec\.podSelector\.matchLabels\.tier: must be a string \(an empty value is written ""\), not null/);
+    await accepted(np('{podSelector: {matchLabels: {tier: "1", "on": "yes", empty: ""}}}'));
   });
 
   it('label keys and values: qualified names, 63 characters, the value pattern', async () => {
