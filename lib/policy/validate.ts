@@ -155,7 +155,8 @@ function meta(c: Check, o: Obj, nameRule: (s: string) => string | undefined, nam
   if (badName) c.fail('metadata.name', badName);
   if (namespaced) {
     const ns = c.str(m.namespace, 'metadata.namespace');
-    const badNs = ns === undefined ? undefined : dnsLabel(ns);
+    // Absent or empty: the default namespace, as kubectl fills it in.
+    const badNs = ns ? dnsLabel(ns) : undefined;
     if (badNs) c.fail('metadata.namespace', badNs);
   }
   c.labels(m.labels, 'metadata.labels');
