@@ -8,6 +8,7 @@
 import { readFileSync } from '../sys/fs.js';
 import { addObjects, emptyCluster, type ClusterObjects } from './objects.js';
 import { refusals } from './validate.js';
+import type { DocumentOptions, ParseOptions, SchemaOptions } from 'yaml';
 
 export async function readObjectsFile(path: string): Promise<{ cluster: ClusterObjects; skipped: string[] }> {
   const text = readFileSync(path, 'utf8');
@@ -18,8 +19,13 @@ export async function readObjectsFile(path: string): Promise<{ cluster: ClusterO
     docs = Array.isArray(j) ? j : [j];
   } else {
     const { parseAllDocuments } = await import('yaml');
-    const kubectl = { version: '1.1' as const, customTags: (tags: { tag: string; format?: string }[]) => tags.filter((t) => t.tag !== 'tag:yaml.org,2002:timestamp' && t.format !== 'TIME') };
-    docs = parseAllDocuments(text, kubectl as never).map((d) => {
+    // kubectl's YAML (go-yaml v2, YAML 1.1): yes/no/on/off/y/n are booleans, but a timestamp or
+    // a base-60 number stays a string.
+    const kubectl: DocumentOptions & ParseOptions & SchemaOptions = {
+      version: '1.1',
+      customTags: (tags) => tags.filter((t) => typeof t === 'string' || (t.tag !== 'tag:yaml.org,2002:timestamp' && t.format !== 'TIME')),
+    };
+    docs = parseAllDocuments(text, kubectl).map((d) => {
       if (d.errors.length > 0) throw new Error(`${path}: ${d.errors[0]!.message}`);
       return d.toJS() as unknown;
     }).filter((d) => d !== null && d !== undefined);

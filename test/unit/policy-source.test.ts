@@ -101,6 +101,8 @@ describe('objects files are judged as the API server would judge them', () => {
     await refused(ports('{port: 80.5}'), /ports\[0\]\.port: must be an integer/);
     await refused(ports('{port: "80"}'), /ports\[0\]\.port: a port name must contain at least one letter/);
     await refused(ports('{port: Http}'), /ports\[0\]\.port: a port name must contain only/);
+    // kubectl reads 1:20 as a string, not YAML 1.1's base-60 number 80.
+    await refused(ports('{port: 1:20}'), /ports\[0\]\.port: a port name must contain only/);
     await refused(ports('{port: my--port}'), /must not contain "--"/);
     await refused(ports('{port: abcdefghijklmnop}'), /1 to 15 characters/);
     await refused(ports('{port: http, endPort: 90}'), /ports\[0\]\.endPort: may not be specified when `port` is non-numeric/);
