@@ -5,6 +5,7 @@ import type { NetConf } from '../config/types.js';
 import { bits, parseAddr } from '../net/ip.js';
 import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type PodPolicy } from '../policy/compile.js';
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
+import { ownedPods } from '../policy/owners.js';
 import { openNetwork } from '../bpf/loader.js';
 import { allowKeys, applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
 import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
@@ -48,6 +49,7 @@ function localBasis(records: ReadonlyMap<string, EndpointRecord>, objects: Clust
 function compileFor(conf: NetConf, objects: ClusterObjects, records: ReadonlyMap<string, EndpointRecord>, node: string, table: IdTable | undefined): { compiled: Compiled; pods: Map<string, PodObj>; local: Set<string> } {
   const pods = new Map(objects.pods);
   const local = new Set<string>();
+  const attached = new Set<string>();
   for (const p of pods.values()) if (p.nodeName === node) local.add(`${p.namespace}/${p.name}`);
   for (const r of records.values()) {
     const key = `${r.namespace}/${r.name}`;
@@ -56,7 +58,10 @@ function compileFor(conf: NetConf, objects: ClusterObjects, records: ReadonlyMap
     // This node knows its pods' addresses before the API server's status does.
     pods.set(key, { ...pod, ips: r.addrs });
     local.add(key);
+    attached.add(key);
   }
+  // One owner per address before the compile sees the pods: its ipcache is "last writer wins".
+  for (const [key, pod] of ownedPods(pods, attached)) pods.set(key, pod);
   const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
   return { compiled, pods, local };
 }

@@ -37,6 +37,14 @@ export interface PodObj {
   ips: string[];
   nodeName: string;
   ports: ContainerPort[];
+  /** metadata.creationTimestamp (RFC 3339): of two pods listing one address, the newer holds it. */
+  creationTimestamp?: string;
+  /** metadata.deletionTimestamp: the pod is terminating; a finalizer can keep its object (and the address it lists) long after its sandbox is gone. */
+  deletionTimestamp?: string;
+  /** status.phase. */
+  phase?: string;
+  /** status.containerStatuses: whether each container is running now. */
+  containerStatuses?: { name: string; running: boolean }[];
 }
 
 export interface Peer {
@@ -143,7 +151,16 @@ export function parsePod(x: unknown): PodObj | undefined {
   const ports = arr(spec.containers).flatMap((c) => arr(obj(c).ports)).map(obj)
     .filter((p) => typeof p.containerPort === 'number')
     .map((p) => ({ name: str(p.name), port: p.containerPort as number, protocol: protocol(p.protocol) }));
-  return { namespace: str(m.namespace) || 'default', name, labels: labels(m.labels), ips, nodeName: str(spec.nodeName), ports };
+  const statuses = Array.isArray(st.containerStatuses)
+    ? { containerStatuses: st.containerStatuses.map(obj).map((c) => ({ name: str(c.name), running: obj(c.state).running !== undefined && obj(c.state).running !== null })) }
+    : {};
+  return {
+    namespace: str(m.namespace) || 'default', name, labels: labels(m.labels), ips, nodeName: str(spec.nodeName), ports,
+    ...(str(m.creationTimestamp) ? { creationTimestamp: str(m.creationTimestamp) } : {}),
+    ...(str(m.deletionTimestamp) ? { deletionTimestamp: str(m.deletionTimestamp) } : {}),
+    ...(str(st.phase) ? { phase: str(st.phase) } : {}),
+    ...statuses,
+  };
 }
 
 export function parsePolicy(x: unknown): PolicyObj | undefined {
