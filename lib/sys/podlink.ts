@@ -142,7 +142,10 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
       name = tombstoneName(link.index);
       setLinkName(nl, link.index, name);
       pins = thenRemove.flatMap((p) => {
-        const to = `${p.slice(0, p.lastIndexOf('/'))}/${name}`;
+        // What follows the veth's name in a pin (a direction suffix) stays: two pins of one
+        // veth keep two names, and GC still tells whose they are.
+        const base = p.slice(p.lastIndexOf('/') + 1);
+        const to = `${p.slice(0, p.lastIndexOf('/'))}/${name}${base.startsWith(hostName) ? base.slice(hostName.length) : ''}`;
         try {
           renameSync(p, to);
         } catch (e) {
