@@ -7,7 +7,7 @@ import { EEXIST } from './libc.js';
 import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
-  addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
+  addAddress, addRoute, createVeth, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
   setLinkAlias, setLinkDown, setLinkName, setLinkUp, type KernelRoute, type Link, type LinkAddr,
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
@@ -141,6 +141,7 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
       crashPoint('del:down');
       name = tombstoneName(link.index);
       setLinkName(nl, link.index, name);
+      crashPoint('del:renamed');
       pins = thenRemove.flatMap((p) => {
         // What follows the veth's name in a pin (a direction suffix) stays: two pins of one
         // veth keep two names, and GC still tells whose they are.
@@ -161,6 +162,39 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
     return removed;
   } finally {
     nl.close();
+  }
+}
+
+/**
+ * Frees ifName in a pod's namespace, and removes what interrupted calls left there. A veth
+ * named ifName or as a tombstone counts only when it is the pod end of a pair whose host end
+ * (in this namespace, pointing back at it) ownsHost accepts; any other interface, a veth of
+ * another pair or a device of another kind, is not ours and stays. The pod end of reapedHost
+ * (a pair whose host end is about to be deleted in the background) is only taken down and
+ * renamed to a tombstone: cheap, and the name is free at once. Any other pair of ours there was
+ * left by an interrupted call, and is deleted now. Returns the pod ends deleted.
+ */
+export function freePodIfName(ns: Netns, ifName: string, ownsHost: (host: Link) => boolean, reapedHost: number | undefined): string[] {
+  const pod = socketIn(ns);
+  const deleted: string[] = [];
+  try {
+    const candidates = listLinks(pod).filter((l) => l.kind === 'veth' && (l.name === ifName || l.name.startsWith(TOMBSTONE_PREFIX)));
+    if (candidates.length === 0) return deleted;
+    withNetlink((nl) => {
+      for (const l of candidates) {
+        const host = getLinkByIndex(nl, l.peerIndex);
+        if (!host || host.kind !== 'veth' || host.peerIndex !== l.index || !ownsHost(host)) continue;
+        if (host.index !== reapedHost) {
+          if (deleteLink(pod, l.name)) deleted.push(l.name);
+        } else if (l.name === ifName) {
+          setLinkDown(pod, l.index);
+          setLinkName(pod, l.index, tombstoneName(l.index));
+        }
+      }
+    });
+    return deleted;
+  } finally {
+    pod.close();
   }
 }
 

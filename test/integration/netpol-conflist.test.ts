@@ -7,9 +7,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { NetpolCluster, type ConfShape, type Pod } from '../helpers/netpol.js';
+import { CNITOOL, NetpolCluster, type ConfShape, type Pod } from '../helpers/netpol.js';
 import { endpointsJson } from '../helpers/traffic.js';
-import { cleanupNetns } from '../helpers/twill.js';
+import { cleanupNetns, sh } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -20,7 +20,7 @@ const POLICIES = [
   pol('c-nothing', { podSelector: { matchLabels: { pod: 'c' } }, policyTypes: ['Egress'] }),
 ];
 const TRUTH = (f: Pod, t: Pod): boolean => f === t || ((t.name !== 'a' || f.name === 'b') && f.name !== 'c' && f.name !== 'a');
-const SHAPED = { runtimeConfig: { bandwidth: { ingressRate: 50_000_000, ingressBurst: 500_000, egressRate: 50_000_000, egressBurst: 500_000 } } };
+const LIMITS = { ingressRate: 50_000_000, ingressBurst: 500_000, egressRate: 50_000_000, egressBurst: 500_000 };
 
 interface Shape {
   name: string;
@@ -57,9 +57,9 @@ async function gone(path: string): Promise<boolean> {
 describe('NetworkPolicy with every conflist shape (direct calls)', () => {
   for (const s of SHAPES) {
     it(`${s.name}: every ADD succeeds and the policy holds`, async () => {
-      const c = new NetpolCluster(MODEL, 'v4', s.extra ?? {}, s.shape);
+      const c = new NetpolCluster(MODEL, 'v4', s.extra ?? {}, { shape: s.shape });
       try {
-        for (const name of ['a', 'b', 'c']) c.addPod('x', name, { pod: name }, { done: s.done, ...(s.shaped?.includes(name) ? { conf: SHAPED } : {}) });
+        for (const name of ['a', 'b', 'c']) c.addPod('x', name, { pod: name }, { done: s.done, ...(s.shaped?.includes(name) ? { bandwidth: LIMITS } : {}) });
         c.sync(POLICIES);
         const eps = endpointsJson(c.bpffs.root).filter((e) => e.network === c.net.name) as { addr: string; pending?: boolean; hostIfName: string }[];
         assert.equal(eps.length, 3);
@@ -77,6 +77,29 @@ describe('NetworkPolicy with every conflist shape (direct calls)', () => {
         }
         c.sync([]);
         assert.deepEqual(c.expect(await c.probe(), () => true), [], 'no policy: everything open');
+        for (const n of ['a', 'b', 'c']) assert.equal(c.delPod('x', n).code, 0);
+        assert.ok(await gone(`${c.bpffs.root}/twill/${c.net.name}`), 'the last DEL takes every pin with it');
+      } finally {
+        c.teardown();
+      }
+    });
+  }
+});
+
+describe('NetworkPolicy with the conflist run by libcni (cnitool: twill, portmap, bandwidth)', { skip: existsSync(CNITOOL) ? false : 'cnitool not built' }, () => {
+  for (const shape of ['everyday', 'declared'] as const) {
+    it(`${shape === 'everyday' ? 'capabilities only on portmap and bandwidth' : 'capabilities on twill too'}, a shaped pod: every ADD succeeds and the policy holds`, async () => {
+      const c = new NetpolCluster(MODEL, 'v4', {}, { shape, runtime: 'cnitool' });
+      try {
+        // a is shaped by the bandwidth plugin (CAP_ARGS), b and c are not.
+        for (const name of ['a', 'b', 'c']) c.addPod('x', name, { pod: name }, name === 'a' ? { bandwidth: LIMITS } : {});
+        assert.match(sh('tc', ['qdisc', 'show']), /tbf/, 'the bandwidth plugin shaped a');
+        c.sync(POLICIES);
+        const eps = endpointsJson(c.bpffs.root).filter((e) => e.network === c.net.name) as { addr: string; pending?: boolean; fastPath: boolean }[];
+        assert.equal(eps.length, 3);
+        assert.ok(eps.every((e) => !e.pending), 'every chain is done: settled');
+        assert.equal(eps.find((e) => e.addr === c.pods.get('x/a')!.ips[0])!.fastPath, false, 'the shaped pod stays off the fast path');
+        assert.deepEqual(c.expect(await c.probe(), TRUTH), []);
         for (const n of ['a', 'b', 'c']) assert.equal(c.delPod('x', n).code, 0);
         assert.ok(await gone(`${c.bpffs.root}/twill/${c.net.name}`), 'the last DEL takes every pin with it');
       } finally {
