@@ -67,7 +67,8 @@ export class NetpolCluster {
     this.shape = opts.shape ?? 'everyday';
     this.runtime = opts.runtime ?? 'direct';
     const shape = this.shape;
-    this.net = testNet({ stack, prefix: 'twp' });
+    // Debian's libcni knows results up to 1.0.0.
+    this.net = testNet({ stack, prefix: 'twp', ...(this.runtime === 'cnitool' ? { cniVersion: '1.0.0' } : {}) });
     this.conf = this.net.conf({ datapath: 'ebpf', bpffsRoot: this.bpffs.root, policy: { type: 'k8s' }, nodeName: NODE, ...(this.runtime === 'direct' ? { cniCacheDir: this.cniCache } : {}), ...extra });
     if (shape === 'everyday') delete this.conf.capabilities;
     if (this.runtime === 'cnitool') {
