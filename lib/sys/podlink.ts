@@ -56,7 +56,15 @@ function create(nl: Netlink, s: PodLinkSpec): void {
     // alias: killed between creating the pair and naming it). Anything else is not ours to
     // delete. Without such a link, the pod already has an interface of that name: an error.
     const existing = getLink(nl, s.hostName);
-    if (!existing) throw new InterfaceExists(`interface ${s.podIfName} already exists in ${s.netns.path}`);
+    if (!existing) {
+      // The pod end of this attachment's pair whose DEL was killed once its host end was a
+      // tombstone is ours to remove; any other interface of that name is the pod's.
+      if (freePodIfName(s.netns, s.podIfName, (h) => h.alias === s.alias, undefined).length === 0) {
+        throw new InterfaceExists(`interface ${s.podIfName} already exists in ${s.netns.path}`);
+      }
+      createVeth(nl, veth);
+      return;
+    }
     if (existing.alias !== s.alias && existing.alias !== '') {
       throw new InterfaceExists(`host interface ${s.hostName} exists and belongs to something else (alias "${existing.alias}")`);
     }

@@ -28,12 +28,14 @@ describe('DEL leaves no CNI_IFNAME behind, whatever an interrupted call left', (
   });
 
   /** DEL succeeds, the namespace keeps no eth0, and an ADD in it at once makes a whole, working pod. */
-  const recovers = (id: string, ns: string, leftBehind = false): void => {
-    const del = twill(envFor('DEL', id, ns), conf);
-    assert.equal(del.code, 0, del.stdout);
-    assert.doesNotMatch(podLinks(ns), /^eth0/m, 'DEL leaves no eth0 in the namespace');
+  const recovers = (id: string, ns: string, leftBehind = false, withDel = true): void => {
+    if (withDel) {
+      const del = twill(envFor('DEL', id, ns), conf);
+      assert.equal(del.code, 0, del.stdout);
+      assert.doesNotMatch(podLinks(ns), /^eth0/m, 'DEL leaves no eth0 in the namespace');
+    }
     // A pair no deletion is under way for is deleted now (a normal DEL's pod end may still wait for its reaper).
-    if (leftBehind) assert.doesNotMatch(podLinks(ns), /^twdel/m, 'nor the pair the interrupted call left');
+    if (leftBehind && withDel) assert.doesNotMatch(podLinks(ns), /^twdel/m, 'nor the pair the interrupted call left');
     const add = twill(envFor('ADD', id, ns), conf);
     assert.equal(add.code, 0, `the next ADD in the namespace: ${add.stdout}`);
     assert.equal(twill(envFor('CHECK', id, ns), { ...conf, prevResult: add.json }).code, 0);
@@ -60,6 +62,15 @@ describe('DEL leaves no CNI_IFNAME behind, whatever an interrupted call left', (
     assert.equal(crash('del:renamed', envFor('DEL', id, ns)).code, -1);
     assert.match(podLinks(ns), /^(eth0|twdel)/m, 'the killed DEL left the pair');
     recovers(id, ns, true);
+  });
+
+  it('a tombstone pair with eth0 (a DEL killed after renaming the host end only), and no DEL after: the next ADD reclaims eth0', () => {
+    const ns = makeNetns();
+    const id = 'left-tomb-readd';
+    const tomb = `twdel8${process.pid % 100000}`;
+    sh('ip', ['link', 'add', tomb, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    sh('ip', ['link', 'set', tomb, 'alias', hostVethAlias(net.name, id, 'eth0')]);
+    recovers(id, ns, true, false);
   });
 
   it('a pair made by hand as twill names it (host end, pod end eth0): DEL, then ADD', () => {
