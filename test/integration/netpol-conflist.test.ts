@@ -9,7 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { CNITOOL, NetpolCluster, type ConfShape, type Pod } from '../helpers/netpol.js';
 import { endpointsJson } from '../helpers/traffic.js';
-import { cleanupNetns, sh } from '../helpers/twill.js';
+import { cleanupNetns, sh, twill } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -84,6 +84,32 @@ describe('NetworkPolicy with every conflist shape (direct calls)', () => {
       }
     });
   }
+});
+
+describe('link pins of tcx-attached pods under policy', () => {
+  it('GC keeps both pins of every valid pod (its policy still holds) and removes both of the others', async () => {
+    const c = new NetpolCluster(MODEL, 'v4', {}, { shape: 'everyday' });
+    try {
+      for (const name of ['a', 'b', 'c']) c.addPod('x', name);
+      c.sync(POLICIES);
+      const links = `${c.bpffs.root}/twill/${c.net.name}/links`;
+      assert.equal(readdirSync(links).length, 6);
+      const valid = ['a', 'b'].map((n) => ({ containerID: c.pods.get(`x/${n}`)!.containerId, ifname: 'eth0' }));
+      const gc = twill({ CNI_COMMAND: 'GC' }, { ...c.conf, 'cni.dev/valid-attachments': valid });
+      assert.equal(gc.code, 0, gc.stdout);
+      const hosts = endpointsJson(c.bpffs.root).filter((e) => e.network === c.net.name).map((e) => e.hostIfName);
+      assert.equal(hosts.length, 2, 'c is gone');
+      assert.deepEqual(readdirSync(links).sort(), hosts.flatMap((h) => [h, `${h}:to`]).sort());
+      c.pods.get('x/c')!.server?.kill();
+      c.pods.delete('x/c');
+      // a still admits b only (its to-pod program kept), and a sends nothing.
+      assert.deepEqual(c.expect(await c.probe(), TRUTH), []);
+      c.sync([pol('a-from-none', { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress'] })]);
+      assert.deepEqual(c.expect(await c.probe(), (f, t) => f === t || t.name !== 'a'), []);
+    } finally {
+      c.teardown();
+    }
+  });
 });
 
 describe('NetworkPolicy with the conflist run by libcni (cnitool: twill, portmap, bandwidth)', { skip: existsSync(CNITOOL) ? false : 'cnitool not built' }, () => {
