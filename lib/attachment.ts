@@ -12,9 +12,10 @@ import { log } from './log.js';
 import { ensureBackend, readBackendState } from './datapath/backend.js';
 import { crashPoint } from './crash.js';
 import { aliasPrefix, hostVethAlias, hostVethName, randomMac } from './naming.js';
-import { openNetns } from './sys/netns.js';
+import { openNetns, type Netns } from './sys/netns.js';
+import { NetnsGone } from './sys/errors.js';
 import { ensureNetworkMasq, removeNetworkMasq } from './datapath/masq.js';
-import { attachPod, detachPod, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
+import { attachPod, detachPod, freePodIfName, hostLinkIndex, hostLinksWithAlias, listHostLinkNames, localAddresses, readHostSide, readPodSide, type SideState } from './sys/podlink.js';
 import { ebpfNet, isShaped, policyBlocker, readDatapathState, setupDatapath, shaping, teardownDatapath } from './datapath/select.js';
 import { clearPending, markPending, promotePending } from './datapath/promote.js';
 import { EP_F_PENDING } from './bpf/layout.js';
@@ -212,6 +213,13 @@ export function del(c: Call): void {
   } catch (e) {
     errors.push(`network state: ${(e as Error).message}`);
   }
+  // As the reference plugins, a DEL leaves no CNI_IFNAME in CNI_NETNS: the pod end goes even
+  // when the host end is already renamed or its deletion was never started (a killed DEL).
+  try {
+    freeIfName(c, name, hostIndex);
+  } catch (e) {
+    errors.push(`${c.ifName} in ${c.netnsPath}: ${(e as Error).message}`);
+  }
   try {
     const removed = detachPod(name, true, pins);
     if (!removed) unpinLater(pins);
@@ -220,6 +228,32 @@ export function del(c: Call): void {
     errors.push(`veth ${name}: ${(e as Error).message}`);
   }
   if (errors.length > 0) throw new CniError(Code.TryAgainLater, `DEL incomplete: ${errors.join('; ')}`);
+}
+
+/**
+ * Frees CNI_IFNAME in an existing CNI_NETNS when it is this attachment's pod end (and removes
+ * pairs of this attachment that interrupted calls left there): a veth whose host end carries
+ * its alias (under its name or a tombstone's) or, unnamed yet (an ADD killed before the alias),
+ * its host veth name. Anything else there was not made by this attachment and stays (ptp
+ * deletes whatever holds the name; twill deletes only what it made).
+ */
+function freeIfName(c: Call, name: string, hostIndex: number | undefined): void {
+  if (!c.netnsPath) return;
+  let ns: Netns;
+  try {
+    ns = openNetns(c.netnsPath);
+  } catch (e) {
+    // Gone (the runtime removed it): nothing is left in it. Unusable: nothing of ours can be.
+    if (!(e instanceof NetnsGone)) log.warn('DEL cannot look into CNI_NETNS', { netns: c.netnsPath, error: (e as Error).message });
+    return;
+  }
+  try {
+    const alias = hostVethAlias(c.conf.name, c.containerId, c.ifName);
+    const deleted = freePodIfName(ns, c.ifName, (h) => h.alias === alias || (h.name === name && h.alias === ''), hostIndex);
+    if (deleted.length > 0) log.info('removed pairs an interrupted call left', { podEnds: deleted, netns: c.netnsPath });
+  } finally {
+    ns.close();
+  }
 }
 
 function hasAddr(side: SideState, cidr: Cidr): boolean {

@@ -7,4 +7,4 @@ export function crashPoint(step: string): void {
 }
 
 export const ADD_STEPS = ['add:locked', 'add:reserved', 'add:indexed', 'add:veth', 'add:pod', 'add:host', 'add:attached', 'add:published', 'add:done'] as const;
-export const DEL_STEPS = ['del:released', 'del:datapath', 'del:down'] as const;
+export const DEL_STEPS = ['del:released', 'del:datapath', 'del:down', 'del:renamed'] as const;

@@ -32,8 +32,23 @@ export interface MapSizes {
   flows?: number;
 }
 
-/** The tcx link pin of an endpoint's to-pod program, beside its from-pod one. */
-export const TO_POD_SUFFIX = '.to';
+/**
+ * The tcx link pin of an endpoint's to-pod program, beside its from-pod one (named as the
+ * host veth). bpffs refuses any name with a dot (EPERM: the kernel reserves them), and no
+ * interface name can hold a colon, so `<veth>:to` never collides with another veth's pin.
+ */
+export const TO_POD_SUFFIX = ':to';
+/** Every to-pod suffix any version used: removal looks for all of them. */
+const TO_POD_SUFFIXES = [TO_POD_SUFFIX, '.to'] as const;
+
+/** The link pins an endpoint may have under links/, whatever version pinned them. */
+export const linkPinNames = (hostName: string): string[] => [hostName, ...TO_POD_SUFFIXES.map((s) => `${hostName}${s}`)];
+
+/** The host veth a link pin belongs to, and whether it holds the to-pod program. */
+export function pinOwner(pin: string): { hostName: string; toPod: boolean } {
+  const s = TO_POD_SUFFIXES.find((x) => pin.endsWith(x));
+  return s ? { hostName: pin.slice(0, -s.length), toPod: true } : { hostName: pin, toPod: false };
+}
 
 export const networkDir = (root: string, network: string): string => `${root}/twill/${network}`;
 export const linksDir = (dir: string): string => `${dir}/links`;
@@ -109,7 +124,7 @@ function replaceStale(dir: string, current: string[], progFd: number, toProgFd: 
     const fd = objGet(`${linksDir(dir)}/${name}`);
     if (fd === undefined) continue;
     try {
-      linkUpdate(fd, name.endsWith(TO_POD_SUFFIX) ? toProgFd : progFd);
+      linkUpdate(fd, pinOwner(name).toPod ? toProgFd : progFd);
     } finally {
       closeFd(fd);
     }

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, unlinkSync } from '../sys/fs.js';
 import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
-import { linksDir, loadNetwork, openNetwork, pinnedNetworks, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
+import { linkPinNames, linksDir, loadNetwork, openNetwork, pinnedNetworks, pinOwner, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, ipcKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, objPin, possibleCpus } from '../bpf/sys.js';
 import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../sys/tc.js';
@@ -161,8 +161,11 @@ export function ebpfPromote(n: EbpfNet, hostName: string, hostIndex: number, sha
   }
 }
 
+/** The endpoint's link pins that exist, under every name a version of twill gave them. */
+const pinsOf = (dir: string, hostName: string): string[] => linkPinNames(hostName).map((f) => `${linksDir(dir)}/${f}`).filter((p) => existsSync(p));
+
 function unpin(dir: string, hostName: string): void {
-  for (const p of [linkPin(dir, hostName), linkPin(dir, hostName, 'egress')]) {
+  for (const p of pinsOf(dir, hostName)) {
     try {
       unlinkSync(p);
     } catch {
@@ -210,7 +213,7 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       releaseNetwork(n.root, n.network);
       return [];
     }
-    return [linkPin(net.dir, hostName), linkPin(net.dir, hostName, 'egress')].filter((p) => existsSync(p));
+    return pinsOf(net.dir, hostName);
   } finally {
     net.close();
   }
@@ -287,8 +290,9 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
       }
     }
     for (const pin of readdirSync(linksDir(net.dir))) {
-      if (!keepNames.has(pin.endsWith(TO_POD_SUFFIX) ? pin.slice(0, -TO_POD_SUFFIX.length) : pin)) {
-        unpin(net.dir, pin);
+      const owner = pinOwner(pin).hostName;
+      if (!keepNames.has(owner)) {
+        unpinLater([`${linksDir(net.dir)}/${pin}`]);
         removed.push(`link ${pin}`);
       }
     }

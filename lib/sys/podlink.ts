@@ -7,7 +7,7 @@ import { EEXIST } from './libc.js';
 import { Netlink, NetlinkError, withNetlink } from './netlink.js';
 import { inNetns, type Netns } from './netns.js';
 import {
-  addAddress, addRoute, createVeth, deleteLink, getLink, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
+  addAddress, addRoute, createVeth, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, listLinks, listRoutes,
   setLinkAlias, setLinkDown, setLinkName, setLinkUp, type KernelRoute, type Link, type LinkAddr,
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
@@ -56,7 +56,15 @@ function create(nl: Netlink, s: PodLinkSpec): void {
     // alias: killed between creating the pair and naming it). Anything else is not ours to
     // delete. Without such a link, the pod already has an interface of that name: an error.
     const existing = getLink(nl, s.hostName);
-    if (!existing) throw new InterfaceExists(`interface ${s.podIfName} already exists in ${s.netns.path}`);
+    if (!existing) {
+      // The pod end of this attachment's pair whose DEL was killed once its host end was a
+      // tombstone is ours to remove; any other interface of that name is the pod's.
+      if (freePodIfName(s.netns, s.podIfName, (h) => h.alias === s.alias, undefined).length === 0) {
+        throw new InterfaceExists(`interface ${s.podIfName} already exists in ${s.netns.path}`);
+      }
+      createVeth(nl, veth);
+      return;
+    }
     if (existing.alias !== s.alias && existing.alias !== '') {
       throw new InterfaceExists(`host interface ${s.hostName} exists and belongs to something else (alias "${existing.alias}")`);
     }
@@ -141,8 +149,12 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
       crashPoint('del:down');
       name = tombstoneName(link.index);
       setLinkName(nl, link.index, name);
+      crashPoint('del:renamed');
       pins = thenRemove.flatMap((p) => {
-        const to = `${p.slice(0, p.lastIndexOf('/'))}/${name}`;
+        // What follows the veth's name in a pin (a direction suffix) stays: two pins of one
+        // veth keep two names, and GC still tells whose they are.
+        const base = p.slice(p.lastIndexOf('/') + 1);
+        const to = `${p.slice(0, p.lastIndexOf('/'))}/${name}${base.startsWith(hostName) ? base.slice(hostName.length) : ''}`;
         try {
           renameSync(p, to);
         } catch (e) {
@@ -158,6 +170,39 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
     return removed;
   } finally {
     nl.close();
+  }
+}
+
+/**
+ * Frees ifName in a pod's namespace, and removes what interrupted calls left there. A veth
+ * named ifName or as a tombstone counts only when it is the pod end of a pair whose host end
+ * (in this namespace, pointing back at it) ownsHost accepts; any other interface, a veth of
+ * another pair or a device of another kind, is not ours and stays. The pod end of reapedHost
+ * (a pair whose host end is about to be deleted in the background) is only taken down and
+ * renamed to a tombstone: cheap, and the name is free at once. Any other pair of ours there was
+ * left by an interrupted call, and is deleted now. Returns the pod ends deleted.
+ */
+export function freePodIfName(ns: Netns, ifName: string, ownsHost: (host: Link) => boolean, reapedHost: number | undefined): string[] {
+  const pod = socketIn(ns);
+  const deleted: string[] = [];
+  try {
+    const candidates = listLinks(pod).filter((l) => l.kind === 'veth' && (l.name === ifName || l.name.startsWith(TOMBSTONE_PREFIX)));
+    if (candidates.length === 0) return deleted;
+    withNetlink((nl) => {
+      for (const l of candidates) {
+        const host = getLinkByIndex(nl, l.peerIndex);
+        if (!host || host.kind !== 'veth' || host.peerIndex !== l.index || !ownsHost(host)) continue;
+        if (host.index !== reapedHost) {
+          if (deleteLink(pod, l.name)) deleted.push(l.name);
+        } else if (l.name === ifName) {
+          setLinkDown(pod, l.index);
+          setLinkName(pod, l.index, tombstoneName(l.index));
+        }
+      }
+    });
+    return deleted;
+  } finally {
+    pod.close();
   }
 }
 

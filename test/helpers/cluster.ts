@@ -2,7 +2,7 @@
 // each node with its own state, IPAM store, bpffs root and CNI config directory, twill run
 // inside each node's namespace exactly as kubelet's runtime would run it there.
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { forgetNetwork } from './netconf.js';
 import { deleteNetns, inNs, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from './twill.js';
 
@@ -28,7 +28,15 @@ export interface Cluster {
 
 let clusters = 0;
 
-export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf' | 'routed'; count?: number; underlay6?: boolean; extra?: (n: SimNode) => Record<string, unknown> }): Cluster {
+/**
+ * How twill's entry sits in each node's conflist (see ConfShape in netpol.ts): everyday
+ * declares no capability on twill (portmap and bandwidth after it), so a pod starts pending and
+ * is settled by the next call once its result is cached, as libcni caches it after the chain.
+ */
+export type ClusterShape = 'everyday' | 'declared';
+
+export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf' | 'routed'; count?: number; underlay6?: boolean; shape?: ClusterShape; extra?: (n: SimNode) => Record<string, unknown> }): Cluster {
+  const shape = opts.shape ?? 'declared';
   const id = clusters++;
   const sw = makeNetns();
   inNs(sw, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
@@ -55,7 +63,7 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
   const table = nodes.map((n) => (opts.underlay6 ? { name: n.name, ip: n.ip6, podCIDRs: [n.cidr4, n.cidr6] } : { name: n.name, ip: n.ip, ip6: n.ip6, podCIDRs: [n.cidr4, n.cidr6] }));
   for (const n of nodes) {
     n.conf = {
-      cniVersion: '1.1.0', name: net, type: 'twill', capabilities: { bandwidth: true }, backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },
+      cniVersion: '1.1.0', name: net, type: 'twill', ...(shape === 'declared' ? { capabilities: { bandwidth: true } } : {}), cniCacheDir: `${n.dir}/cni-cache`, backend: opts.backend, datapath: opts.datapath, vxlan: { vni: 100 + id },
       nodeName: n.name, nodesFile: `${n.dir}/nodes.json`, stateDir: `${n.dir}/state`, bpffsRoot: `${n.dir}/bpffs`, logFile: `${n.dir}/twill.log`,
       ipam: { type: 'host-local', dataDir: `${n.dir}/ipam`, ranges: [[{ subnet: n.cidr4 }], [{ subnet: n.cidr6 }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
       ...(opts.extra?.(n) ?? {}),
@@ -65,7 +73,9 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
     const entry = { ...n.conf };
     delete entry.cniVersion;
     delete entry.name;
-    writeFileSync(`${n.confDir}/10-twill.conflist`, JSON.stringify({ cniVersion: '1.1.0', name: net, plugins: [entry] }));
+    sh('mkdir', ['-p', `${n.dir}/cni-cache/results`]);
+    const chain = shape === 'everyday' ? [{ type: 'portmap', capabilities: { portMappings: true } }, { type: 'bandwidth', capabilities: { bandwidth: true } }] : [];
+    writeFileSync(`${n.confDir}/10-twill.conflist`, JSON.stringify({ cniVersion: '1.1.0', name: net, plugins: [entry, ...chain] }));
   }
   const run = (node: SimNode, args: string[], env: Record<string, string>, input = '') =>
     spawnSync('ip', ['netns', 'exec', node.ns, TWILL, ...args], { input, encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 60_000 });
@@ -79,6 +89,10 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
       } catch {
         json = { unparsable: r.stdout };
       }
+      // libcni caches a chain's result once every plugin succeeded, and drops it on DEL.
+      const cached = `${node.dir}/cni-cache/results/${net}-${env.CNI_CONTAINERID}-${env.CNI_IFNAME}`;
+      if (env.CNI_COMMAND === 'ADD' && r.status === 0) writeFileSync(cached, r.stdout);
+      if (env.CNI_COMMAND === 'DEL') rmSync(cached, { force: true });
       return { code: r.status ?? -1, json, stdout: r.stdout };
     },
     cli: (node, args) => {

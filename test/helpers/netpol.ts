@@ -3,15 +3,18 @@
 // synced from a file of Kubernetes objects and every probe of the reachability matrix is
 // real traffic between the pods' network namespaces.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { testNet, type Stack } from './netconf.js';
 import { tempBpffs } from './traffic.js';
-import { deleteNetns, makeNetns, netnsPath, removeDir, ROOT, runPluginAsync, tempDir, twill, TWILL, type Run } from './twill.js';
+import { CNI_BIN_DIR, deleteNetns, makeNetns, netnsPath, removeDir, ROOT, runPluginAsync, tempDir, twill, TWILL, type Run } from './twill.js';
 
 export const AGENT = join(ROOT, 'test/helpers/netpol-agent.py');
 export type Proto = 'TCP' | 'UDP';
 export const NODE = 'node-1';
+/** cnitool, built from Debian's source of libcni (scripts/build-cnitool.sh); its cache is libcni's default. */
+export const CNITOOL = `${ROOT}/.cache/cnitool`;
+const LIBCNI_CACHE = '/var/lib/cni';
 
 export interface Pod {
   ns: string;
@@ -35,6 +38,14 @@ export interface Model {
 
 export const DEFAULT_MODEL: Model = { namespaces: ['x', 'y', 'z'], pods: ['a', 'b', 'c'], ports: [80, 81], protocols: ['TCP', 'UDP'] };
 
+/**
+ * How twill's entry sits in the conflist. everyday: the one people copy (Calico's shape) —
+ * twill + portmap + bandwidth, capabilities on portmap and bandwidth only, so each pod starts
+ * pending and is settled once its chain's result is cached (written here as libcni writes it).
+ * declared: twill's entry declares the bandwidth capability (the runtime hands it the limits).
+ */
+export type ConfShape = 'everyday' | 'declared';
+
 export class NetpolCluster {
   readonly pods = new Map<string, Pod>();
   readonly nsLabels = new Map<string, Record<string, string>>();
@@ -43,14 +54,33 @@ export class NetpolCluster {
   readonly net;
   readonly bpffs = tempBpffs();
   readonly conf: Record<string, any>;
+  /** libcni's cache (cniCacheDir): a pod's chain result lands in results/ once its ADD is done. */
+  readonly cniCache = tempDir('netpol-cnicache');
   private seq = 0;
 
-  constructor(readonly model: Model = DEFAULT_MODEL, stack: Stack = 'v4', extra: Record<string, unknown> = {}) {
-    this.net = testNet({ stack, prefix: 'twp' });
-    this.conf = this.net.conf({ datapath: 'ebpf', bpffsRoot: this.bpffs.root, policy: { type: 'k8s' }, nodeName: NODE, ...extra });
+  readonly shape: ConfShape;
+  /** direct: twill run as a runtime runs it; cnitool: libcni runs the conflist's chain (and keeps its cache in /var/lib/cni). */
+  readonly runtime: 'direct' | 'cnitool';
+  private readonly bin: string | undefined;
+
+  constructor(readonly model: Model = DEFAULT_MODEL, stack: Stack = 'v4', extra: Record<string, unknown> = {}, opts: { shape?: ConfShape; runtime?: 'direct' | 'cnitool' } = {}) {
+    this.shape = opts.shape ?? 'everyday';
+    this.runtime = opts.runtime ?? 'direct';
+    const shape = this.shape;
+    // Debian's libcni knows results up to 1.0.0.
+    this.net = testNet({ stack, prefix: 'twp', ...(this.runtime === 'cnitool' ? { cniVersion: '1.0.0' } : {}) });
+    this.conf = this.net.conf({ datapath: 'ebpf', bpffsRoot: this.bpffs.root, policy: { type: 'k8s' }, nodeName: NODE, ...(this.runtime === 'direct' ? { cniCacheDir: this.cniCache } : {}), ...extra });
+    if (shape === 'everyday') delete this.conf.capabilities;
+    if (this.runtime === 'cnitool') {
+      this.bin = tempDir('netpol-cnibin');
+      symlinkSync(TWILL, `${this.bin}/twill`);
+      for (const p of ['portmap', 'bandwidth']) symlinkSync(`${CNI_BIN_DIR}/${p}`, `${this.bin}/${p}`);
+    }
     this.objectsFile = join(this.confDir, 'objects.json');
     mkdirSync(this.confDir, { recursive: true });
-    writeFileSync(join(this.confDir, '10-netpol.conflist'), JSON.stringify({ cniVersion: this.conf.cniVersion, name: this.conf.name, plugins: [this.conf] }));
+    mkdirSync(join(this.cniCache, 'results'), { recursive: true });
+    const chain = shape === 'everyday' || this.runtime === 'cnitool' ? [{ type: 'portmap', capabilities: { portMappings: true } }, { type: 'bandwidth', capabilities: { bandwidth: true } }] : [];
+    writeFileSync(join(this.confDir, '10-netpol.conflist'), JSON.stringify({ cniVersion: this.conf.cniVersion, name: this.conf.name, plugins: [this.conf, ...chain] }));
     for (const ns of model.namespaces) this.nsLabels.set(ns, { ns });
   }
 
@@ -60,12 +90,19 @@ export class NetpolCluster {
     return { CNI_COMMAND: verb, CNI_CONTAINERID: p.containerId, CNI_NETNS: netnsPath(p.netns), CNI_IFNAME: 'eth0', CNI_ARGS: `K8S_POD_NAMESPACE=${p.ns};K8S_POD_NAME=${p.name}` };
   }
 
-  /** Attaches a pod (ADD) and starts its servers; sync first when its policy must apply from its first packet. */
-  addPod(ns: string, name: string, labels: Record<string, string> = { pod: name }): Pod {
+  /**
+   * Attaches a pod (ADD) and starts its servers; sync first when its policy must apply from its
+   * first packet. conf: what this pod's call adds to the network's (runtimeConfig); done: false
+   * leaves its chain unfinished (no cached result), so an everyday pod stays pending.
+   */
+  addPod(ns: string, name: string, labels: Record<string, string> = { pod: name }, opts: { conf?: Record<string, unknown>; done?: boolean; bandwidth?: object } = {}): Pod {
     const p: Pod = { ns, name, netns: makeNetns(), ips: [], labels, containerId: `np${process.pid}${this.seq++}` };
-    const r = twill(this.env('ADD', p), this.conf);
+    const r = this.runtime === 'cnitool'
+      ? this.cnitool('ADD', p, opts.bandwidth ? { bandwidth: opts.bandwidth } : undefined)
+      : twill(this.env('ADD', p), { ...this.conf, ...(opts.conf ?? {}), ...(opts.bandwidth ? { runtimeConfig: { bandwidth: opts.bandwidth } } : {}) });
     if (r.code !== 0) throw new Error(`ADD ${ns}/${name}: ${r.stdout}${r.stderr}`);
     p.ips = (r.json.ips as { address: string }[]).map((i) => i.address.split('/')[0]!);
+    if (opts.done !== false && this.runtime === 'direct') this.chainDone(p, r.json);
     this.pods.set(this.key(ns, name), p);
     this.serve(p);
     return p;
@@ -77,10 +114,34 @@ export class NetpolCluster {
     const r = await runPluginAsync(TWILL, this.env('ADD', p), this.conf);
     if (r.code !== 0) throw new Error(`ADD ${ns}/${name}: ${r.stdout}${r.stderr}`);
     p.ips = (r.json.ips as { address: string }[]).map((i) => i.address.split('/')[0]!);
+    this.chainDone(p, r.json);
     this.pods.set(this.key(ns, name), p);
     this.serve(p);
     return p;
   }
+
+  /** The chain run by libcni (cnitool: the conflist of confDir, the plugins of bin, the pod's CNI_ARGS). */
+  cnitool(verb: 'ADD' | 'DEL', p: Pod, caps?: object): Run {
+    const e = this.env(verb, p);
+    const r = spawnSync(CNITOOL, [verb.toLowerCase(), this.conf.name, e.CNI_NETNS], {
+      encoding: 'utf8', timeout: 60_000,
+      env: { PATH: process.env.PATH, NETCONFPATH: this.confDir, CNI_PATH: this.bin, CNI_IFNAME: 'eth0', CNI_ARGS: e.CNI_ARGS, ...(caps ? { CAP_ARGS: JSON.stringify(caps) } : {}) },
+    });
+    let json: Record<string, any> = {};
+    try {
+      json = r.stdout.trim() ? JSON.parse(r.stdout) : {};
+    } catch {
+      json = {};
+    }
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json };
+  }
+
+  /** What libcni does once every plugin of a pod's chain succeeded: caches the result (the next twill call settles a pending pod). */
+  chainDone(p: Pod, result: object): void {
+    writeFileSync(this.cachedResult(p), JSON.stringify({ kind: 'cniCacheV1', containerId: p.containerId, ifName: 'eth0', networkName: this.conf.name, result }));
+  }
+
+  cachedResult = (p: Pod): string => join(this.runtime === 'cnitool' ? LIBCNI_CACHE : this.cniCache, 'results', `${this.conf.name}-${p.containerId}-eth0`);
 
   serve(p: Pod): void {
     p.server = spawn('ip', ['netns', 'exec', p.netns, 'python3', AGENT, 'serve', ...this.model.ports.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -97,7 +158,8 @@ export class NetpolCluster {
   delPod(ns: string, name: string): Run {
     const p = this.pods.get(this.key(ns, name))!;
     p.server?.kill();
-    const r = twill(this.env('DEL', p), this.conf);
+    const r = this.runtime === 'cnitool' ? this.cnitool('DEL', p) : twill(this.env('DEL', p), this.conf);
+    rmSync(this.cachedResult(p), { force: true });
     deleteNetns(p.netns);
     this.pods.delete(this.key(ns, name));
     return r;
@@ -176,6 +238,8 @@ export class NetpolCluster {
     for (const p of [...this.pods.values()]) this.delPod(p.ns, p.name);
     this.bpffs.release();
     removeDir(this.confDir);
+    removeDir(this.cniCache);
+    if (this.bin) removeDir(this.bin);
     removeDir(this.net.dataDir);
     removeDir(this.net.stateDir);
   }

@@ -7,16 +7,22 @@ import { after, describe, it } from 'node:test';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
 import { echo, forge, send, sleep } from '../helpers/pkt.js';
-import { cleanupNetns, makeNetns, netnsPath, removeDir, sh, twill, type Env } from '../helpers/twill.js';
+import { cleanupNetns, makeNetns, netnsPath, removeDir, sh, tempDir, twill, type Env } from '../helpers/twill.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
 
 after(cleanupNetns);
 
 const envFor = (verb: string, id: string, ns: string): Env => ({ CNI_COMMAND: verb, CNI_CONTAINERID: id, CNI_NETNS: netnsPath(ns), CNI_IFNAME: 'eth0' });
 
-describe('a hostile pod on the eBPF fast path', () => {
+// everyday: the conflist people copy declares no capability on twill; each pod starts pending
+// and is settled by the next call once its chain's result is cached (as libcni caches it).
+for (const shape of ['everyday', 'declared'] as const) {
+describe(`a hostile pod on the eBPF fast path (${shape} conflist)`, () => {
   const net = testNet({ stack: 'dual' });
   const bpffs = tempBpffs();
-  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root });
+  const cniCache = tempDir('hostile-cnicache');
+  const conf = net.conf({ datapath: 'ebpf', bpffsRoot: bpffs.root, cniCacheDir: cniCache });
+  if (shape === 'everyday') delete conf.capabilities;
   conf.ipam.routes = [{ dst: '0.0.0.0/0' }, { dst: '::/0' }];
   const [a, b, c] = [makeNetns(), makeNetns(), makeNetns()];
   const pod = new Map<string, { v4: string; v6: string; veth: string; gwMac: string }>();
@@ -33,6 +39,7 @@ describe('a hostile pod on the eBPF fast path', () => {
     dropRules();
     for (const [id, ns] of [['ha', a], ['hb', b], ['hc', c]] as const) twill(envFor('DEL', id, ns), conf);
     bpffs.release();
+    removeDir(cniCache);
     removeDir(net.dataDir);
     removeDir(net.stateDir);
   });
@@ -43,7 +50,13 @@ describe('a hostile pod on the eBPF fast path', () => {
       assert.equal(r.code, 0, r.stdout);
       const ip = (v6: boolean): string => r.json.ips.find((i: { address: string }) => i.address.includes(':') === v6).address.split('/')[0];
       pod.set(ns, { v4: ip(false), v6: ip(true), veth: r.json.interfaces[0].name, gwMac: r.json.interfaces[0].mac });
+      mkdirSync(`${cniCache}/results`, { recursive: true });
+      writeFileSync(`${cniCache}/results/${net.name}-${id}-eth0`, r.stdout);
     }
+    // The runtime's next call (here a GC that keeps all three) settles what was pending.
+    const valid = [['ha', a], ['hb', b], ['hc', c]].map(([id]) => ({ containerID: id, ifname: 'eth0' }));
+    assert.equal(twill({ CNI_COMMAND: 'GC' }, { ...conf, 'cni.dev/valid-attachments': valid }).code, 0);
+    assert.ok(endpointsJson(bpffs.root).filter((e) => e.network === net.name).every((e) => e.fastPath), 'every pod is settled on the fast path');
   });
 
   for (const v6 of [false, true]) {
@@ -102,3 +115,4 @@ describe('a hostile pod on the eBPF fast path', () => {
     }
   });
 });
+}

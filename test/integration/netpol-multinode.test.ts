@@ -23,9 +23,11 @@ function probe(netns: string, targets: [string, number, string][]): Promise<bool
   });
 }
 
-for (const backend of ['vxlan', 'hostgw'] as const) {
-  describe(`NetworkPolicy on three nodes, ${backend}`, () => {
-    const c: Cluster = makeCluster({ backend, datapath: 'ebpf', extra: () => ({ policy: { type: 'k8s' } }) });
+// The everyday conflist (no capability on twill: pods pending, then settled) on both backends;
+// twill declaring the bandwidth capability once.
+for (const [backend, shape] of [['vxlan', 'everyday'], ['hostgw', 'everyday'], ['vxlan', 'declared']] as const) {
+  describe(`NetworkPolicy on three nodes, ${backend}, ${shape} conflist`, () => {
+    const c: Cluster = makeCluster({ backend, datapath: 'ebpf', shape, extra: () => ({ policy: { type: 'k8s' } }) });
     const placement = [['x', 'a'], ['y', 'b'], ['z', 'c']] as const; // node i runs pod i
     const pods = c.nodes.map(() => makeNetns());
     const ips: string[][] = [];

@@ -94,6 +94,28 @@ function subnetOf(c: NetpolCluster): string {
   return `${ip.split('.').slice(0, 2).join('.')}.0.0/16`;
 }
 
+/** One of each kind, for the conflist that declares the bandwidth capability on twill. */
+const DECLARED_CASES = new Set(['default-deny-all', 'ports: only 81 from namespace y', 'ingress and egress together', 'egress to a pod in another namespace by podSelector and namespaceSelector', 'except clause of a CIDR block', 'UDP only: no TCP']);
+
+// Once more, over one case of each kind, with twill declaring the bandwidth capability (its pods attached by legacy tc, never pending).
+describe('NetworkPolicy: the e2e truth tables, capabilities on twill', () => {
+  let c: NetpolCluster;
+  before(() => {
+    c = new NetpolCluster(undefined, 'v4', {}, { shape: 'declared' }).setup();
+  });
+  after(() => c.teardown());
+
+  for (const k of CASES.filter((x) => DECLARED_CASES.has(x.name))) {
+    it(k.name, async () => {
+      k.before?.(c);
+      c.sync(k.policies(c));
+      assert.deepEqual(c.expect(await c.probe(), (f, t, port, proto) => f === t || k.truth(f, t, port, proto)), []);
+    });
+  }
+});
+
+// The everyday conflist (twill + portmap + bandwidth, capabilities only on portmap and bandwidth):
+// every pod starts pending, attached by tcx, and is settled once its chain's result is cached.
 describe('NetworkPolicy: the e2e truth tables', () => {
   let c: NetpolCluster;
   before(() => {
