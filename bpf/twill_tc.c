@@ -556,9 +556,9 @@ static __always_inline void echo_note(struct pkt *p, __u8 kind)
 	bpf_map_update_elem(&echoes, &k, &one, BPF_ANY);
 }
 
-/* The connection an ICMP error quotes: its IP header (IPv4 without options, not a later
- * fragment; IPv6 with TCP or UDP as next header), TCP or UDP, ports read. Read with
- * bpf_skb_load_bytes: only the errors a policy judges pay for it. */
+/* The packet an ICMP error quotes: its IP header (IPv4 without options, not a later
+ * fragment) and the 4 bytes after it (TCP and UDP ports); 0 when there is no such header.
+ * Read with bpf_skb_load_bytes: only ICMP errors pay for it. */
 static __always_inline int quote(struct __sk_buff *skb, __u32 family, __u32 off, struct quoted *q)
 {
 	if (family == TWILL_AF_INET) {
@@ -588,7 +588,7 @@ static __always_inline int quote(struct __sk_buff *skb, __u32 family, __u32 off,
 		q->sport = b.ports[0];
 		q->dport = b.ports[1];
 	}
-	return q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP;
+	return 1;
 }
 
 /* Whether an ICMP echo reply or error answers something, and so passes as a reply: an echo
@@ -606,6 +606,8 @@ static __always_inline int icmp_answers(struct __sk_buff *skb, struct pkt *p, __
 	}
 	struct quoted qb = {}, *q = &qb;
 	if (p->f.icmp != ICMP_K_ERROR || !quote(skb, p->a.family, p->f.l4off + 8, q))
+		return 0;
+	if (q->proto != IPPROTO_TCP && q->proto != IPPROTO_UDP)
 		return 0;
 	if (!same16(q->saddr, p->a.daddr))
 		return 0;
@@ -646,6 +648,14 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 	 * inner source: never carried (the guard table refuses VXLAN to node addresses). */
 	if (f->encap)
 		return drop(skb, V_SPOOFED, &p->o, REASON_UNKNOWN_L4);
+	/* A pod is no router: an ICMP error it sends reports on a packet sent to it, whatever the
+	 * policy. Else it could break other pods' connections (port unreachable, frag needed)
+	 * that the receiving node's conntrack rightly tracks. */
+	if (f->icmp == ICMP_K_ERROR) {
+		struct quoted q = {};
+		if (!quote(skb, a->family, f->l4off + 8, &q) || !same16(q.daddr, a->saddr))
+			return drop(skb, V_SPOOFED, &p->o, REASON_INVALID_PACKET);
+	}
 	int judge_out = (from->flags & EP_F_POL_OUT) && !f->link;
 	if (judge_out) {
 		if (f->bad)
