@@ -95,7 +95,11 @@ def main(a):
         s = socket.socket(fam, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(('::' if fam == socket.AF_INET6 else '0.0.0.0', sport))
-        s.connect((dst, dport))  # a connected socket takes replies from DST:DPORT only
+        if '%' in dst:  # a link-local address: its scope as an interface index
+            host, dev = dst.split('%')
+            s.connect((host, dport, 0, socket.if_nametoindex(dev)))
+        else:
+            s.connect((dst, dport))  # a connected socket takes replies from DST:DPORT only
         s.settimeout(0.3)
         got = 0
         for _ in range(count):
