@@ -20,7 +20,9 @@
   vxlan NODE PORT VNI INNER_DMAC INNER_SRC INNER_DST DPORT COUNT
                                                    UDP to NODE:PORT carrying a VXLAN frame with an inner
                                                    UDP datagram INNER_SRC:4242 -> INNER_DST:DPORT "forged"
-  ipip DST INNER_SRC INNER_DST DPORT COUNT         the same inner datagram in IPIP (protocol 4)
+  ipip DST INNER_SRC INNER_DST DPORT COUNT [PROTO] the same inner datagram in IPIP (protocol 4), or in
+                                                   IP protocol PROTO (47: behind a GRE header)
+  sniffproto IFACE PROTO SECONDS                   counts IPv4 frames of protocol PROTO seen on IFACE
 """
 import socket, struct, sys, time
 
@@ -228,10 +230,29 @@ def main(a):
             time.sleep(0.02)
     elif a[0] == 'ipip':
         dst, isrc, idst, dport, count = a[1], a[2], a[3], int(a[4]), int(a[5])
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+        proto = int(a[6]) if len(a) > 6 else 4
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+        inner = udp_ip(isrc, idst, 4242, dport, b'forged')
+        if proto == 47:
+            inner = struct.pack('!HH', 0, 0x0800) + inner
         for _ in range(count):
-            s.sendto(udp_ip(isrc, idst, 4242, dport, b'forged'), (dst, 0))
+            s.sendto(inner, (dst, 0))
             time.sleep(0.02)
+    elif a[0] == 'sniffproto':
+        iface, proto, seconds = a[1], int(a[2]), float(a[3])
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        s.bind((iface, 0))
+        s.settimeout(0.1)
+        got, end = 0, time.time() + seconds
+        print('ready', flush=True)
+        while time.time() < end:
+            try:
+                f = s.recv(65535)
+            except socket.timeout:
+                continue
+            if len(f) > 23 and f[23] == proto:
+                got += 1
+        print(got)
 
 
 main(sys.argv[1:])
