@@ -3,9 +3,13 @@
  * the pod). It trusts nothing a pod writes:
  *
  * 1. Source validation: an IP packet whose source is not one of the addresses twill
- *    published for the pod behind this veth is dropped and counted (IPv6 link-local and
- *    the unspecified address stay allowed for neighbour discovery and MLD). A pod cannot
- *    borrow another pod's identity, so nothing later needs to ask who sent a packet.
+ *    published for the pod behind this veth is dropped and counted, with no flow record (a
+ *    record per forged key would let a pod push every real flow out of the history). IPv6
+ *    link-local and unspecified sources carry neighbour discovery, MLD and DAD to link-local
+ *    or multicast addresses, nothing else. Nor may a pod hide another source inside: IPIP,
+ *    IPv6-in-IP and GRE from pods are dropped (the guard table refuses VXLAN to node
+ *    addresses), and an ICMP error a pod sends must quote a packet sent to that pod. A pod
+ *    cannot borrow another pod's identity, so nothing later needs to ask who sent a packet.
  * 2. Fast path: a TCP/UDP packet between two local endpoints is handed straight into the
  *    destination pod with bpf_redirect_peer() only when the host's conntrack already holds
  *    the connection confirmed, answered (both directions crossed the host's netfilter) and
@@ -20,12 +24,17 @@
  *    in the ipcache, then (identity, protocol, port) and (any, protocol, port) in the policy
  *    trie — whatever the number of policies, rules, pods or nodes. Replies of a connection
  *    (conntrack's reply direction) always pass; every packet of the original direction is
- *    judged, so a rule taken away stops a connection already open.
+ *    judged, so a rule taken away stops a connection already open. ICMP passes as a reply
+ *    only when it answers something: an echo reply to a request noted as let out (and as
+ *    delivered), an error quoting a connection conntrack tracks; the rest of ICMP is judged
+ *    as a protocol without ports. Later fragments are judged with their first fragment's
+ *    ports; IPv6 is judged by the transport header behind its extension headers.
  * 4. Visibility: every flow a program judges is kept in an LRU map (first/last seen, packets,
  *    bytes, verdict, reason, the policy that allowed or the pod whose policy denied it), so
  *    a drop can be looked at after the fact with no reader running. A new flow, each drop
  *    and a TCP flow's end become ring buffer events only while a reader says it reads (a
- *    deadline in the observer map): with nobody reading, no event is written.
+ *    deadline in the observer map): with nobody reading, no event is written. A flow's drops
+ *    make at most one event per ~1 s window.
  * Everything else continues to the kernel stack. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
