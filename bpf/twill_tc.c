@@ -179,22 +179,25 @@ static __always_inline void count(struct __sk_buff *skb, enum verdict v)
 
 /* What the program needs of a packet's transport header. */
 struct flow {
+	/* What the flow record reads, in one 8-byte stack slot: the verifier compares a slot
+	 * whole when any byte of it is read later, so the verdict's own flags below stay out of
+	 * it and do not make it walk the record once per combination of them. */
 	__u8 proto;
 	__u8 ports;  /* TCP/UDP/SCTP with both ports read */
+	__u8 tcp_flags;
+	__u8 pad0;
+	__be16 sport; /* ICMP: the type (network order) */
+	__be16 dport; /* ICMP: the code */
 	__u8 ctl;    /* TCP SYN/FIN/RST: always through conntrack */
 	__u8 icmp;   /* ICMP_K_*: what the message claims to be; only a check makes it a reply */
 	__u8 link;   /* ICMPv6 neighbour discovery and MLD to a link-local or multicast address: never judged */
-	__u8 tcp_flags;
-	__be16 sport; /* ICMP: the type (network order) */
-	__be16 dport; /* ICMP: the code */
 	__u8 frag;   /* FRAG_FIRST (more follow) or FRAG_LATER (no transport header) */
 	__u8 encap;  /* IPIP, IPv6-in-IP or GRE */
 	__u8 bad;    /* IPv6 extension headers that cannot be walked */
-	__u8 pad;
 	__be16 echo_id;
 	__u32 frag_id;
 	__u32 l4off; /* of the transport header in the frame */
-};
+} __attribute__((aligned(8)));
 
 #define ICMP_K_REQUEST 1 /* echo request */
 #define ICMP_K_REPLY 2   /* echo reply */
