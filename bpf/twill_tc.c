@@ -791,6 +791,10 @@ static __always_inline void parse_v6(struct __sk_buff *skb, struct ipv6hdr *ip6,
 	}
 	if (off > IPV6_EXT_BYTES || (p->f.frag != FRAG_LATER && (nh == NH_HOPOPTS || nh == NH_ROUTING || nh == NH_DSTOPTS || nh == NH_FRAGMENT)))
 		p->f.bad = 1;
+	/* Extension headers or fragments: through the stack (its defragmentation), never
+	 * redirected, as IPv4 options and fragments. */
+	if (off)
+		p->f.ctl = 1;
 	if (p->f.frag == FRAG_LATER || p->f.bad) {
 		p->f.proto = nh;
 	} else {
