@@ -22,7 +22,7 @@ describe('ICMP under NetworkPolicy', () => {
   const pod = (n: string): Pod => c.pods.get(`x/${n}`)!;
   const ip = (n: string, v6: boolean): string => pod(n).ips.find((a) => a.includes(':') === v6)!;
   const ping = (from: string, to: string, v6 = false): boolean =>
-    spawnSync('ip', ['netns', 'exec', pod(from).netns, 'ping', ...(v6 ? ['-6'] : []), '-c', '1', '-W', '1', ip(to, v6)]).status === 0;
+    spawnSync('ip', ['netns', 'exec', pod(from).netns, 'ping', ...(v6 ? ['-6'] : []), '-c', '2', '-i', '0.3', '-W', '2', ip(to, v6)]).status === 0;
   /** How many ICMP messages carrying tag reach `to` while `send` runs. */
   const received = async (to: string, tag: string, send: () => void): Promise<number> => {
     const w = await pktBackground(pod(to).netns, ['icmpwatch', 1.5, tag]);
