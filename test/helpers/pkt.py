@@ -22,6 +22,7 @@
                                                    UDP datagram INNER_SRC:4242 -> INNER_DST:DPORT "forged"
   ipip DST INNER_SRC INNER_DST DPORT COUNT [PROTO] the same inner datagram in IPIP (protocol 4), or in
                                                    IP protocol PROTO (47: behind a GRE header)
+  lonefrag DST COUNT                               a later IPv4 fragment (UDP) whose first one is never sent
   sniffproto IFACE PROTO SECONDS                   counts IPv4 frames of protocol PROTO seen on IFACE
 """
 import socket, struct, sys, time
@@ -241,6 +242,18 @@ def main(a):
         for _ in range(count):
             s.sendto(inner, (dst, 0))
             time.sleep(0.02)
+    elif a[0] == 'lonefrag':
+        dst, count = a[1], int(a[2])
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect((dst, 9))
+        src = probe.getsockname()[0]
+        payload = b'z' * 64
+        # A last fragment at offset 1480 (no MF): no transport header in it.
+        hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(payload), 0x4242, 185, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for _ in range(count):
+            s.sendto(hdr + payload, (dst, 0))
+            time.sleep(0.01)
     elif a[0] == 'sniffproto':
         iface, proto, seconds = a[1], int(a[2]), float(a[3])
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NetpolCluster, type Pod } from '../helpers/netpol.js';
 import { pkt, pktBackground } from '../helpers/pkt.js';
-import { cleanupNetns } from '../helpers/twill.js';
+import { spawnSync } from 'node:child_process';
+import { cleanupNetns, TWILL } from '../helpers/twill.js';
 
 after(cleanupNetns);
 
@@ -49,6 +50,19 @@ describe('fragments and IPv6 extension headers under NetworkPolicy', () => {
       assert.equal(got, '10', 'the 4000-byte request was answered');
     });
   }
+
+  it('a later fragment whose first one was never seen is dropped at an egress-isolated sender, with a reason of its own', () => {
+    c.sync([
+      DENY_ALL,
+      pol('b-to-a', { podSelector: sel('b'), policyTypes: ['Egress'], egress: [{ to: [{ podSelector: sel('a') }], ports: [{ protocol: 'UDP', port: BIG_PORT }] }] }),
+    ]);
+    pkt(pod('b').netns, ['lonefrag', ip('a', false), 3]);
+    const r = spawnSync(TWILL, ['observe', '--conf-dir', c.confDir, '-o', 'json', '--ip', ip('a', false), '--verdict', 'DROPPED'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const drops = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { flow: { IP: { source: string }; drop_reason_desc?: string } })
+      .filter((f) => f.flow.IP.source === ip('b', false));
+    assert.deepEqual([...new Set(drops.map((f) => f.flow.drop_reason_desc))], ['FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND']);
+  });
 
   it('an IPv6 datagram with a destination-options header is judged by its UDP port: allowed on an allowed port', () => {
     c.sync([pol('a-from-b-80', { podSelector: sel('a'), ingress: [{ from: [{ podSelector: sel('b') }], ports: [{ protocol: 'UDP', port: 80 }] }] })]);
