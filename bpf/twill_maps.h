@@ -112,7 +112,10 @@ struct flow_key {
 #define REASON_INVALID_SOURCE_IP 132
 #define REASON_POLICY_DENIED 133
 #define REASON_INVALID_PACKET 134
+#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE) from a pod: never carried */
 #define REASON_UNROUTABLE_IP 151 /* for an address this veth does not serve */
+#define REASON_BAD_EXT_HDR 156   /* IPv6 extension headers truncated or too many to walk */
+#define REASON_FRAG_NOT_FOUND 165 /* a later fragment whose first one was not seen: its ports are unknown */
 
 /* Where the verdict was given, numbered as Hubble's TraceObservationPoint. */
 #define POINT_TO_STACK 3
@@ -132,8 +135,43 @@ struct flow_value {
 	__u8 tcp_flags;   /* every flag seen */
 	__u8 reply;       /* 0: not known, 1: original direction, 2: reply */
 	__u8 dir;         /* POL_INGRESS or POL_EGRESS: the policy direction that denied it */
-	__u8 pad[2];
+	__u16 event_win;  /* bpf_ktime_get_ns() >> 30 of the last drop event: at most one per flow per window (~1 s) */
 	__u32 ifindex;    /* the host veth it was seen on: who really sent a forged packet */
+};
+
+/* frags: the ports of a fragmented datagram, from its first fragment, for the later ones
+ * (which carry none). Keyed by what the kernel reassembles by; written only for datagrams a
+ * policy judges, by the program that judges them. */
+struct frag_key {
+	__u32 family;
+	__u8 proto;
+	__u8 pad[3];
+	__u32 id;         /* IPv4: the 16-bit identification; IPv6: the fragment header's */
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct frag_value {
+	__be16 sport;     /* ICMP: the type */
+	__be16 dport;     /* ICMP: the code */
+	__u8 icmp;        /* ICMP: what it claims to be (request, reply) */
+	__u8 ports;       /* 1: TCP/UDP/SCTP with ports */
+	__be16 echo_id;
+};
+
+/* echoes: ICMP echo requests a policy will see answered (conntrack's kfuncs look up TCP and
+ * UDP only). ECHO_SENT: the requester's program let it out (its ingress takes the reply);
+ * ECHO_RCVD: it was delivered to the responder (its egress lets the reply out). */
+#define ECHO_SENT 1
+#define ECHO_RCVD 2
+
+struct echo_key {
+	__u32 family;
+	__u8 kind;        /* ECHO_SENT or ECHO_RCVD */
+	__u8 pad;
+	__be16 id;        /* the echo identifier */
+	__u8 requester[16];
+	__u8 responder[16];
 };
 
 /* events (ring buffer): a new flow, a drop, a TCP flow's end; written only while a reader

@@ -23,7 +23,7 @@ export const IPC_F_HOST = 0x1;
 export const POL_INGRESS = 1;
 export const POL_EGRESS = 2;
 /** The maps of twill_tc.c, by their pin names. */
-export const MAP_NAMES = ['endpoints', 'counters', 'ipcache', 'policy', 'flows', 'events', 'observer'] as const;
+export const MAP_NAMES = ['endpoints', 'counters', 'ipcache', 'policy', 'flows', 'events', 'observer', 'frags', 'echoes'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Marker offset the loader replaces with nf_conn.status's (TWILL_CT_STATUS_MARKER). */
 export const CT_STATUS_MARKER = 0x7ee8;
@@ -159,6 +159,11 @@ export const ifindexKey = (ifindex: number): Buffer => {
   return k;
 };
 
+/** Later fragments' transport fields, from the first (struct frag_key / frag_value). */
+export const FRAG_KEY_SIZE = 44;
+export const FRAG_VALUE_SIZE = 8;
+/** Echo requests whose replies may pass (struct echo_key; value __u32). */
+export const ECHO_KEY_SIZE = 40;
 export const FLOW_KEY_SIZE = 44;
 export const FLOW_VALUE_SIZE = 56;
 export const FLOW_EVENT_SIZE = 112;

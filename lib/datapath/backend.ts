@@ -14,6 +14,7 @@ import {
 } from '../sys/overlay.js';
 import { addAddress, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
 import { NodeTableUnreadable, nodeTable, splitNodes, type Peer } from './nodes.js';
+import { refreshNetworkGuard } from './guard.js';
 import type { NodeEntry } from '../config/types.js';
 
 export interface BackendState {
@@ -199,7 +200,10 @@ export function reconcile(conf: NetConf, opts: { cleanup?: boolean } = {}): Back
     const st: BackendState = { backend: conf.backend, ...(devIndex !== undefined ? { device: vxlanDevice(conf) } : {}), mtu, ...(self ? { self: self.name } : {}), peers: peers.map((p) => p.name), problems, changes };
     for (const p of problems) log.warn('backend', { problem: p });
     if (opts.cleanup) rmSync(appliedPath(conf), { force: true }); // nothing programmed: nothing to remember until next boot
-    else saveState(conf, st, table, !usable.problem);
+    else {
+      saveState(conf, st, table, !usable.problem);
+      if (conf.backend === 'vxlan') refreshNetworkGuard(conf, table);
+    }
     return st;
   } finally {
     nl.close();

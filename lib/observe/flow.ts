@@ -7,7 +7,8 @@ import type { FlowEntry } from '../bpf/flows.js';
 import type { Namer, Peer, PolicyRef } from './names.js';
 
 export const DROP_REASONS: Record<number, string> = {
-  132: 'INVALID_SOURCE_IP', 133: 'POLICY_DENIED', 134: 'INVALID_PACKET_DROPPED', 151: 'STALE_OR_UNROUTABLE_IP',
+  132: 'INVALID_SOURCE_IP', 133: 'POLICY_DENIED', 134: 'INVALID_PACKET_DROPPED', 142: 'UNKNOWN_L4_PROTOCOL', 151: 'STALE_OR_UNROUTABLE_IP',
+  156: 'INVALID_IPV6_EXTENSION_HEADER', 165: 'FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND',
 };
 const POINTS: Record<number, string> = { 3: 'TO_STACK', 101: 'TO_ENDPOINT' };
 const EVENTS: Record<number, string> = { [EV_NEW]: 'new', [EV_DROP]: 'drop', [EV_END]: 'end' };

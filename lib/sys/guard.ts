@@ -4,23 +4,48 @@
 //   not route back out of that same veth is dropped — strict reverse-path filtering for
 //   IPv4 and IPv6 alike (IPv6 has no rp_filter sysctl);
 // - a conntrack expression, so the host's conntrack tracks forwarded flows even where no
-//   other rule asks for it: the eBPF fast path serves only connections conntrack holds.
+//   other rule asks for it: the eBPF fast path serves only connections conntrack holds;
+// - no encapsulation from a pod: IPIP, IPv6-in-IP and GRE, and (VXLAN networks) UDP to the
+//   VXLAN port of this node or another node, are dropped before routing — and so before a
+//   masquerade could give them the node's own, trusted, source — on every data path; once
+//   unwrapped, their inner packet would be delivered as coming from whatever source the pod
+//   wrote in it;
+// - (VXLAN networks) the VXLAN port takes packets from node addresses only.
 import { NFT, find, run } from './nft.js';
+import { formatAddr, type Addr } from '../net/ip.js';
+
+/** The VXLAN port and every node's underlay addresses (this node's included). */
+export interface GuardEncap {
+  port: number;
+  nodes: Addr[];
+}
 
 export const guardTable = (tag: string): string => `twill_guard_${tag}`;
 
 export class GuardError extends Error {}
 
 /** Installs (or refreshes) the guard for host veths named ifPrefix*; throws nft's message. */
-export function ensureGuard(tag: string, ifPrefix: string): void {
+export function ensureGuard(tag: string, ifPrefix: string, encap?: GuardEncap): void {
   const nft = find(NFT);
   if (!nft) throw new GuardError('nft(8) not found: install nftables for source validation on the routed path');
   const t = `inet ${guardTable(tag)}`;
+  const set = (name: string, type: string, fam: 4 | 6): string[] => {
+    const els = (encap?.nodes ?? []).filter((a) => a.family === fam).map(formatAddr);
+    return [`  set ${name} {`, `    type ${type}`, ...(els.length ? [`    elements = { ${els.join(', ')} }`] : []), '  }'];
+  };
+  const vx = encap ? `udp dport ${encap.port}` : '';
   const rules = [
     `add table ${t}`, `delete table ${t}`,
     `table ${t} {`,
+    ...(encap ? [...set('nodes4', 'ipv4_addr', 4), ...set('nodes6', 'ipv6_addr', 6)] : []),
     '  chain prerouting {',
     '    type filter hook prerouting priority raw; policy accept;',
+    `    iifname "${ifPrefix}*" meta l4proto { 4, 41, 47 } counter drop`,
+    ...(encap ? [
+      `    iifname "${ifPrefix}*" ${vx} fib daddr type local counter drop`,
+      `    iifname "${ifPrefix}*" ${vx} ip daddr @nodes4 counter drop`,
+      `    iifname "${ifPrefix}*" ${vx} ip6 daddr @nodes6 counter drop`,
+    ] : []),
     // Link-local and unspecified sources (neighbour discovery, MLD, DAD) never leave the link.
     `    iifname "${ifPrefix}*" ip6 saddr != { fe80::/10, :: } fib saddr . iif oif missing counter drop`,
     `    iifname "${ifPrefix}*" meta nfproto ipv4 ip saddr != 0.0.0.0 fib saddr . iif oif missing counter drop`,
@@ -29,6 +54,13 @@ export function ensureGuard(tag: string, ifPrefix: string): void {
     '    type filter hook forward priority filter; policy accept;',
     `    iifname "${ifPrefix}*" ct state invalid counter`,
     '  }',
+    ...(encap ? [
+      '  chain input {',
+      '    type filter hook input priority filter; policy accept;',
+      `    ${vx} ip saddr != @nodes4 counter drop`,
+      `    ${vx} ip6 saddr != @nodes6 counter drop`,
+      '  }',
+    ] : []),
     '}',
   ];
   const r = run(nft, ['-f', '-'], `${rules.join('\n')}\n`);

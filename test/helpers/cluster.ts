@@ -20,6 +20,8 @@ export interface SimNode {
 
 export interface Cluster {
   nodes: SimNode[];
+  /** The namespace of the underlay's bridge (br0): a test may plug a host that is no node into it. */
+  switchNs: string;
   /** Runs twill inside node's namespace; parsed stdout and exit code. */
   twill(node: SimNode, env: Record<string, string>, stdin: object): { code: number; json: Record<string, any>; stdout: string };
   cli(node: SimNode, args: string[]): { code: number; stdout: string; stderr: string };
@@ -81,6 +83,7 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
     spawnSync('ip', ['netns', 'exec', node.ns, TWILL, ...args], { input, encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 60_000 });
   return {
     nodes,
+    switchNs: sw,
     twill: (node, env, stdin) => {
       const r = run(node, [], env, JSON.stringify(stdin));
       let json: Record<string, any> = {};

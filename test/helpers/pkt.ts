@@ -25,3 +25,21 @@ export function forge(ns: string, dstMac: string, src: string, dst: string, spor
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Runs one pkt.py command in ns; its last line of output. */
+export const pkt = (ns: string, args: (string | number)[]): string => inNs(ns, ['python3', PKT, ...args.map(String)]).trim().split('\n').pop() ?? '';
+
+/** Starts a pkt.py command that prints "ready" once listening; resolves then, to its last line's promise. */
+export function pktBackground(ns: string, args: (string | number)[]): Promise<{ done: Promise<string> }> {
+  return new Promise((ready) => {
+    const p = spawn('ip', ['netns', 'exec', ns, 'python3', PKT, ...args.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const done = new Promise<string>((res) => p.on('close', () => res(out.trim().split('\n').pop() ?? '')));
+    p.stdout.on('data', (d: Buffer) => {
+      const was = out.includes('ready');
+      out += d.toString();
+      if (!was && out.includes('ready')) ready({ done });
+    });
+    p.on('close', () => ready({ done }));
+  });
+}

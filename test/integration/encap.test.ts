@@ -1,0 +1,117 @@
+// Encapsulation from a hostile pod, on three simulated nodes (VXLAN backend): whatever a pod
+// sends, no inner packet it built is delivered as coming from another address. A pod's VXLAN
+// datagram to a node's VXLAN port — the victim's node or its own — carrying an inner packet
+// sourced from a pod the victim admits never reaches the victim; IPIP, IPv6-in-IP and GRE
+// from a pod never leave its node; and a node's VXLAN port takes packets from node addresses
+// only (a host on the underlay that is no node gets nothing in). On the routed data path (no
+// eBPF, no policy) and on the eBPF data path under NetworkPolicy.
+import assert from 'node:assert/strict';
+
+import { writeFileSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { makeCluster, podEnv, type Cluster } from '../helpers/cluster.js';
+import { echo, pkt, pktBackground, send, sleep } from '../helpers/pkt.js';
+import { cleanupNetns, deleteNetns, inNs, makeNetns, sh } from '../helpers/twill.js';
+import { vtepMac } from '../../lib/datapath/backend.js';
+import { parseAddr } from '../../lib/net/ip.js';
+
+after(cleanupNetns);
+
+const VXLAN_PORT = 4789;
+const placement = [['x', 'attacker'], ['y', 'victim'], ['z', 'admitted']] as const; // node i runs pod i
+
+for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', policy: true }] as const) {
+  describe(`encapsulation from a pod, vxlan, ${mode.datapath}${mode.policy ? ' under NetworkPolicy' : ', no policy'}`, () => {
+    const c: Cluster = makeCluster({ backend: 'vxlan', datapath: mode.datapath, extra: () => (mode.policy ? { policy: { type: 'k8s' } } : {}) });
+    const pods = c.nodes.map(() => makeNetns());
+    const v4: string[] = [];
+
+    const [attacker, victim, admitted] = [0, 1, 2];
+    after(() => {
+
+      c.destroy();
+    });
+
+    const syncAll = (policies: object[]) => {
+      if (!mode.policy) return;
+      const objects = {
+        kind: 'List',
+        items: [
+          ...placement.map(([ns]) => ({ kind: 'Namespace', metadata: { name: ns, labels: { ns } } })),
+          ...placement.map(([ns, name], i) => ({
+            kind: 'Pod', metadata: { namespace: ns, name, labels: { pod: name } }, spec: { nodeName: c.nodes[i]!.name, containers: [{ name: 'c' }] },
+            status: v4[i] ? { phase: 'Running', podIPs: [{ ip: v4[i] }] } : { phase: 'Pending' },
+          })),
+          ...policies,
+        ],
+      };
+      for (const n of c.nodes) {
+        writeFileSync(`${n.dir}/objects.json`, JSON.stringify(objects));
+        const r = c.cli(n, ['sync', '--conf-dir', n.confDir, '--from-file', `${n.dir}/objects.json`]);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+      }
+    };
+    /** How many "forged" datagrams reach the victim's UDP port while attack() runs. */
+    const forgedAtVictim = async (port: number, attack: () => void): Promise<{ forged: number; hello: number }> => {
+      const got = echo(pods[victim]!, port, 2.5);
+      await sleep(400);
+      // The admitted pod reaches the victim for real: the victim listens, the path works.
+      send(pods[admitted]!, 40801, v4[victim]!, port, 2);
+      attack();
+      const counts = await got;
+      return { forged: counts.forged ?? 0, hello: counts.hello ?? 0 };
+    };
+    const vxlanTo = (node: number, port: number) => () =>
+      pkt(pods[attacker]!, ['vxlan', c.nodes[node]!.ip, VXLAN_PORT, c.nodes[node]!.conf.vxlan.vni, vtepMac(parseAddr(c.nodes[node]!.ip)!), v4[admitted]!, v4[victim]!, port, 10]);
+
+    it('attaches a pod on each node; the victim admits only the admitted pod\'s namespace', () => {
+      syncAll([]);
+      c.nodes.forEach((n, i) => {
+        const [ns, name] = placement[i]!;
+        const r = c.twill(n, { ...podEnv(`encap-${i}`, pods[i]!), CNI_ARGS: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name}` }, n.conf);
+        assert.equal(r.code, 0, r.stdout);
+        v4.push((r.json.ips as { address: string }[]).map((x) => x.address.split('/')[0]!).find((a) => !a.includes(':'))!);
+      });
+      syncAll([{ kind: 'NetworkPolicy', metadata: { namespace: 'y', name: 'only-z' }, spec: { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'z' } } }] }] } }]);
+    });
+
+    it('a pod\'s VXLAN packet to the victim\'s node, sourced inside from an admitted pod, never reaches the victim', async () => {
+      const r = await forgedAtVictim(7801, vxlanTo(victim, 7801));
+      assert.ok(r.hello > 0, 'the admitted pod reaches the victim');
+      assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim as the admitted pod`);
+    });
+
+    it('… nor through the attacker\'s own node', async () => {
+      const r = await forgedAtVictim(7802, vxlanTo(attacker, 7802));
+      assert.ok(r.hello > 0);
+      assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim`);
+    });
+
+    for (const [proto, name] of [[4, 'IPIP'], [41, 'IPv6-in-IP'], [47, 'GRE']] as const) {
+      it(`${name} (IP protocol ${proto}) from a pod never leaves its node`, async () => {
+        const sniff = await pktBackground(c.nodes[victim]!.ns, ['sniffproto', 'eth0', proto, 1.5]);
+        pkt(pods[attacker]!, ['ipip', c.nodes[victim]!.ip, v4[admitted]!, v4[victim]!, 7803, 10, proto]);
+        assert.equal(await sniff.done, '0', `${name} packets from the pod reached the victim's node`);
+      });
+    }
+
+    it('a node\'s VXLAN port takes packets from node addresses only: a host on the underlay that is no node gets nothing in', async () => {
+      const host = makeNetns();
+      const [inner, outer] = [`twe${process.pid % 10000}h`, `twe${process.pid % 10000}s`];
+      try {
+        sh('ip', ['link', 'add', inner, 'netns', host, 'type', 'veth', 'peer', 'name', outer, 'netns', c.switchNs]);
+        inNs(c.switchNs, ['ip', 'link', 'set', outer, 'master', 'br0', 'up']);
+        const base = c.nodes[0]!.ip.split('.').slice(0, 3).join('.');
+        inNs(host, ['ip', 'addr', 'add', `${base}.99/24`, 'dev', inner]);
+        inNs(host, ['ip', 'link', 'set', inner, 'up']);
+        await sleep(200);
+        const r = await forgedAtVictim(7804, () => pkt(host, ['vxlan', c.nodes[victim]!.ip, VXLAN_PORT, c.nodes[victim]!.conf.vxlan.vni, vtepMac(parseAddr(c.nodes[victim]!.ip)!), v4[admitted]!, v4[victim]!, 7804, 10]));
+        assert.ok(r.hello > 0);
+        assert.equal(r.forged, 0, `${r.forged} datagrams from a host that is no node were decapsulated and delivered`);
+      } finally {
+        deleteNetns(host);
+      }
+    });
+  });
+}
+
