@@ -7,7 +7,7 @@ import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type P
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { openNetwork } from '../bpf/loader.js';
 import { applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
-import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
+import { assignSlots, nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type Slots } from '../datapath/policy-state.js';
 import { objInfo } from '../bpf/sys.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { localAddresses } from '../sys/podlink.js';
@@ -49,10 +49,8 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
       local.add(key);
     }
     const compiled = compile({ ...objects, pods }, { local, hostAddrs: localAddresses(), ranges: nodeRanges(conf) }, table ?? readIdTable(conf));
-    // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
-    const prev = readSlots(conf);
-    const slots: Slots = { next: prev.next, slots: {} };
-    for (const key of compiled.pods.keys()) slots.slots[key] = prev.slots[key] ?? slots.next++;
+    // A slot per group of this node's pods, kept while the group is: its entries live there from before a pod's ADD.
+    const slots: Slots = assignSlots(readSlots(conf), compiled.pods);
     const bySlot = new Map([...compiled.pods].map(([key, pp]) => [slots.slots[key]!, pp]));
     const endpoints = new Map<number, { slot: number; pp: PodPolicy | undefined }>();
     const localAddrs = new Map<string, number>();

@@ -194,6 +194,21 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
       for (const x of r.ports ?? []) if (typeof x.port === 'string') portNames.add(x.port);
     }
   }
+  // Compiling against the last sync's identities (a pod's ADD sees only its namespace's
+  // policies): the keys the sync kept make the pod's identity the one the sync would give it.
+  if (seed) {
+    for (const key of Object.keys(prev.ids)) {
+      if (key.startsWith('cidr:')) continue;
+      if (key.startsWith('ns:')) {
+        for (const [k] of (JSON.parse(key.slice(3)) as [string, [string, string][]])[1]) nsKeys.add(k);
+        continue;
+      }
+      const [, nsl, l, ports] = JSON.parse(key) as [string, [string, string][], [string, string][], [string, Protocol, number][]];
+      for (const [k] of nsl) nsKeys.add(k);
+      for (const [k] of l) podKeys.add(k);
+      for (const [name] of ports) portNames.add(name);
+    }
+  }
 
   // Every distinct ipBlock of every policy.
   const blocks: Block[] = [];
@@ -226,6 +241,9 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   const cidrIdentity = (bs: number[]): number => (bs.length === 0 ? ID_WORLD : ids.get(`cidr:${bs.join(',')}`, (id) => ({ id, blocks: bs })));
   const nsLabelsOf = (namespace: string): Labels => c.namespaces.get(namespace)?.labels ?? { 'kubernetes.io/metadata.name': namespace };
   const nsClassOf = (namespace: string, nsl: [string, string][]): number => {
+    // With a seed, the class the sync gave the namespace is the one its pods' addresses carry.
+    const had = seed ? nsClasses.get(namespace) : undefined;
+    if (had) return had.id;
     const id = ids.get(`ns:${JSON.stringify([namespace, nsl])}`, (id) => ({ id, nsClass: { namespace, nsLabels: Object.fromEntries(nsl) }, blocks: [] }));
     nsClasses.set(namespace, ids.byId.get(id)!);
     return id;
