@@ -70,10 +70,10 @@ class Names {
     if (id === ID_HOST) return 'this node';
     if (id === ID_WORLD) return 'world (no pod, no ipBlock)';
     if (id === ID_UNKNOWN) return 'a pod unknown to the last sync';
-    if (id === CLASS_CLUSTER_POD) return 'any pod of the cluster';
+    if (id === CLASS_CLUSTER_POD) return 'pods of any namespace';
     const k = this.keys.get(id);
     if (!k) return `identity ${id}`;
-    if (k.startsWith('ns:')) return `any pod of namespace ${(JSON.parse(k.slice(3)) as [string])[0]}`;
+    if (k.startsWith('ns:')) return `pods of ${(JSON.parse(k.slice(3)) as [string])[0]}, any labels`;
     if (k.startsWith('cidr:')) return `ipBlock ${k.slice(5).split(',').map((b) => this.block(Number(b))).join(', ')}`;
     const [ns, , labels, , blocks] = JSON.parse(k) as [string, unknown, [string, string][], unknown, number[]];
     const l = labels.map(([a, b]) => `${a}=${b}`).join(',') || '(no labels)';
@@ -173,7 +173,10 @@ export function runPolicyShow(o: PolicyOpts & { pod: string }): number {
       const byIdentity = new Map<number, string[]>();
       for (const [ip, n] of Object.entries(names.pods)) {
         const a = parseAddr(ip);
-        if (a) byIdentity.set(peerOf(m, a).identity, [...(byIdentity.get(peerOf(m, a).identity) ?? []), n]);
+        if (!a) continue;
+        // A pod counts under its identity and the classes it falls in (its namespace's, the cluster's).
+        const p = peerOf(m, a);
+        for (const id of [p.identity, ...(p.ns ? [p.ns, CLASS_CLUSTER_POD] : [])]) byIdentity.set(id, [...(byIdentity.get(id) ?? []), n]);
       }
       const v = Buffer.alloc(POL_VALUE_SIZE);
       const entries = me?.slot ? [...mapKeys(m.get('policy')!, POL_KEY_SIZE)].map(parsePolKey).filter((k) => k.slot === me.slot) : [];

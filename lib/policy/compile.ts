@@ -4,9 +4,10 @@
 //
 // What an identity is, so that the policy trie grows with what the policies say, not with the
 // cluster:
-// - A pod's identity is (namespace, the values of the label keys some peer podSelector names,
-//   the values of the namespace label keys some namespaceSelector names, its named ports
-//   whose names some rule uses, the ipBlocks holding its address). A label no selector names
+// - A pod's identity is (namespace and its labels, the values of the label keys some peer
+//   podSelector names, its named ports whose names some rule uses, the ipBlocks holding its
+//   address). A namespace has one label set, so its labels never multiply identities; kept
+//   whole, they let a pod's ADD match namespaceSelectors the last sync did not know. A label no selector names
 //   does not split identities: pod-template-hash, controller-revision-hash,
 //   statefulset.kubernetes.io/pod-name, apps.kubernetes.io/pod-index, batch.kubernetes.io/*,
 //   job-name... (Cilium's default exclusions) count only when a selector names them.
@@ -184,13 +185,10 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   const policyIndex = new Map(policies.map((p, i) => [p, i]));
 
   // What selectors and rules look at: only that makes identities differ.
-  const podKeys = new Set<string>(), nsKeys = new Set<string>(), portNames = new Set<string>();
+  const podKeys = new Set<string>(), portNames = new Set<string>();
   for (const p of policies) {
     for (const r of [...p.ingress, ...p.egress]) {
-      for (const peer of r.peers ?? []) {
-        selectorKeys(peer.podSelector, podKeys);
-        selectorKeys(peer.namespaceSelector, nsKeys);
-      }
+      for (const peer of r.peers ?? []) selectorKeys(peer.podSelector, podKeys);
       for (const x of r.ports ?? []) if (typeof x.port === 'string') portNames.add(x.port);
     }
   }
@@ -198,13 +196,8 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   // policies): the keys the sync kept make the pod's identity the one the sync would give it.
   if (seed) {
     for (const key of Object.keys(prev.ids)) {
-      if (key.startsWith('cidr:')) continue;
-      if (key.startsWith('ns:')) {
-        for (const [k] of (JSON.parse(key.slice(3)) as [string, [string, string][]])[1]) nsKeys.add(k);
-        continue;
-      }
-      const [, nsl, l, ports] = JSON.parse(key) as [string, [string, string][], [string, string][], [string, Protocol, number][]];
-      for (const [k] of nsl) nsKeys.add(k);
+      if (key.startsWith('cidr:') || key.startsWith('ns:')) continue;
+      const [, , l, ports] = JSON.parse(key) as [string, [string, string][], [string, string][], [string, Protocol, number][]];
       for (const [k] of l) podKeys.add(k);
       for (const [name] of ports) portNames.add(name);
     }
@@ -249,7 +242,7 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     return id;
   };
   const podIdentity = (pod: PodObj, bs: number[]): number => {
-    const nsl = keep(nsLabelsOf(pod.namespace), nsKeys);
+    const nsl = sortedLabels(nsLabelsOf(pod.namespace));
     const nsClass = nsClassOf(pod.namespace, nsl);
     const l = keep(pod.labels, podKeys);
     const ports = pod.ports.filter((p) => p.name && portNames.has(p.name)).sort((a, b) => (a.name + a.protocol < b.name + b.protocol ? -1 : 1));
@@ -275,8 +268,8 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
     }
   }
   // Every namespace has its class, pods or not (a namespaceSelector may name it before its first pod).
-  for (const n of c.namespaces.values()) nsClassOf(n.name, keep(n.labels, nsKeys));
-  for (const p of policies) if (!nsClasses.has(p.namespace)) nsClassOf(p.namespace, keep(nsLabelsOf(p.namespace), nsKeys));
+  for (const n of c.namespaces.values()) nsClassOf(n.name, sortedLabels(n.labels));
+  for (const p of policies) if (!nsClasses.has(p.namespace)) nsClassOf(p.namespace, sortedLabels(nsLabelsOf(p.namespace)));
 
   // The ipcache: every pod address, then every block prefix and exception, then this node's addresses.
   const ipcache = new Map<string, IpcacheEntry>();

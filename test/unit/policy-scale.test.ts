@@ -6,6 +6,7 @@ import { addObjects, emptyCluster } from '../../lib/policy/objects.js';
 import { compile, type Compiled } from '../../lib/policy/compile.js';
 import { parseAddr, parseCidr } from '../../lib/net/ip.js';
 import { schema } from '../../lib/config/schema.js';
+import { assignSlots } from '../../lib/datapath/policy-state.js';
 
 const NODE = 'scale-n1';
 const DEFAULTS = { ipcacheEntries: schema.properties.policy.properties.ipcacheEntries.default, policyEntries: schema.properties.policy.properties.policyEntries.default };
@@ -93,5 +94,19 @@ describe('policy trie entries at cluster scale', () => {
 describe('map defaults', () => {
   it('the ipcache holds a whole supported Kubernetes cluster, dual stack: 150,000 pods, 5,000 nodes', () => {
     assert.ok(DEFAULTS.ipcacheEntries >= 2 * 150_000 + 2 * 5_000 + 1_000, String(DEFAULTS.ipcacheEntries));
+  });
+});
+
+describe('slots', () => {
+  it('pods of one group share a slot; a group keeps its slot; a number is never given again', () => {
+    const g = (group: string) => ({ group });
+    const first = assignSlots({ next: 1, slots: {} }, new Map([['x/a', g('A')], ['x/b', g('A')], ['x/c', g('B')]]));
+    assert.equal(first.slots['x/a'], first.slots['x/b']);
+    assert.notEqual(first.slots['x/a'], first.slots['x/c']);
+    const second = assignSlots(first, new Map([['x/a', g('A')], ['x/b', g('C')]]));
+    assert.equal(second.slots['x/a'], first.slots['x/a']);
+    assert.ok(second.slots['x/b']! > Math.max(...Object.values(first.slots)), 'B\'s old slot is not reused for C');
+    const third = assignSlots(second, new Map([['x/c', g('B')]]));
+    assert.ok(third.slots['x/c']! > second.slots['x/b']!, 'a group gone and back gets a new slot');
   });
 });
