@@ -110,3 +110,22 @@ describe('slots', () => {
     assert.ok(third.slots['x/c']! > second.slots['x/b']!, 'a group gone and back gets a new slot');
   });
 });
+
+describe('a remote pod changed alone, with classes', () => {
+  it('a pod of a namespace the compile had not seen brings its namespace class and the entries that name it; one more in a known namespace brings none', () => {
+    const items: object[] = [{ kind: 'Namespace', metadata: { name: 'x', labels: {} } },
+      { kind: 'Pod', metadata: { namespace: 'x', name: 'a', labels: {} }, spec: { nodeName: NODE, containers: [{ name: 'c' }] }, status: { phase: 'Running', podIPs: [{ ip: '10.0.0.2' }] } },
+      netpol('x', 'from-w', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'w' } } }, { namespaceSelector: {} }], ports: [{ port: 80 }] }] })];
+    const out = build(items, ['x/a']);
+    const before = out.pods.get('x/a')!.ingress!.length;
+    const d = out.remotePod({ namespace: 'w', name: 'p', labels: { 'job-name': 'j1' }, ips: ['10.9.0.1'], nodeName: 'other', ports: [] });
+    assert.equal(d.ipcache.length, 1);
+    const ns = d.ipcache[0]!.ns;
+    assert.ok(ns > 0);
+    assert.deepEqual(d.allows.map((a) => [a.pod, a.dir, a.allow.identity, a.allow.port]), [['x/a', 'ingress', ns, 80]]);
+    assert.equal(before, 1, 'namespaceSelector {}: one entry for the cluster class');
+    const again = out.remotePod({ namespace: 'w', name: 'q', labels: { 'job-name': 'j2' }, ips: ['10.9.0.2'], nodeName: 'other', ports: [] });
+    assert.deepEqual(again.allows, [], 'a Job pod with labels of its own is one more address of a known identity');
+    assert.equal(again.ipcache[0]!.identity, d.ipcache[0]!.identity);
+  });
+});
