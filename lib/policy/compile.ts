@@ -7,8 +7,8 @@
 // - A pod's identity is (namespace and its labels, the values of the label keys some peer
 //   podSelector names, its named ports whose names some rule uses, the ipBlocks holding its
 //   address). A namespace has one label set, so its labels never multiply identities; kept
-//   whole, they let a pod's ADD match namespaceSelectors the last sync did not know. A label no selector names
-//   does not split identities: pod-template-hash, controller-revision-hash,
+//   whole, they let a pod's ADD match namespaceSelectors the last sync did not know. A label
+//   no selector names does not split identities: pod-template-hash, controller-revision-hash,
 //   statefulset.kubernetes.io/pod-name, apps.kubernetes.io/pod-index, batch.kubernetes.io/*,
 //   job-name... (Cilium's default exclusions) count only when a selector names them.
 // - Peer classes stand for whole sets of pods and cost one entry: "any pod of the cluster"
@@ -489,6 +489,15 @@ export function compile(c: ClusterObjects, node: NodeView, prev: IdTable = { nex
   };
 
   return { remotePod, identities: ids.byId, table: ids.table(), ipcache: [...ipcache.values()], pods, policies: policies.map(policyName), blocks: blocks.map((b) => ({ cidr: formatCidr(b.cidr), except: b.except.map(formatCidr) })), problems };
+}
+
+/** Policy trie entries the pods need: one set per group (its pods share a slot). */
+export function policyEntriesNeeded(pods: ReadonlyMap<string, Pick<PodPolicy, 'group' | 'ingress' | 'egress'>>): number {
+  const groups = new Map<string, number>();
+  for (const pp of pods.values()) groups.set(pp.group, (pp.ingress?.length ?? 0) + (pp.egress?.length ?? 0));
+  let n = 0;
+  for (const v of groups.values()) n += v;
+  return n;
 }
 
 /**

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { addObjects, emptyCluster } from '../../lib/policy/objects.js';
-import { compile, type Compiled } from '../../lib/policy/compile.js';
+import { compile, policyEntriesNeeded, type Compiled } from '../../lib/policy/compile.js';
 import { parseAddr, parseCidr } from '../../lib/net/ip.js';
 import { schema } from '../../lib/config/schema.js';
 import { assignSlots } from '../../lib/datapath/policy-state.js';
@@ -44,11 +44,7 @@ function build(items: object[], local: string[]): Compiled {
 }
 
 /** Policy trie entries: pods that share a group share one slot's entries. */
-function entries(out: Compiled): number {
-  const groups = new Map<string, number>();
-  for (const [key, pp] of out.pods) groups.set((pp as { group?: string }).group ?? key, (pp.ingress?.length ?? 0) + (pp.egress?.length ?? 0));
-  return [...groups.values()].reduce((a, b) => a + b, 0);
-}
+const entries = (out: Compiled): number => policyEntriesNeeded(out.pods);
 
 describe('policy trie entries at cluster scale', () => {
   it('"ingress TCP 8080 from namespaceSelector {}" for 110 local pods of a 5,000-pod cluster costs a handful of entries', () => {
