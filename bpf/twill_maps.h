@@ -63,18 +63,22 @@ struct ipc_key {
 #define ID_HOST 1    /* reserved */
 #define ID_WORLD 2   /* an address the ipcache does not hold */
 #define ID_UNKNOWN 3 /* a local pod the last sync did not know: matches no rule */
+#define CLASS_CLUSTER_POD 4 /* in policy keys: any pod of the cluster (an ipcache entry with IPC_F_POD) */
 
 #define IPC_F_HOST 0x1 /* one of this node's own addresses: its traffic to pods is always allowed */
+#define IPC_F_POD 0x2  /* a pod of the cluster: its namespace's class and CLASS_CLUSTER_POD apply */
 
 struct ipc_value {
 	__u32 identity;
 	__u32 flags;
+	__u32 ns;         /* IPC_F_POD: the class of the pod's namespace (a policy key identity) */
 };
 
 /* policy: what a pod allows, per direction. LPM over slot, identity and direction (always
  * whole), then protocol and port (a wildcard or a port range as prefix blocks). A slot is a
- * pod's, by name, not its veth's: the sync installs a pod's entries before its ADD, which then
- * only names the slot in the endpoint map. */
+ * group's (the pods selected by the same policies share it), not a veth's: the sync installs
+ * its entries before a pod's ADD, which then only names the slot in the endpoint map. The
+ * identity is a peer's, a class (a namespace's, CLASS_CLUSTER_POD) or ID_ANY. */
 struct pol_key {
 	__u32 prefixlen;
 	__u32 slot;       /* ep_value.policy_slot */

@@ -20,9 +20,10 @@
  * 3. Policy (networks that enforce NetworkPolicy): a second program at egress of the same
  *    veth (packets into the pod) applies the pod's ingress rules to everything the stack
  *    delivers; this one applies the sender's egress rules and, before a fast-path redirect,
- *    the receiver's ingress rules. A verdict is three hash-free lookups — the peer's identity
- *    in the ipcache, then (identity, protocol, port) and (any, protocol, port) in the policy
- *    trie — whatever the number of policies, rules, pods or nodes. Replies of a connection
+ *    the receiver's ingress rules. A verdict is at most five hash-free lookups — the peer's
+ *    identity in the ipcache, then (identity, protocol, port), (its namespace's class, ...),
+ *    (any pod of the cluster, ...) and (any, protocol, port) in the policy trie — whatever
+ *    the number of policies, rules, pods or nodes. Replies of a connection
  *    (conntrack's reply direction) always pass; every packet of the original direction is
  *    judged, so a rule taken away stops a connection already open. ICMP passes as a reply
  *    only when it answers something: an echo reply to a request noted as let out (and as
@@ -310,20 +311,27 @@ static __always_inline struct ipc_value *ipc(__u32 family, const void *addr)
 	return bpf_map_lookup_elem(&ipcache, &k);
 }
 
-static __always_inline __u32 identity(__u32 family, const void *addr)
+/* The policy that allows the peer (its ipcache entry; NULL: the world) on (protocol, port)
+ * by the endpoint's rules of this direction, as its index + 1; 0 when none does. At most four
+ * lookups of one key, the most specific first: the peer's identity, then for a pod its
+ * namespace's class and the cluster's, then any peer. */
+static __always_inline __u32 allowed(__u32 slot, __u8 dir, const struct ipc_value *peer, struct flow *f)
 {
-	struct ipc_value *v = ipc(family, addr);
-	return v ? v->identity : ID_WORLD;
-}
-
-/* The policy that allows the peer on (protocol, port) by the endpoint's rules of this
- * direction, as its index + 1; 0 when none does. */
-static __always_inline __u32 allowed(__u32 slot, __u8 dir, __u32 peer, struct flow *f)
-{
-	struct pol_key k = { .prefixlen = POL_KEY_BITS, .slot = slot, .identity = peer, .dir = dir, .proto = f->proto, .port = f->ports ? f->dport : 0 };
+	struct pol_key k = { .prefixlen = POL_KEY_BITS, .slot = slot, .identity = peer ? peer->identity : ID_WORLD, .dir = dir, .proto = f->proto, .port = f->ports ? f->dport : 0 };
+	__u32 ns = peer && (peer->flags & IPC_F_POD) ? peer->ns : 0;
 	struct pol_value *v = bpf_map_lookup_elem(&policy, &k);
 	if (v)
 		return v->policy + 1;
+	if (ns) {
+		k.identity = ns;
+		v = bpf_map_lookup_elem(&policy, &k);
+		if (v)
+			return v->policy + 1;
+		k.identity = CLASS_CLUSTER_POD;
+		v = bpf_map_lookup_elem(&policy, &k);
+		if (v)
+			return v->policy + 1;
+	}
 	k.identity = ID_ANY;
 	v = bpf_map_lookup_elem(&policy, &k);
 	return v ? v->policy + 1 : 0;
@@ -692,7 +700,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 		p->o.reply = ct.reply ? 2 : 1; /* the flow record needs no second lookup */
 	}
 	if (judge_out && !ct.reply) {
-		__u32 by = allowed(from->policy_slot, POL_EGRESS, identity(a->family, a->daddr), f);
+		__u32 by = allowed(from->policy_slot, POL_EGRESS, ipc(a->family, a->daddr), f);
 		if (!by)
 			return deny(skb, &p->o, POL_EGRESS, from->policy_slot);
 		p->o.allowed_out = by;
@@ -706,7 +714,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 	/* A redirect skips the receiver's egress program: its ingress rules are applied here, and
 	 * a packet they deny goes by the stack, where that program drops it and counts it. */
 	if ((to_flags & EP_F_POL_IN) && !ct.reply) {
-		__u32 by = allowed(to->policy_slot, POL_INGRESS, identity(a->family, a->saddr), f);
+		__u32 by = allowed(to->policy_slot, POL_INGRESS, ipc(a->family, a->saddr), f);
 		if (!by)
 			return pass(skb, &p->o);
 		p->o.allowed_in = by;
@@ -905,7 +913,7 @@ static __always_inline int to_pod_judge(struct __sk_buff *skb, struct pkt *p, st
 		if (ct.reply)
 			return PASS;
 	}
-	__u32 by = allowed(ep->policy_slot, POL_INGRESS, peer ? peer->identity : ID_WORLD, f);
+	__u32 by = allowed(ep->policy_slot, POL_INGRESS, peer, f);
 	if (by) {
 		o->allowed_in = by;
 		return PASS;

@@ -10,7 +10,7 @@ export const EP_F_PENDING = 0x2;
 export const EP_F_POL_IN = 0x4;
 export const EP_F_POL_OUT = 0x8;
 export const IPC_KEY_SIZE = 24;
-export const IPC_VALUE_SIZE = 8;
+export const IPC_VALUE_SIZE = 12;
 export const POL_KEY_SIZE = 16;
 export const POL_VALUE_SIZE = 8;
 /** A policy trie entry stored for ADD: key, then value. */
@@ -19,7 +19,9 @@ export const ID_ANY = 0;
 export const ID_HOST = 1;
 export const ID_WORLD = 2;
 export const ID_UNKNOWN = 3;
+export const CLASS_CLUSTER_POD = 4;
 export const IPC_F_HOST = 0x1;
+export const IPC_F_POD = 0x2;
 export const POL_INGRESS = 1;
 export const POL_EGRESS = 2;
 /** The maps of twill_tc.c, by their pin names. */
@@ -107,16 +109,19 @@ export function parseIpcKey(k: Buffer): { addr: Addr; prefix: number } {
 export interface IpcEntry {
   identity: number;
   flags: number;
+  /** A pod's namespace class (with IPC_F_POD); 0: none. */
+  ns?: number;
 }
 
 export function ipcValue(e: IpcEntry): Buffer {
   const v = Buffer.alloc(IPC_VALUE_SIZE);
   v.writeUInt32LE(e.identity, 0);
   v.writeUInt32LE(e.flags, 4);
+  v.writeUInt32LE(e.ns ?? 0, 8);
   return v;
 }
 
-export const parseIpcValue = (v: Buffer): IpcEntry => ({ identity: v.readUInt32LE(0), flags: v.readUInt32LE(4) });
+export const parseIpcValue = (v: Buffer): IpcEntry => ({ identity: v.readUInt32LE(0), flags: v.readUInt32LE(4), ns: v.readUInt32LE(8) });
 
 /** One policy trie entry: proto 0 with protoBits 0 is any protocol; portBits 0 is any port. */
 export interface PolKey {

@@ -6,7 +6,7 @@ import { formatAddr, parseAddr, type Addr } from '../net/ip.js';
 import { openNetwork } from '../bpf/loader.js';
 import { mapKeys, mapLookup } from '../bpf/sys.js';
 import {
-  EP_F_POL_IN, EP_F_POL_OUT, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
+  CLASS_CLUSTER_POD, EP_F_POL_IN, EP_F_POL_OUT, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_F_POD, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epKey, ipcKey, parseEpValue, parseIpcValue, parsePolKey, polKey, type MapName, type PolKey,
 } from '../bpf/layout.js';
 import { readEndpoints, readIdTable, readPodNames, readPodStart, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
@@ -70,8 +70,10 @@ class Names {
     if (id === ID_HOST) return 'this node';
     if (id === ID_WORLD) return 'world (no pod, no ipBlock)';
     if (id === ID_UNKNOWN) return 'a pod unknown to the last sync';
+    if (id === CLASS_CLUSTER_POD) return 'pods of any namespace';
     const k = this.keys.get(id);
     if (!k) return `identity ${id}`;
+    if (k.startsWith('ns:')) return `pods of ${(JSON.parse(k.slice(3)) as [string])[0]}, any labels`;
     if (k.startsWith('cidr:')) return `ipBlock ${k.slice(5).split(',').map((b) => this.block(Number(b))).join(', ')}`;
     const [ns, , labels, , blocks] = JSON.parse(k) as [string, unknown, [string, string][], unknown, number[]];
     const l = labels.map(([a, b]) => `${a}=${b}`).join(',') || '(no labels)';
@@ -96,11 +98,11 @@ function withMaps<T>(conf: NetConf, fn: (m: Maps) => T): T {
   }
 }
 
-function peerOf(m: Maps, a: Addr): { identity: number; host: boolean } {
+function peerOf(m: Maps, a: Addr): { identity: number; host: boolean; ns: number } {
   const v = Buffer.alloc(IPC_VALUE_SIZE);
-  if (!mapLookup(m.get('ipcache')!, ipcKey(a), v)) return { identity: ID_WORLD, host: false };
+  if (!mapLookup(m.get('ipcache')!, ipcKey(a), v)) return { identity: ID_WORLD, host: false, ns: 0 };
   const e = parseIpcValue(v);
-  return { identity: e.identity, host: (e.flags & IPC_F_HOST) !== 0 };
+  return { identity: e.identity, host: (e.flags & IPC_F_HOST) !== 0, ns: e.flags & IPC_F_POD ? e.ns ?? 0 : 0 };
 }
 
 function flagsOf(m: Maps, a: Addr): { ifindex: number; flags: number; slot: number } | undefined {
@@ -110,11 +112,11 @@ function flagsOf(m: Maps, a: Addr): { ifindex: number; flags: number; slot: numb
   return { ifindex: e.ifindex, flags: e.flags, slot: e.policySlot ?? 0 };
 }
 
-/** The trie's longest match for (endpoint, direction, identity or any, protocol, port): the allowing policy's index. */
-function lookup(m: Maps, slot: number, dir: number, identity: number, proto: number, port: number): number | undefined {
+/** The lookups the data path makes (twill_tc.c allowed()): the allowing policy's index and the identity or class its entry names. */
+function lookup(m: Maps, slot: number, dir: number, peer: { identity: number; ns: number }, proto: number, port: number): { policy: number; identity: number } | undefined {
   const v = Buffer.alloc(POL_VALUE_SIZE);
-  for (const id of [identity, ID_ANY]) {
-    if (mapLookup(m.get('policy')!, polKey({ slot, identity: id, dir, proto, protoBits: 8, port, portBits: 16 }), v)) return v.readUInt32LE(0);
+  for (const id of [peer.identity, ...(peer.ns ? [peer.ns, CLASS_CLUSTER_POD] : []), ID_ANY]) {
+    if (mapLookup(m.get('policy')!, polKey({ slot, identity: id, dir, proto, protoBits: 8, port, portBits: 16 }), v)) return { policy: v.readUInt32LE(0), identity: id };
   }
   return undefined;
 }
@@ -171,7 +173,10 @@ export function runPolicyShow(o: PolicyOpts & { pod: string }): number {
       const byIdentity = new Map<number, string[]>();
       for (const [ip, n] of Object.entries(names.pods)) {
         const a = parseAddr(ip);
-        if (a) byIdentity.set(peerOf(m, a).identity, [...(byIdentity.get(peerOf(m, a).identity) ?? []), n]);
+        if (!a) continue;
+        // A pod counts under its identity and the classes it falls in (its namespace's, the cluster's).
+        const p = peerOf(m, a);
+        for (const id of [p.identity, ...(p.ns ? [p.ns, CLASS_CLUSTER_POD] : [])]) byIdentity.set(id, [...(byIdentity.get(id) ?? []), n]);
       }
       const v = Buffer.alloc(POL_VALUE_SIZE);
       const entries = me?.slot ? [...mapKeys(m.get('policy')!, POL_KEY_SIZE)].map(parsePolKey).filter((k) => k.slot === me.slot) : [];
@@ -251,10 +256,10 @@ export function runPolicyWhy(o: PolicyOpts & { from: string; to: string; port: s
         if (!(ep.flags & flag)) return { verdict: 'unrestricted', reason: `no policy selects ${who} for ${dir === POL_INGRESS ? 'ingress' : 'egress'}` };
         const p = peerOf(maps, peer);
         if (dir === POL_INGRESS && p.host) return { verdict: 'allowed', reason: 'traffic from this node always passes (kubelet probes)' };
-        const hit = lookup(maps, ep.slot, dir, p.identity, PROTO[protocol], portNum);
+        const hit = lookup(maps, ep.slot, dir, p, PROTO[protocol], portNum);
         const pp = side.endpoint ? readPodStart(conf, `${side.endpoint.namespace}/${side.endpoint.name}`) : undefined;
         const sel = (dir === POL_INGRESS ? pp?.selectedBy.ingress : pp?.selectedBy.egress)?.map(names.policy) ?? [];
-        if (hit !== undefined) return { verdict: 'allowed', reason: `${names.policy(hit)} allows ${names.identity(p.identity)} on ${portNum}/${protocol}`, policy: names.policy(hit) };
+        if (hit !== undefined) return { verdict: 'allowed', reason: `${names.policy(hit.policy)} allows ${names.identity(hit.identity === ID_ANY ? p.identity : hit.identity)} on ${portNum}/${protocol}`, policy: names.policy(hit.policy) };
         return { verdict: 'denied', reason: `${who} is selected by ${sel.join(', ') || '(no known policy: isolated until a sync knows it)'}, and none allows ${names.identity(p.identity)} (identity ${p.identity}) on ${portNum}/${protocol}` };
       };
       const egress = step(src, dst.addr, POL_EGRESS, EP_F_POL_OUT, label(src, o.from));

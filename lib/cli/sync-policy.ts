@@ -8,7 +8,7 @@ import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { ownedPods } from '../policy/owners.js';
 import { openNetwork } from '../bpf/loader.js';
 import { allowKeys, applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
-import { nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
+import { assignSlots, nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
 import { configuredSize, entriesByPolicy, overBudget, peakEntries, PolicyRefused, recordRefusal, writeBudget, type BudgetMap, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
 import { Logger } from '../log.js';
 import { objInfo } from '../bpf/sys.js';
@@ -129,10 +129,8 @@ const IPCACHE_WHAT = 'the cluster\'s pod addresses, this node\'s and the ipBlock
 
 /** Under the network lock: the compile against this node's endpoints as they are now, written if it fits. */
 function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<string, EndpointRecord>, pods: ReadonlyMap<string, PodObj>, source: string, podCount: number): { sync: PolicySync; slots: Slots } | { refusal: Refusal } {
-  // A slot per pod of this node, kept while the pod is: its entries live there from before its ADD.
-  const prev = readSlots(conf);
-  const slots: Slots = { next: prev.next, slots: {} };
-  for (const key of compiled.pods.keys()) slots.slots[key] = prev.slots[key] ?? slots.next++;
+  // A slot per group of this node's pods, kept while the group is: its entries live there from before a pod's ADD.
+  const slots: Slots = assignSlots(readSlots(conf), compiled.pods);
   const bySlot = new Map([...compiled.pods].map(([key, pp]) => [slots.slots[key]!, pp]));
   const endpoints = new Map<number, { slot: number; pp: PodPolicy | undefined }>();
   const localAddrs = new Map<string, number>();

@@ -86,8 +86,8 @@ export const schema = {
       properties: {
         type: { enum: ['k8s'], description: '"k8s": networking.k8s.io/v1 NetworkPolicy.' },
         kubeconfig: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'Kubeconfig ADD uses to read a pod the last sync did not know, with its namespace and that namespace\'s NetworkPolicies (3 s at most); without it, or when that fails, the pod starts isolated until a sync knows it.' },
-        ipcacheEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 65536, description: 'Addresses the ipcache trie holds (every pod of the cluster, this node\'s addresses, ipBlock prefixes). Allocated as used.' },
-        policyEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 262144, description: 'Entries of the policy trie: (local endpoint, direction, peer identity, protocol, port block) allowances. Allocated as used.' },
+        ipcacheEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 524288, description: 'Addresses the ipcache trie holds (every pod of the cluster, this node\'s addresses, ipBlock prefixes). The default holds a whole cluster of Kubernetes\' supported size (150,000 pods, dual stack, 5,000 nodes). Allocated as used (no preallocation): the kernel charges for the entries written, not for this bound.' },
+        policyEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 262144, description: 'Entries of the policy trie: (group of local pods selected by the same policies, direction, peer identity or class, protocol, port block) allowances. They grow with what the policies say about this node\'s pods, not with the cluster\'s pods (docs/policy-scale.md). Allocated as used.' },
       },
     },
     cniCacheDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/cni', description: 'libcni\'s cache directory (containerd, CRI-O, podman and cnitool keep each chain\'s result under results/). When twill\'s entry does not declare the bandwidth capability, a pod gets the fast path once its chain\'s result is cached there and its veth shows no shaping.' },

@@ -24,12 +24,13 @@ export const allowEntries = (_a: Allow): number => 1;
  * such pods share a slot, a lower bound where each has its own — never more than the maps
  * will hold, so a state refused on it cannot fit. The exact count is the keys' (applyPolicy's gate).
  */
-export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egress' | 'selectedBy'>>): Map<number, number> {
+export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egress' | 'selectedBy'> & Partial<Pick<PodPolicy, 'group'>>>): Map<number, number> {
   const groups = new Map<string, Map<number, number>>();
   for (const pp of pods) {
     const mine = new Map<number, number>();
     for (const a of [...(pp.ingress ?? []), ...(pp.egress ?? [])]) mine.set(a.policy, (mine.get(a.policy) ?? 0) + allowEntries(a));
-    const sig = `${pp.selectedBy.ingress.join(',')}/${pp.selectedBy.egress.join(',')}`;
+    // The compiler's group is the slot pods share; without it, the policies selecting them.
+    const sig = pp.group ?? `${pp.selectedBy.ingress.join(',')}/${pp.selectedBy.egress.join(',')}`;
     const had = groups.get(sig);
     const size = (m: Map<number, number>): number => [...m.values()].reduce((x, y) => x + y, 0);
     if (!had || size(mine) > size(had)) groups.set(sig, mine);

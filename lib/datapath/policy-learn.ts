@@ -43,8 +43,9 @@ export async function learnPod(conf: NetConf, pod: { namespace: string; name: st
     const pp = compiled.pods.get(key);
     if (!pp) return false;
     writeAtomic(counter, String(compiled.table.next));
+    // A slot of its own: a group's slot is shared, and these entries are the pod's alone.
     const slots = readSlots(conf);
-    const slot = slots.slots[key] ?? slots.next++;
+    const slot = slots.next++;
     slots.slots[key] = slot;
     writeSlots(conf, slots);
     // ADD writes the entries itself: the last sync's record of the maps no longer holds.

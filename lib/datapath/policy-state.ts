@@ -26,13 +26,33 @@ export interface PodStart {
   egress: boolean;
   chunks: PodPolicy['chunks'];
   selectedBy: PodPolicy['selectedBy'];
+  /** The class of the pod's namespace (its addresses' ipcache entries carry it); absent: none. */
+  ns?: number;
   /** Trie entries, ALLOW_RECORD bytes each: what ADD writes when the sync could not (the maps were not there yet). Read only then. */
   allow(): Buffer;
 }
 
 export interface Slots {
   next: number;
+  /** Pod ("namespace/name") → slot. */
   slots: Record<string, number>;
+  /** Group (PodPolicy.group) → slot: the pods selected by the same policies share one slot's entries. */
+  groups?: Record<string, number>;
+}
+
+/**
+ * A slot per group of this node's pods, kept while the group is. A number is never given
+ * again (next only grows): an endpoint still naming an old slot never meets another group's
+ * entries in it.
+ */
+export function assignSlots(prev: Slots, pods: ReadonlyMap<string, Pick<PodPolicy, 'group'>>): Slots {
+  const out: Slots = { next: prev.next, slots: {}, groups: {} };
+  for (const [key, pp] of pods) {
+    const slot = out.groups![pp.group] ?? prev.groups?.[pp.group] ?? out.next++;
+    out.groups![pp.group] = slot;
+    out.slots[key] = slot;
+  }
+  return out;
 }
 
 export const readSlots = (conf: NetConf): Slots => readJson<Slots>(`${policyDir(conf)}/slots.json`) ?? { next: 1, slots: {} };
@@ -164,7 +184,7 @@ export function writePodStart(conf: NetConf, pod: string, p: PodPolicy, slot: nu
     v.copy(bin, i * ALLOW_RECORD + POL_KEY_SIZE);
   });
   put(a, bin);
-  const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy, ...(learned ? { learned } : {}) };
+  const head: Omit<PodStart, 'allow'> = { slot, ingress: p.ingress !== undefined, egress: p.egress !== undefined, chunks: p.chunks, selectedBy: p.selectedBy, ...(p.ns ? { ns: p.ns } : {}), ...(learned ? { learned } : {}) };
   put(f, `${JSON.stringify(head)}\n`);
   return [f.slice(f.lastIndexOf('/') + 1), a.slice(a.lastIndexOf('/') + 1)];
 }

@@ -4,7 +4,7 @@
 import { parseAddr, parseCidr, type Addr } from '../net/ip.js';
 import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
 import {
-  ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
+  ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_F_POD, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epValue, ipcKey, ipcValue, parseEpValue, parseIpcValue, polKey, polValue, type MapName,
 } from '../bpf/layout.js';
 import { chunkIdentity, type Allow, type IpcacheEntry, type PodDelta, type PodPolicy } from '../policy/compile.js';
@@ -26,6 +26,9 @@ export function allowKeys(slot: number, pp: Pick<PodPolicy, 'ingress' | 'egress'
   return out;
 }
 
+/** A pod address's ipcache value: its namespace's class, when known, makes the class entries apply. */
+const podIpcValue = (identity: number, ns: number, flags = 0): Buffer => ipcValue({ identity, flags: flags | (ns ? IPC_F_POD : 0), ns });
+
 /** A direction is selected when the pod has allowances for it (an empty list: deny all); no pod known: both, isolated. */
 export const policyFlags = (pp: { ingress?: unknown; egress?: unknown } | undefined): number =>
   pp === undefined ? EP_F_POL_IN | EP_F_POL_OUT : (pp.ingress ? EP_F_POL_IN : 0) | (pp.egress ? EP_F_POL_OUT : 0);
@@ -46,7 +49,7 @@ export function installEndpointPolicy(maps: Maps, pp: PodStart | undefined, entr
   }
   for (const a of addrs) {
     const identity = (pp && chunkIdentity(pp.chunks, a)) ?? ID_UNKNOWN;
-    mapUpdate(ipc, ipcKey(a), ipcValue({ identity, flags: 0 }));
+    mapUpdate(ipc, ipcKey(a), podIpcValue(identity, identity === ID_UNKNOWN ? 0 : pp?.ns ?? 0));
   }
   for (const g of gateways) {
     try {
@@ -105,12 +108,18 @@ export function applyPolicy(maps: Maps, d: Desired, last?: Written, gate?: (want
   const want = new Map<string, Buffer>();
   for (const [slot, pp] of d.pods) for (const [k, v] of allowKeys(slot, pp)) want.set(k, v);
   const wantIpc = new Map<string, Buffer>();
-  for (const e of d.ipcache) wantIpc.set(ipcKey(e.cidr.addr, e.cidr.prefix).toString('hex'), ipcValue({ identity: e.identity, flags: e.host ? IPC_F_HOST : 0 }));
+  // The namespace class of each identity a local address may take (its pod's).
+  const nsOf = new Map<number, number>();
+  for (const e of d.ipcache) {
+    wantIpc.set(ipcKey(e.cidr.addr, e.cidr.prefix).toString('hex'), podIpcValue(e.identity, e.ns, e.host ? IPC_F_HOST : 0));
+    if (e.ns) nsOf.set(e.identity, e.ns);
+  }
+  for (const { pp } of d.endpoints.values()) for (const ch of pp?.chunks ?? []) if (pp!.ns) nsOf.set(ch.identity, pp!.ns);
   for (const [cidr, identity] of d.localAddrs) {
     const c = parseCidr(cidr)!;
     const k = ipcKey(c.addr, c.prefix).toString('hex');
     const prev = wantIpc.get(k);
-    wantIpc.set(k, ipcValue({ identity, flags: prev ? parseIpcValue(prev).flags : 0 }));
+    wantIpc.set(k, podIpcValue(identity, identity === ID_UNKNOWN ? 0 : nsOf.get(identity) ?? 0, prev ? parseIpcValue(prev).flags & IPC_F_HOST : 0));
   }
   const havePol = last?.policy ?? dump(pol, POL_KEY_SIZE, POL_VALUE_SIZE);
   const haveIpc = last ? new Map(last.ipcache) : dump(ipc, IPC_KEY_SIZE, IPC_VALUE_SIZE);
@@ -172,7 +181,7 @@ export function applyPodDelta(maps: Maps, d: PodDelta | undefined, slots: Readon
     n++;
   }
   for (const e of d?.ipcache ?? []) {
-    mapUpdate(ipc, ipcKey(e.cidr.addr, e.cidr.prefix), ipcValue({ identity: e.identity, flags: 0 }));
+    mapUpdate(ipc, ipcKey(e.cidr.addr, e.cidr.prefix), podIpcValue(e.identity, e.ns));
     n++;
   }
   for (const ip of gone) {

@@ -91,7 +91,7 @@ export function describe(e: FlowEntry, names: Namer, clock: Clock, opts: { netwo
   const sentBy = rec.reason === 132 ? names.podOfVeth(rec.ifindex) : undefined;
   const source = sentBy ? names.podPeer(sentBy) : names.peer(key.src);
   const destination = names.peer(key.dst);
-  const denied = dropped && rec.reason === 133 ? names.denying(rec.slot, rec.dir) : undefined;
+  const denied = dropped && rec.reason === 133 ? names.denying(rec.slot, rec.dir, names.pod(rec.dir === POL_EGRESS ? key.src : key.dst)) : undefined;
   const time = clock(opts.timeNs ?? rec.lastNs);
   const l4 = l4Of(e);
   const flow: HubbleFlow = {

@@ -27,6 +27,8 @@ export class Namer {
   private readonly host: Set<string>;
   private readonly policies: string[];
   private readonly slotPods = new Map<number, string>();
+  /** Pods selected by the same policies share a slot: the flow's own pod names it when it is one of them. */
+  private readonly podSlots = new Map<string, number>();
 
   constructor(readonly conf: NetConf, hostAddrs: readonly Addr[]) {
     for (const e of readEndpoints(conf).values()) {
@@ -36,7 +38,10 @@ export class Namer {
     this.remote = readPodNames(conf);
     this.host = new Set(hostAddrs.map(formatAddr));
     this.policies = readSyncRecord(conf)?.policies ?? [];
-    for (const [pod, slot] of Object.entries(readSlots(conf).slots)) this.slotPods.set(slot, pod);
+    for (const [pod, slot] of Object.entries(readSlots(conf).slots)) {
+      this.slotPods.set(slot, pod);
+      this.podSlots.set(pod, slot);
+    }
   }
 
   /** The pod behind a host veth (by ifindex), if ADD named it. */
@@ -85,11 +90,12 @@ export class Namer {
   private readonly denied = new Map<string, { pod?: string; policies: PolicyRef[] }>();
 
   /** The policies that select the slot's pod in that direction: together they deny what none allows. */
-  denying(slot: number, dir: number): { pod?: string; policies: PolicyRef[] } {
-    const key = `${slot}/${dir}`;
+  denying(slot: number, dir: number, hint?: string): { pod?: string; policies: PolicyRef[] } {
+    const own = hint !== undefined && this.podSlots.get(hint) === slot ? hint : undefined;
+    const key = `${slot}/${dir}/${own ?? ''}`;
     let d = this.denied.get(key);
     if (!d) {
-      const pod = this.slotPods.get(slot);
+      const pod = own ?? this.slotPods.get(slot);
       const start = pod ? readPodStart(this.conf, pod) : undefined;
       const idx = start ? (dir === POL_INGRESS ? start.selectedBy.ingress : start.selectedBy.egress) : [];
       d = pod ? { pod, policies: idx.map((i) => this.policy(i)) } : { policies: [] };

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
 import {
   COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE,
-  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, parseEpValue, parseIpcKey, parsePolKey, polKey,
+  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, ipcValue, parseIpcValue, IPC_F_POD, CLASS_CLUSTER_POD, parseEpValue, parseIpcKey, parsePolKey, polKey,
 } from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
@@ -115,12 +115,13 @@ int main(void) {
     offsetof(struct flow_value, dir), offsetof(struct flow_value, ifindex), offsetof(struct flow_event, value));
   printf("%d %d %d %d %d %d %d %d %d %d %d\\n", FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, (int)offsetof(struct flow_event, kind), (int)offsetof(struct flow_event, key));
   printf("%zu %zu %zu\\n", sizeof(struct frag_key), sizeof(struct frag_value), sizeof(struct echo_key));
+  printf("%zu %zu %d %d\\n", offsetof(struct ipc_value, flags), offsetof(struct ipc_value, ns), IPC_F_POD, CLASS_CLUSTER_POD);
   return 0;
 }
 `);
       const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
-      const [line1, line2, line3, line4, line5, line6] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
+      const [line1, line2, line3, line4, line5, line6, line7] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
       assert.deepEqual(line6, [FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE]);
       assert.deepEqual(line3, [epValue({ ifindex: 0, flags: 0, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x01020304 }).indexOf(Buffer.from([4, 3, 2, 1]))]);
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
@@ -153,6 +154,10 @@ int main(void) {
       vb.writeUInt32LE(42, ifindex!);
       assert.deepEqual(parseFlowValue(vb), { firstNs: 0n, lastNs: 5n, packets: 7n, bytes: 9n, allowedOut: 2, allowedIn: 3, slot: 11, verdict: 2, reason: 133, point: 101, tcpFlags: 0x12, reply: true, dir: 1, ifindex: 42 });
       assert.deepEqual(line5, [FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, 8, 12]);
+      // The ipcache value: flags and the namespace class where ipcValue writes them.
+      const iv = ipcValue({ identity: 1, flags: 0x01020304, ns: 0x05060708 });
+      assert.deepEqual(line7, [iv.indexOf(Buffer.from([4, 3, 2, 1])), iv.indexOf(Buffer.from([8, 7, 6, 5])), IPC_F_POD, CLASS_CLUSTER_POD]);
+      assert.deepEqual(parseIpcValue(iv), { identity: 1, flags: 0x01020304, ns: 0x05060708 });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { addObjects, emptyCluster, parsePolicy } from '../../lib/policy/objects.js';
 import { matches } from '../../lib/policy/selector.js';
 import { portBlocks } from '../../lib/policy/ports.js';
-import { chunkIdentity, compile, ID_ANY, ID_WORLD, type Allow } from '../../lib/policy/compile.js';
+import { chunkIdentity, compile, CLASS_CLUSTER_POD, ID_ANY, ID_WORLD, type Allow } from '../../lib/policy/compile.js';
 import { parseAddr, parseCidr } from '../../lib/net/ip.js';
 
 const ns = (name: string, labels: Record<string, string> = {}) => ({ kind: 'Namespace', metadata: { name, labels } });
@@ -71,13 +71,25 @@ describe('compile', () => {
     pod('y', 'b', '10.0.1.3', { app: 'b' }, [{ name: 'http', containerPort: 9090 }], 'n2'),
     pod('y', 'c', '10.0.1.4', { app: 'c' }, [], 'n2')];
 
-  it('an unselected pod has no allowances in that direction (unrestricted); identities per distinct label set', () => {
+  it('an unselected pod has no allowances in that direction (unrestricted); a namespaceSelector alone names the namespaces\' classes', () => {
     const out = compile(cluster([...base, netpol('x', 'in', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'y' } } }] }] })]), view(['x/a']));
     const a = out.pods.get('x/a')!;
     assert.equal(a.egress, undefined);
-    const yIds = out.ipcache.filter((e) => e.cidr.addr.value !== parseAddr('10.0.0.2')!.value && !e.host).map((e) => e.identity).sort();
-    assert.deepEqual(peers(a.ingress), yIds);
+    const yNs = [...new Set(out.ipcache.filter((e) => e.cidr.addr.value !== parseAddr('10.0.0.2')!.value && !e.host).map((e) => e.ns))];
+    assert.equal(yNs.length, 1, 'the pods of y carry one namespace class');
+    assert.deepEqual(peers(a.ingress), yNs);
+    assert.equal(out.identities.get(yNs[0]!)!.nsClass!.namespace, 'y');
     assert.ok(a.ingress!.every((x) => x.protoBits === 0));
+  });
+
+  it('identities per distinct value of the labels selectors name; namespaceSelector {} is the cluster class', () => {
+    const out = compile(cluster([...base, pod('y', 'd', '10.0.1.5', { app: 'b', 'pod-template-hash': 'x1', 'statefulset.kubernetes.io/pod-name': 'd' }, [], 'n2'),
+      netpol('x', 'in', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } }, namespaceSelector: {} }] }, { from: [{ namespaceSelector: {} }], ports: [{ port: 80 }] }] })]), view(['x/a']));
+    const id = (ip: string) => out.ipcache.find((e) => e.cidr.addr.value === parseAddr(ip)!.value)!.identity;
+    assert.equal(id('10.0.1.3'), id('10.0.1.5'), 'labels no selector names do not split identities');
+    assert.notEqual(id('10.0.1.3'), id('10.0.1.4'));
+    assert.deepEqual(peers(out.pods.get('x/a')!.ingress), [CLASS_CLUSTER_POD, id('10.0.1.3')].sort((p, q) => p - q));
+    assert.ok(out.ipcache.filter((e) => !e.host && e.cidr.prefix === 32).every((e) => e.ns > 0), 'every pod address carries its namespace class');
   });
 
   it('ingress named ports resolve on the selected pod; egress named ports on each destination', () => {
@@ -120,11 +132,12 @@ describe('compile', () => {
   });
 
   it('identity numbers survive a recompile; a label change gets a new number, never an old one', () => {
-    const c1 = cluster(base);
+    const byApp = netpol('x', 'in', { podSelector: {}, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] });
+    const c1 = cluster([...base, byApp]);
     const first = compile(c1, view([]));
     const again = compile(c1, view([]), first.table);
     assert.deepEqual(again.ipcache.map((e) => e.identity), first.ipcache.map((e) => e.identity));
-    const c2 = cluster([...base.slice(0, 2), pod('x', 'a', '10.0.0.2', { app: 'changed' }), ...base.slice(3)]);
+    const c2 = cluster([...base.slice(0, 2), pod('x', 'a', '10.0.0.2', { app: 'changed' }), ...base.slice(3), byApp]);
     const changed = compile(c2, view([]), again.table);
     const aId = (o: typeof first) => o.ipcache.find((e) => e.cidr.addr.value === parseAddr('10.0.0.2')!.value)!.identity;
     assert.ok(aId(changed) > Math.max(...first.ipcache.map((e) => e.identity)));
