@@ -10,7 +10,8 @@ import { ensureGuard, removeGuard, type GuardEncap } from '../sys/guard.js';
 import type { Addr } from '../net/ip.js';
 import type { NodeEntry } from '../config/types.js';
 import { masqTag } from './masq.js';
-import { nodeTable, toPeers } from './nodes.js';
+import { nodeTable, splitNodes, toPeers } from './nodes.js';
+import { localAddresses } from '../sys/podlink.js';
 
 const marker = (conf: NetConf): string => runMarker(conf.stateDir, 'guard', conf.name);
 
@@ -19,12 +20,14 @@ function encapOf(conf: NetConf, table: NodeEntry[]): GuardEncap | undefined {
   if (conf.backend !== 'vxlan') return undefined;
   const nodes: Addr[] = [];
   for (const p of toPeers(table).peers) nodes.push(p.ip, ...(p.ip6 ? [p.ip6] : []));
-  return { port: conf.vxlan.port, nodes };
+  // The VXLAN device's local address is this node's ip in the table (backend.ts creates it so).
+  const { self } = splitNodes(conf, table, conf.nodeName ? [] : localAddresses());
+  return { port: conf.vxlan.port, nodes, ...(self ? { local: self.ip } : {}) };
 }
 
 /** False (and a warning) when the host cannot install it: ADD goes on without. */
 /** What the marker says was installed: a guard of an earlier release (no encapsulation rules) is replaced. */
-const GUARD_VERSION = 'nftables encap\n';
+const GUARD_VERSION = 'nftables encap 2\n';
 
 export function ensureNetworkGuard(conf: NetConf): boolean {
   if (existsSync(marker(conf)) && readFileSync(marker(conf), 'utf8') === GUARD_VERSION) return true;

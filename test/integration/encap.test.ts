@@ -1,10 +1,13 @@
 // Encapsulation from a hostile pod, on three simulated nodes (VXLAN backend): whatever a pod
 // sends, no inner packet it built is delivered as coming from another address. A pod's VXLAN
 // datagram to a node's VXLAN port — the victim's node or its own — carrying an inner packet
-// sourced from a pod the victim admits never reaches the victim; IPIP, IPv6-in-IP and GRE
-// from a pod never leave its node; and a node's VXLAN port takes packets from node addresses
-// only (a host on the underlay that is no node gets nothing in). On the routed data path (no
-// eBPF, no policy) and on the eBPF data path under NetworkPolicy.
+// sourced from a pod the victim admits never reaches the victim; IPIP, IPv6-in-IP, GRE, L2TP
+// and MPLS-in-IP from a pod never leave its node; and a node's VXLAN port takes packets from node addresses
+// only (a host on the underlay that is no node gets nothing in), and only to the node's own
+// underlay address: a node's other address (a second NIC, a VIP) that is no node in the table
+// decapsulates nothing, neither reached through a masquerade nor through a DNAT to the VXLAN
+// port. On the routed data path (no eBPF, no policy) and on the eBPF data path under
+// NetworkPolicy, with egress masquerade on (as most clusters run).
 import assert from 'node:assert/strict';
 
 import { writeFileSync } from 'node:fs';
@@ -22,7 +25,7 @@ const placement = [['x', 'attacker'], ['y', 'victim'], ['z', 'admitted']] as con
 
 for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', policy: true }] as const) {
   describe(`encapsulation from a pod, vxlan, ${mode.datapath}${mode.policy ? ' under NetworkPolicy' : ', no policy'}`, () => {
-    const c: Cluster = makeCluster({ backend: 'vxlan', datapath: mode.datapath, extra: () => (mode.policy ? { policy: { type: 'k8s' } } : {}) });
+    const c: Cluster = makeCluster({ backend: 'vxlan', datapath: mode.datapath, extra: () => ({ ipMasq: true, ...(mode.policy ? { policy: { type: 'k8s' } } : {}) }) });
     const pods = c.nodes.map(() => makeNetns());
     const v4: string[] = [];
 
@@ -87,7 +90,53 @@ for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', p
       assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim`);
     });
 
-    for (const [proto, name] of [[4, 'IPIP'], [41, 'IPv6-in-IP'], [47, 'GRE']] as const) {
+    /** The victim's node holds a second address that is no node of the table, routed from the attacker's node. */
+    const withOtherAddress = async (fn: (other: string) => Promise<void>): Promise<void> => {
+      const other = `10.251.${c.nodes[0]!.ip.split('.')[2]}.2`;
+      inNs(c.nodes[victim]!.ns, ['ip', 'addr', 'add', `${other}/32`, 'dev', 'eth0']);
+      inNs(c.nodes[attacker]!.ns, ['ip', 'route', 'add', `${other}/32`, 'via', c.nodes[victim]!.ip]);
+      try {
+        await fn(other);
+      } finally {
+        inNs(c.nodes[attacker]!.ns, ['ip', 'route', 'del', `${other}/32`], true);
+        inNs(c.nodes[victim]!.ns, ['ip', 'addr', 'del', `${other}/32`, 'dev', 'eth0'], true);
+      }
+    };
+    const vxlanVia = (from: string, dst: string, dport: number, port: number) => () =>
+      pkt(from, ['vxlan', dst, dport, c.nodes[victim]!.conf.vxlan.vni, vtepMac(parseAddr(c.nodes[victim]!.ip)!), v4[admitted]!, v4[victim]!, port, 10]);
+
+    it(`… nor to the victim's node on an address of its that is no node in the table (masqueraded to the attacker node's address on the way)`, async () => {
+      await withOtherAddress(async (other) => {
+        const r = await forgedAtVictim(7805, vxlanVia(pods[attacker]!, other, VXLAN_PORT, 7805));
+        assert.ok(r.hello > 0);
+        assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim through the node's other address`);
+      });
+    });
+
+    it(`… nor through a DNAT rule to a node's VXLAN port (a Service's, here one of the test's own)`, async () => {
+      const table = `encaptest_dnat_${process.pid}`;
+      const vip = `10.252.${c.nodes[0]!.ip.split('.')[2]}.1`;
+      sh('ip', ['netns', 'exec', c.nodes[attacker]!.ns, 'nft', '-f', '-'], {
+        input: `table ip ${table} {\n chain pre {\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr ${vip} udp dport 5555 dnat to ${c.nodes[victim]!.ip}:${VXLAN_PORT}\n }\n}\n`,
+      });
+      try {
+        const r = await forgedAtVictim(7806, vxlanVia(pods[attacker]!, vip, 5555, 7806));
+        assert.ok(r.hello > 0);
+        assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim through a DNAT to the VXLAN port`);
+      } finally {
+        inNs(c.nodes[attacker]!.ns, ['nft', 'delete', 'table', 'ip', table], true);
+      }
+    });
+
+    it(`a node's VXLAN port takes packets to its own underlay address only: sent by a node to its other address, nothing is decapsulated`, async () => {
+      await withOtherAddress(async (other) => {
+        const r = await forgedAtVictim(7807, vxlanVia(c.nodes[attacker]!.ns, other, VXLAN_PORT, 7807));
+        assert.ok(r.hello > 0);
+        assert.equal(r.forged, 0, `${r.forged} datagrams sent to the node's other address were decapsulated and delivered`);
+      });
+    });
+
+    for (const [proto, name] of [[4, 'IPIP'], [41, 'IPv6-in-IP'], [47, 'GRE'], [115, 'L2TP'], [137, 'MPLS-in-IP']] as const) {
       it(`${name} (IP protocol ${proto}) from a pod never leaves its node`, async () => {
         const sniff = await pktBackground(c.nodes[victim]!.ns, ['sniffproto', 'eth0', proto, 1.5]);
         pkt(pods[attacker]!, ['ipip', c.nodes[victim]!.ip, v4[admitted]!, v4[victim]!, 7803, 10, proto]);
