@@ -17,6 +17,13 @@
 //   (the device opens one socket, of its local address's family).
 import { NFT, find, run } from './nft.js';
 import { formatAddr, type Addr } from '../net/ip.js';
+import { Netlink } from './netlink.js';
+import { encodeAttrs } from './nlmsg.js';
+
+const NETLINK_NETFILTER = 12;
+const NFT_MSG_GETRULE = (10 << 8) | 7; // NFNL_SUBSYS_NFTABLES, NFT_MSG_GETRULE
+const NFPROTO_INET = 1;
+const NFTA_RULE_TABLE = 1;
 
 /** The VXLAN port and every node's underlay addresses (this node's included). */
 export interface GuardEncap {
@@ -33,10 +40,36 @@ export const guardTable = (tag: string): string => `twill_guard_${tag}`;
 
 export class GuardError extends Error {}
 
-/** Installs (or refreshes) the guard for host veths named ifPrefix*; throws nft's message. */
-export function ensureGuard(tag: string, ifPrefix: string, encap?: GuardEncap): void {
+/** Why the guard cannot be installed on this host (nft(8) missing), or undefined. */
+export function guardUnavailable(): string | undefined {
+  return find(NFT) ? undefined : `nft(8) not found (looked for ${NFT.join(', ')})`;
+}
+
+/**
+ * The rules the guard's table holds now (0: no table), asked of the kernel over netlink —
+ * well under a millisecond where running nft would cost milliseconds — so ADD can afford to
+ * notice a table someone flushed (`nft flush ruleset`) or emptied.
+ */
+export function guardRuleCount(tag: string): number {
+  const nl = new Netlink(NETLINK_NETFILTER);
+  try {
+    const hdr = Buffer.from([NFPROTO_INET, 0, 0, 0]); // nfgenmsg: family, version 0, res_id 0
+    const body = Buffer.concat([hdr, encodeAttrs([[NFTA_RULE_TABLE, Buffer.from(`${guardTable(tag)}\0`)]])]);
+    return nl.dump(NFT_MSG_GETRULE, body).length;
+  } catch {
+    return 0; // no table (ENOENT), or no nf_tables at all
+  } finally {
+    nl.close();
+  }
+}
+
+/**
+ * Installs (or refreshes) the guard for host veths named ifPrefix*; throws nft's message.
+ * Returns how many rules the table holds, for guardRuleCount to compare with.
+ */
+export function ensureGuard(tag: string, ifPrefix: string, encap?: GuardEncap): number {
   const nft = find(NFT);
-  if (!nft) throw new GuardError('nft(8) not found: install nftables for source validation on the routed path');
+  if (!nft) throw new GuardError(`${guardUnavailable()}: install nftables for source validation on the routed path`);
   const t = `inet ${guardTable(tag)}`;
   const set = (name: string, type: string, fam: 4 | 6): string[] => {
     const els = (encap?.nodes ?? []).filter((a) => a.family === fam).map(formatAddr);
@@ -79,6 +112,7 @@ export function ensureGuard(tag: string, ifPrefix: string, encap?: GuardEncap): 
   ];
   const r = run(nft, ['-f', '-'], `${rules.join('\n')}\n`);
   if (!r.ok) throw new GuardError(`nft: ${r.out}`);
+  return rules.filter((l) => /^ {4}(?!type |elements |})/.test(l)).length;
 }
 
 export function removeGuard(tag: string): void {

@@ -10,12 +10,17 @@
 // NetworkPolicy, with egress masquerade on (as most clusters run).
 import assert from 'node:assert/strict';
 
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { makeCluster, podEnv, type Cluster } from '../helpers/cluster.js';
 import { echo, pkt, pktBackground, send, sleep } from '../helpers/pkt.js';
-import { cleanupNetns, deleteNetns, inNs, makeNetns, sh } from '../helpers/twill.js';
+import { cleanupNetns, deleteNetns, inNs, makeNetns, sh, TWILL } from '../helpers/twill.js';
 import { vtepMac } from '../../lib/datapath/backend.js';
+import { masqTag } from '../../lib/datapath/masq.js';
+import { guardTable } from '../../lib/sys/guard.js';
+import { runMarker } from '../../lib/naming.js';
+import type { NetConf } from '../../lib/config/types.js';
 import { parseAddr } from '../../lib/net/ip.js';
 
 after(cleanupNetns);
@@ -161,6 +166,98 @@ for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', p
         deleteNetns(host);
       }
     });
+
+    const syncNode = (i: number) => {
+      const n = c.nodes[i]!;
+      const r = c.cli(n, ['sync', '--conf-dir', n.confDir, ...(mode.policy ? ['--from-file', `${n.dir}/objects.json`] : [])]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    };
+    const guardProblem = (i: number): string | undefined => {
+      const n = c.nodes[i]!;
+      const st = JSON.parse(c.cli(n, ['status', '--conf-dir', n.confDir, '-o', 'json']).stdout) as { problems: string[] }[];
+      return st[0]!.problems.find((p) => p.includes('guard'));
+    };
+    /** Attaches one more pod to node i (its namespace and veth removed after fn). */
+    const withExtraPod = async (i: number, id: string, fn: (r: ReturnType<Cluster['twill']>) => Promise<void> | void): Promise<void> => {
+      const n = c.nodes[i]!;
+      const pod = makeNetns();
+      const env = { ...podEnv(id, pod), CNI_ARGS: `K8S_POD_NAMESPACE=${placement[i]![0]};K8S_POD_NAME=${id}` };
+      try {
+        await fn(c.twill(n, env, n.conf));
+      } finally {
+        c.twill(n, { ...env, CNI_COMMAND: 'DEL' }, n.conf);
+        deleteNetns(pod);
+      }
+    };
+
+    it('a guard rebuilt while the node table is unreadable keeps the last good node set: peers keep talking over VXLAN, the attack stays blocked', async () => {
+      const n = c.nodes[victim]!;
+      const good = readFileSync(`${n.dir}/nodes.json`, 'utf8');
+      // As after nftables was restarted (or twill upgraded): the guard and its marker are gone,
+      // and the node table is half-written when the next pod arrives.
+      inNs(n.ns, ['nft', 'delete', 'table', 'inet', guardTable(masqTag(n.conf as NetConf))]);
+      rmSync(runMarker(n.conf.stateDir, 'guard', n.conf.name), { force: true });
+      writeFileSync(`${n.dir}/nodes.json`, '{"nodes": [');
+      try {
+        await withExtraPod(victim, 'encap-b3', async (r) => {
+          assert.equal(r.code, 0, r.stdout);
+          const got = await forgedAtVictim(7808, vxlanTo(victim, 7808));
+          assert.ok(got.hello > 0, 'the admitted pod on another node no longer reaches the victim: the guard dropped its node\'s VXLAN');
+          assert.equal(got.forged, 0);
+        });
+      } finally {
+        writeFileSync(`${n.dir}/nodes.json`, good);
+      }
+    });
+
+    it('after `nft flush ruleset` on the attacker\'s node, `twill status` says the guard is gone and the next ADD reinstalls it: the attack is blocked again', async () => {
+      inNs(c.nodes[attacker]!.ns, ['nft', 'flush', 'ruleset']);
+      assert.match(guardProblem(attacker) ?? '', /holds 0 of its \d+ rules/);
+      await withExtraPod(attacker, 'encap-c1', async (r) => {
+        assert.equal(r.code, 0, r.stdout);
+        assert.equal(guardProblem(attacker), undefined);
+        const got = await forgedAtVictim(7809, vxlanTo(attacker, 7809));
+        assert.ok(got.hello > 0);
+        assert.equal(got.forged, 0, `${got.forged} decapsulated datagrams reached the victim after the flush and an ADD`);
+      });
+    });
+
+    it('… and so does `twill sync`', async () => {
+      inNs(c.nodes[attacker]!.ns, ['nft', 'flush', 'ruleset']);
+      syncNode(attacker);
+      assert.equal(guardProblem(attacker), undefined);
+      const got = await forgedAtVictim(7810, vxlanTo(attacker, 7810));
+      assert.ok(got.hello > 0);
+      assert.equal(got.forged, 0, `${got.forged} decapsulated datagrams reached the victim after the flush and a sync`);
+    });
+
+    if (mode.datapath === 'routed') {
+      it('without nft(8) a VXLAN network refuses ADD (code 50, host unchanged) and STATUS, and `twill status` says why', () => {
+        const n = c.nodes[attacker]!;
+        // nft hidden in a mount namespace of this call only: twill looks for it at fixed paths.
+        const noNft = (args: string[], env: Record<string, string>, input = '') =>
+          spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'for f in /usr/sbin/nft /usr/bin/nft; do [ -e $f ] && mount --bind /dev/null $f; done; exec "$@"', 'sh', 'ip', 'netns', 'exec', n.ns, TWILL, ...args],
+            { input, encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 60_000 });
+        const pod = makeNetns();
+        try {
+          const links = inNs(n.ns, ['ip', '-o', 'link', 'show']);
+          const r = noNft([], { ...podEnv('encap-nonft', pod), CNI_ARGS: 'K8S_POD_NAMESPACE=x;K8S_POD_NAME=nonft' }, JSON.stringify(n.conf));
+          assert.notEqual(r.status, 0);
+          const err = JSON.parse(r.stdout) as { code: number; msg: string };
+          assert.equal(err.code, 50, r.stdout);
+          assert.match(err.msg, /nftables guard.*nft\(8\) not found/);
+          assert.equal(inNs(n.ns, ['ip', '-o', 'link', 'show']), links, 'the refused ADD left a link behind');
+          assert.equal(inNs(pod, ['ip', 'link', 'show', 'eth0'], true).includes('eth0@'), false);
+          const st = noNft([], { CNI_COMMAND: 'STATUS' }, JSON.stringify(n.conf));
+          assert.equal((JSON.parse(st.stdout) as { code: number }).code, 50, st.stdout);
+          const cli = noNft(['status', '--conf-dir', n.confDir], {});
+          assert.equal(cli.status, 1);
+          assert.match(cli.stdout, /problem: +a VXLAN network needs its nftables guard/);
+        } finally {
+          deleteNetns(pod);
+        }
+      });
+    }
   });
 }
 
