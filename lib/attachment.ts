@@ -20,7 +20,7 @@ import { ebpfNet, isShaped, policyBlocker, readDatapathState, setupDatapath, sha
 import { clearPending, markPending, promotePending } from './datapath/promote.js';
 import { EP_F_PENDING } from './bpf/layout.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
-import { ensureNetworkGuard, removeNetworkGuard } from './datapath/guard.js';
+import { ensureNetworkGuard, guardBlocker, removeNetworkGuard } from './datapath/guard.js';
 import { withNetworkLock } from './datapath/netlock.js';
 import { readAppliedMap, readPodStart, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
 
@@ -65,7 +65,7 @@ function runUndo(undo: (() => void)[], cause: unknown): void {
 }
 
 export function add(c: Call): Result {
-  const blocked = policyBlocker(c.conf);
+  const blocked = policyBlocker(c.conf) ?? guardBlocker(c.conf);
   if (blocked) throw new CniError(Code.NotAvailable, blocked);
   const ns = openNetns(c.netnsPath);
   const undo: (() => void)[] = [];
@@ -368,7 +368,7 @@ export function gc(c: Call): void {
 }
 
 export function status(c: Call): void {
-  const blocked = policyBlocker(c.conf, true);
+  const blocked = policyBlocker(c.conf, true) ?? guardBlocker(c.conf);
   if (blocked) throw new CniError(Code.NotAvailable, blocked);
   if (c.conf.ipam?.type === 'host-local') {
     const dir = `${c.conf.ipam.dataDir}`;

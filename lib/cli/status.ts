@@ -7,6 +7,7 @@ import { policyBlocker, readDatapathState } from '../datapath/select.js';
 import { readSyncRecord } from '../datapath/policy-state.js';
 import { readBudget, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
 import { readBackendState } from '../datapath/backend.js';
+import { guardBlocker, guardMissing } from '../datapath/guard.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { networkDir, openNetwork } from '../bpf/loader.js';
 import { objGet, objInfo, closeFd, mapMemlock } from '../bpf/sys.js';
@@ -163,6 +164,10 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
   if (conf.datapath === 'ebpf' && st?.mode === 'routed') problems.push(`eBPF required but unavailable: ${st.reason ?? 'unknown'}`);
   const blocked = policyBlocker(conf, true);
   if (blocked) problems.push(blocked);
+  const unguarded = guardBlocker(conf);
+  if (unguarded) problems.push(unguarded);
+  const guardGone = guardMissing(conf);
+  if (guardGone) problems.push(`guard: ${guardGone}`);
   let endpoints = hostLinksWithAlias(aliasPrefix(conf.name)).length;
   const eps = conf.datapath === 'routed' ? undefined : listEndpoints(conf.bpffsRoot, conf.name);
   if (eps) endpoints = Math.max(endpoints, new Set(eps.map((e) => e.ep.ifindex)).size);

@@ -18,8 +18,9 @@ export class Netlink {
   private readonly buf = Buffer.alloc(RECV_BUF);
   readonly fd: number;
 
-  constructor() {
-    this.fd = check('socket(AF_NETLINK)', libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+  /** protocol: NETLINK_ROUTE unless given (NETLINK_NETFILTER for nftables' questions). */
+  constructor(protocol = NETLINK_ROUTE) {
+    this.fd = check('socket(AF_NETLINK)', libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol));
   }
 
   close(): void {
