@@ -123,7 +123,7 @@ struct flow_key {
 #define REASON_POLICY_DENIED 133
 #define REASON_INVALID_PACKET 134
 #define REASON_UNSUPPORTED_L3 139 /* from a pod: not IPv4, IPv6 or ARP, or VLAN-tagged */
-#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE) from a pod: never carried */
+#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE, L2TP, MPLS-in-IP) from a pod: never carried */
 #define REASON_UNROUTABLE_IP 151 /* for an address this veth does not serve */
 #define REASON_BAD_EXT_HDR 156   /* IPv6 extension headers truncated or too many to walk */
 #define REASON_FRAG_NOT_FOUND 165 /* a later fragment whose first one was not seen: its ports are unknown */

@@ -7,9 +7,14 @@
  *    record per forged key would let a pod push every real flow out of the history). IPv6
  *    link-local and unspecified sources carry neighbour discovery, MLD and DAD to link-local
  *    or multicast addresses, nothing else. Nor may a pod hide another source inside: IPIP,
- *    IPv6-in-IP and GRE from pods are dropped (the guard table refuses VXLAN to node
- *    addresses), and an ICMP error a pod sends must quote a packet sent to that pod. A pod
- *    cannot borrow another pod's identity, so nothing later needs to ask who sent a packet.
+ *    IPv6-in-IP, GRE, L2TP and MPLS-in-IP from pods are dropped (the guard table refuses
+ *    VXLAN to node addresses), and an ICMP error a pod sends must quote a packet sent to that
+ *    pod. A pod cannot borrow another pod's identity, so nothing later needs to ask who sent
+ *    a packet. Nor can it hide a packet from the program: anything but untagged IPv4, IPv6
+ *    and ARP, a header the program cannot read whole (an extension chain too long, a
+ *    transport header cut short or beyond the linear area) and source routes (IPv4 options
+ *    other than IGMP's, IPv6 routing headers with segments left) are dropped, whatever the
+ *    policy. Neighbour discovery and MLD pass unjudged only to fe80::/10 and ff02::/16.
  * 2. Fast path: a TCP/UDP packet between two local endpoints is handed straight into the
  *    destination pod with bpf_redirect_peer() only when the host's conntrack already holds
  *    the connection confirmed, answered (both directions crossed the host's netfilter) and
@@ -27,7 +32,7 @@
  *    (conntrack's reply direction) always pass; every packet of the original direction is
  *    judged, so a rule taken away stops a connection already open. ICMP passes as a reply
  *    only when it answers something: an echo reply to a request noted as let out (and as
- *    delivered), an error quoting a connection conntrack tracks; the rest of ICMP is judged
+ *    delivered) within the last 30 s, an error quoting a connection conntrack tracks; the rest of ICMP is judged
  *    as a protocol without ports. Later fragments are judged with their first fragment's
  *    ports; IPv6 is judged by the transport header behind its extension headers.
  * 4. Visibility: every flow a program judges is kept in an LRU map (first/last seen, packets,
@@ -35,7 +40,9 @@
  *    a drop can be looked at after the fact with no reader running. A new flow, each drop
  *    and a TCP flow's end become ring buffer events only while a reader says it reads (a
  *    deadline in the observer map): with nobody reading, no event is written. A flow's drops
- *    make at most one event per ~1 s window.
+ *    make at most one event per ~1 s window; new records and their events come out of a
+ *    per-veth budget (RECORD_BURST, then one per RECORD_INTERVAL_NS), past which they are
+ *    only counted.
  * Everything else continues to the kernel stack. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
