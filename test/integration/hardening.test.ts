@@ -141,5 +141,8 @@ describe('hardened tc programs against a hostile pod', () => {
     const kept = [0, 1, 2, 3, 4].filter((i) => has(41000 + i)).length;
     assert.equal(kept, 5, `${5 - kept} of c's 5 flows were pushed out`);
     assert.ok((row('a').counters?.recordsSuppressed ?? 0) > 0, JSON.stringify(row('a').counters));
+    const m = spawnSync(TWILL, ['metrics', '--conf-dir', c.confDir], { encoding: 'utf8' });
+    const line = m.stdout.split('\n').find((l) => l.startsWith('twill_flow_records_suppressed_total{') && l.includes('pod="a"'));
+    assert.ok(line && Number(line.split(' ').pop()) > 0, line);
   });
 });
