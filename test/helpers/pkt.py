@@ -32,6 +32,10 @@
                                                    ICMPv6 port unreachable behind 5 destination-options
                                                    headers, quoting TAG as "INNER_SRC,INNER_DST,SPORT,DPORT")
   spray DST FIRST_PORT COUNT                       one UDP datagram to each of COUNT ports of DST
+  bigerr IFACE DST_MAC SRC DST INNER_SRC INNER_DST SPORT DPORT COUNT
+                                                   an ICMPv4 port unreachable of 5,000 bytes whose ICMP header
+                                                   lies beyond the skb's linear area (PACKET_VNET_HDR: only
+                                                   Ethernet and IPv4 headers linear); the sender needs MTU 9000
 """
 import socket, struct, sys, time
 
@@ -342,6 +346,21 @@ def main(a):
         f = raw_frame(mac(dst_mac), raw.getsockname()[4], src, dst, kind, tag)
         for _ in range(count):
             raw.send(f)
+            time.sleep(0.02)
+    elif a[0] == 'bigerr':
+        iface, dst_mac, src, dst, isrc, idst, sport, dport, count = a[1], mac(a[2]), a[3], a[4], a[5], a[6], int(a[7]), int(a[8]), int(a[9])
+        quoted = udp_ip(isrc, idst, sport, dport, b'hello')
+        icmp = struct.pack('!BBHI', 3, 3, 0, 0) + quoted + b'\0' * (5000 - 14 - 20 - 8 - len(quoted))
+        icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+        hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), 9, 0, 64, 1, 0, socket.inet_aton(src), socket.inet_aton(dst))
+        ip = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:] + icmp
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+        raw.bind((iface, 0))
+        frame = dst_mac + raw.getsockname()[4] + struct.pack('!H', 0x0800) + ip
+        vnet = struct.pack('<BBHHHH', 0, 0, 34, 0, 0, 0)  # no GSO; hdr_len 34: Ethernet + IPv4 linear
+        for _ in range(count):
+            raw.send(vnet + frame)
             time.sleep(0.02)
     elif a[0] == 'spray':
         dst, first, count = a[1], int(a[2]), int(a[3])

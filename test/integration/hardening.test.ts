@@ -87,6 +87,28 @@ describe('hardened tc programs against a hostile pod', () => {
     assert.match(out, /^ok [1-9]/, `b's connected socket: ${out}`);
   });
 
+  it('an ICMP port-unreachable whose header lies beyond the linear area never reaches the victim\'s connected socket', async () => {
+    c.sync([
+      pol('b-to-c', { podSelector: sel('b'), policyTypes: ['Egress'], egress: [{ to: [{ podSelector: sel('c') }], ports: [{ protocol: 'UDP', port: 80 }] }] }),
+    ]);
+    // Frames of 5,000 bytes need a's link to take them (the test's doing, not the pod's).
+    const mtu = (v: number): void => {
+      sh('ip', ['netns', 'exec', pod('a').netns, 'ip', 'link', 'set', 'eth0', 'mtu', String(v)]);
+      sh('ip', ['link', 'set', row('a').hostIfName, 'mtu', String(v)]);
+    };
+    mtu(9000);
+    try {
+      const sport = 40672;
+      const victim = await pktBackground(pod('b').netns, ['udpwait', ip('c', false), 80, sport, 2]);
+      await sleep(300);
+      pkt(pod('a').netns, ['bigerr', 'eth0', gwMac('a'), ip('a', false), ip('b', false), ip('b', false), ip('c', false), sport, 80, 5]);
+      const out = await victim.done;
+      assert.match(out, /^ok [1-9]/, `b's connected socket: ${out}`);
+    } finally {
+      mtu(1500);
+    }
+  });
+
   it('source routes from a pod are dropped: IPv4 LSRR, an IPv6 routing header with segments left', async () => {
     c.sync([]);
     assert.equal(await seen('b', 'lsrr-route', () => raw('a', 'b', false, 'lsrr', 'lsrr-route')), 0, 'LSRR');
