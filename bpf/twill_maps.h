@@ -49,7 +49,13 @@ struct ep_counters {
 	__u64 policy_in_bytes;
 	__u64 policy_out_packets; /* dropped: from the pod, denied by its egress policy */
 	__u64 policy_out_bytes;
+	__u64 records_suppressed; /* new flows over the veth's budget: neither recorded nor an event */
+	__u64 budget_tat;         /* the budget's theoretical arrival time (GCRA, bpf_ktime_get_ns()); not a counter */
 };
+
+/* New flow records (and their events) per veth and CPU: a burst, then a steady rate. */
+#define RECORD_BURST 1000
+#define RECORD_INTERVAL_NS 2000000ULL /* 500 a second */
 
 /* ipcache: what twill knows of an address (LPM: a pod's /32 or /128, the node's own
  * addresses, ipBlock prefixes). The prefix counts the 32 family bits first. */
@@ -116,7 +122,8 @@ struct flow_key {
 #define REASON_INVALID_SOURCE_IP 132
 #define REASON_POLICY_DENIED 133
 #define REASON_INVALID_PACKET 134
-#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE) from a pod: never carried */
+#define REASON_UNSUPPORTED_L3 139 /* from a pod: not IPv4, IPv6 or ARP, or VLAN-tagged */
+#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE, L2TP, MPLS-in-IP) from a pod: never carried */
 #define REASON_UNROUTABLE_IP 151 /* for an address this veth does not serve */
 #define REASON_BAD_EXT_HDR 156   /* IPv6 extension headers truncated or too many to walk */
 #define REASON_FRAG_NOT_FOUND 165 /* a later fragment whose first one was not seen: its ports are unknown */
@@ -153,6 +160,7 @@ struct frag_key {
 	__u32 id;         /* IPv4: the 16-bit identification; IPv6: the fragment header's */
 	__u8 saddr[16];
 	__u8 daddr[16];
+	__u32 ifindex;    /* the veth whose program noted it: a pod's records serve its own veth only */
 };
 
 struct frag_value {
@@ -161,6 +169,7 @@ struct frag_value {
 	__u8 icmp;        /* ICMP: what it claims to be (request, reply) */
 	__u8 ports;       /* 1: TCP/UDP/SCTP with ports */
 	__be16 echo_id;
+	__u64 until_ns;   /* bpf_ktime_get_ns() until which it answers: the first fragment's + the TTL */
 };
 
 /* echoes: ICMP echo requests a policy will see answered (conntrack's kfuncs look up TCP and
@@ -176,7 +185,12 @@ struct echo_key {
 	__be16 id;        /* the echo identifier */
 	__u8 requester[16];
 	__u8 responder[16];
+	__u32 ifindex;    /* the veth whose program noted it (and alone looks it up) */
 };
+/* echoes' value (__u64): bpf_ktime_get_ns() until which it answers, the last request's + the
+ * TTL. A record of either map is valid for OBS_RECORD_TTL (default RECORD_TTL_NS: conntrack's
+ * ICMP timeout, ipfrag_time); only a new request or first fragment renews it. */
+#define RECORD_TTL_NS 30000000000ULL
 
 /* events (ring buffer): a new flow, a drop, a TCP flow's end; written only while a reader
  * has said, in the observer map, that it reads. */
@@ -196,6 +210,7 @@ struct flow_event {
 #define OBS_LOST 1      /* events the ring buffer had no room for */
 #define OBS_CONF 2      /* OBS_CONF_OFF: keep no flows, emit no events */
 #define OBS_CONF_OFF 1
+#define OBS_RECORD_TTL 3 /* validity of echo and fragment records in ns; 0: RECORD_TTL_NS */
 
 /* Loader-patched field offset: the program reads nf_conn.status at this marker offset and
  * the loader rewrites it with the running kernel's offset, read from its BTF. */

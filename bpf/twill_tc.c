@@ -7,9 +7,14 @@
  *    record per forged key would let a pod push every real flow out of the history). IPv6
  *    link-local and unspecified sources carry neighbour discovery, MLD and DAD to link-local
  *    or multicast addresses, nothing else. Nor may a pod hide another source inside: IPIP,
- *    IPv6-in-IP and GRE from pods are dropped (the guard table refuses VXLAN to node
- *    addresses), and an ICMP error a pod sends must quote a packet sent to that pod. A pod
- *    cannot borrow another pod's identity, so nothing later needs to ask who sent a packet.
+ *    IPv6-in-IP, GRE, L2TP and MPLS-in-IP from pods are dropped (the guard table refuses
+ *    VXLAN to node addresses), and an ICMP error a pod sends must quote a packet sent to that
+ *    pod. A pod cannot borrow another pod's identity, so nothing later needs to ask who sent
+ *    a packet. Nor can it hide a packet from the program: anything but untagged IPv4, IPv6
+ *    and ARP, a header the program cannot read whole (an extension chain too long, a
+ *    transport header cut short or beyond the linear area) and source routes (IPv4 options
+ *    other than IGMP's, IPv6 routing headers with segments left) are dropped, whatever the
+ *    policy. Neighbour discovery and MLD pass unjudged only to fe80::/10 and ff02::/16.
  * 2. Fast path: a TCP/UDP packet between two local endpoints is handed straight into the
  *    destination pod with bpf_redirect_peer() only when the host's conntrack already holds
  *    the connection confirmed, answered (both directions crossed the host's netfilter) and
@@ -27,7 +32,7 @@
  *    (conntrack's reply direction) always pass; every packet of the original direction is
  *    judged, so a rule taken away stops a connection already open. ICMP passes as a reply
  *    only when it answers something: an echo reply to a request noted as let out (and as
- *    delivered), an error quoting a connection conntrack tracks; the rest of ICMP is judged
+ *    delivered) within the last 30 s, an error quoting a connection conntrack tracks; the rest of ICMP is judged
  *    as a protocol without ports. Later fragments are judged with their first fragment's
  *    ports; IPv6 is judged by the transport header behind its extension headers.
  * 4. Visibility: every flow a program judges is kept in an LRU map (first/last seen, packets,
@@ -35,7 +40,9 @@
  *    a drop can be looked at after the fact with no reader running. A new flow, each drop
  *    and a TCP flow's end become ring buffer events only while a reader says it reads (a
  *    deadline in the observer map): with nobody reading, no event is written. A flow's drops
- *    make at most one event per ~1 s window.
+ *    make at most one event per ~1 s window; new records and their events come out of a
+ *    per-veth budget (RECORD_BURST, then one per RECORD_INTERVAL_NS), past which they are
+ *    only counted.
  * Everything else continues to the kernel stack. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -111,7 +118,7 @@ struct twill_map_def SEC("maps") frags = {
 struct twill_map_def SEC("maps") echoes = {
 	.type = BPF_MAP_TYPE_LRU_HASH,
 	.key_size = sizeof(struct echo_key),
-	.value_size = sizeof(__u32),
+	.value_size = sizeof(__u64),
 	.max_entries = 4096,
 };
 
@@ -139,6 +146,9 @@ extern void bpf_ct_release(struct nf_conn *) __ksym;
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_IPV6_ 41
 #define IPPROTO_GRE_ 47
+#define IPPROTO_L2TP_ 115
+#define IPPROTO_MPLS_ 137
+#define IPPROTO_IGMP_ 2
 
 #define PASS TC_ACT_UNSPEC /* == TCX_NEXT: later programs and filters (bandwidth) still run */
 
@@ -194,7 +204,7 @@ struct flow {
 	__u8 link;   /* ICMPv6 neighbour discovery and MLD to a link-local or multicast address: never judged */
 	__u8 frag;   /* FRAG_FIRST (more follow) or FRAG_LATER (no transport header) */
 	__u8 encap;  /* IPIP, IPv6-in-IP or GRE */
-	__u8 bad;    /* IPv6 extension headers that cannot be walked */
+	__u8 bad;    /* IPv6 extension headers that cannot be walked, or a routing header with segments left */
 	__be16 echo_id;
 	__u32 frag_id;
 	__u32 l4off; /* of the transport header in the frame */
@@ -203,6 +213,7 @@ struct flow {
 #define ICMP_K_REQUEST 1 /* echo request */
 #define ICMP_K_REPLY 2   /* echo reply */
 #define ICMP_K_ERROR 3   /* reports on a packet it quotes */
+#define BAD_CUT 2 /* f->bad: the transport header is not all in the linear area (or short) */
 #define FRAG_FIRST 1
 #define FRAG_LATER 2
 
@@ -235,14 +246,18 @@ static __always_inline void parse_l4(void *l4, void *end, __u8 proto, struct flo
 	f->proto = proto;
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
-		if ((void *)(th + 1) > end)
+		if ((void *)(th + 1) > end) {
+			f->bad = BAD_CUT;
 			return;
+		}
 		f->ctl = th->syn || th->fin || th->rst;
 		f->tcp_flags = ((__u8 *)th)[13];
 	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
 		__u8 *t = l4;
-		if ((void *)(t + 8) > end)
-			return; /* too short to be a request, reply or error: judged as ICMP */
+		if ((void *)(t + 8) > end) {
+			f->bad = BAD_CUT; /* short, or beyond the linear area: never judged as what it claims */
+			return;
+		}
 		__u8 type = t[0];
 		f->sport = bpf_htons(type);
 		f->dport = bpf_htons(t[1]);
@@ -267,8 +282,10 @@ static __always_inline void parse_l4(void *l4, void *end, __u8 proto, struct flo
 	} else if (proto != IPPROTO_UDP && proto != IPPROTO_SCTP) {
 		return;
 	}
-	if (l4 + 4 > end)
+	if (l4 + 4 > end) {
+		f->bad = BAD_CUT;
 		return;
+	}
 	__be16 *p = l4;
 	f->sport = p[0];
 	f->dport = p[1];
@@ -481,6 +498,20 @@ static __always_inline void record(struct __sk_buff *skb, struct pkt *p)
 		__u8 type = bpf_ntohs(p->f.sport);
 		o->reply = (p->f.proto == IPPROTO_ICMP ? type == 0 || type == 3 || type == 11 || type == 12 : type == 129 || (type >= 1 && type <= 4)) ? 2 : 1;
 	}
+	/* A new record and its event come out of the veth's budget (per CPU): a pod opening flows
+	 * by the thousand (its own valid source, a new port each) is counted, and cannot push the
+	 * other pods' flows out of the history nor fill the ring buffer. Established flows (above)
+	 * never pay. */
+	__u32 ck = skb->ifindex;
+	struct ep_counters *c = bpf_map_lookup_elem(&counters, &ck);
+	if (c) {
+		__u64 tat = c->budget_tat < now ? now : c->budget_tat;
+		if (tat > now + RECORD_BURST * RECORD_INTERVAL_NS) {
+			c->records_suppressed++;
+			return;
+		}
+		c->budget_tat = tat + RECORD_INTERVAL_NS;
+	}
 	struct flow_value nv = {
 		.first_ns = now, .last_ns = now, .packets = 1, .bytes = skb->len,
 		.allowed_out = o->allowed_out, .allowed_in = o->allowed_in, .slot = o->slot,
@@ -510,7 +541,7 @@ static __always_inline void set_tuple(struct pkt *p)
 
 static __always_inline int is_encap(__u8 proto)
 {
-	return proto == IPPROTO_IPIP_ || proto == IPPROTO_IPV6_ || proto == IPPROTO_GRE_;
+	return proto == IPPROTO_IPIP_ || proto == IPPROTO_IPV6_ || proto == IPPROTO_GRE_ || proto == IPPROTO_L2TP_ || proto == IPPROTO_MPLS_;
 }
 
 static __always_inline int same16(const __u8 *a, const __u8 *b)
@@ -519,8 +550,22 @@ static __always_inline int same16(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
 }
 
-static __always_inline void frag_key_of(struct pkt *p, struct frag_key *k)
+/* How long an echo or fragment record answers: OBS_RECORD_TTL, else RECORD_TTL_NS. */
+static __always_inline __u64 record_ttl(void)
 {
+	__u32 i = OBS_RECORD_TTL;
+	__u64 *ttl = bpf_map_lookup_elem(&observer, &i);
+	return ttl && *ttl ? *ttl : RECORD_TTL_NS;
+}
+
+/* Echo and fragment records are keyed by the veth whose program notes and reads them: a
+ * record serves that pod alone (a pod that reuses an address on another veth inherits none),
+ * and expires. What a pod flooding either map can still do: push others' records out of the
+ * LRU before their reply or later fragment comes (a lost ping, a datagram to resend); it can
+ * never make a record that lets anything else pass. */
+static __always_inline void frag_key_of(struct __sk_buff *skb, struct pkt *p, struct frag_key *k)
+{
+	k->ifindex = skb->ifindex;
 	k->family = p->a.family;
 	k->proto = p->f.proto;
 	k->id = p->f.frag_id;
@@ -531,23 +576,23 @@ static __always_inline void frag_key_of(struct pkt *p, struct frag_key *k)
 /* A first fragment's ports (ICMP: its kind and echo id) for the later ones. Its source was
  * validated (or it comes from the stack): a pod can only describe its own datagrams, and
  * the kernel reassembles them behind the header that was judged. */
-static __always_inline void frag_note(struct pkt *p)
+static __always_inline void frag_note(struct __sk_buff *skb, struct pkt *p)
 {
 	if (!p->f.ports && !p->f.icmp)
 		return;
 	struct frag_key k = {};
-	frag_key_of(p, &k);
-	struct frag_value v = { .sport = p->f.sport, .dport = p->f.dport, .icmp = p->f.icmp, .ports = p->f.ports, .echo_id = p->f.echo_id };
+	frag_key_of(skb, p, &k);
+	struct frag_value v = { .sport = p->f.sport, .dport = p->f.dport, .icmp = p->f.icmp, .ports = p->f.ports, .echo_id = p->f.echo_id, .until_ns = bpf_ktime_get_ns() + record_ttl() };
 	bpf_map_update_elem(&frags, &k, &v, BPF_ANY);
 }
 
 /* A later fragment takes its first one's transport fields; 0 when that was not seen. */
-static __always_inline int frag_ports(struct pkt *p)
+static __always_inline int frag_ports(struct __sk_buff *skb, struct pkt *p)
 {
 	struct frag_key k = {};
-	frag_key_of(p, &k);
+	frag_key_of(skb, p, &k);
 	struct frag_value *v = bpf_map_lookup_elem(&frags, &k);
-	if (!v)
+	if (!v || v->until_ns < bpf_ktime_get_ns())
 		return 0;
 	p->f.sport = v->sport;
 	p->f.dport = v->dport;
@@ -558,8 +603,9 @@ static __always_inline int frag_ports(struct pkt *p)
 	return 1;
 }
 
-static __always_inline void echo_key_of(struct pkt *p, struct echo_key *k, __u8 kind, const __u8 *requester, const __u8 *responder)
+static __always_inline void echo_key_of(struct __sk_buff *skb, struct pkt *p, struct echo_key *k, __u8 kind, const __u8 *requester, const __u8 *responder)
 {
+	k->ifindex = skb->ifindex;
 	k->family = p->a.family;
 	k->kind = kind;
 	k->id = p->f.echo_id;
@@ -568,12 +614,12 @@ static __always_inline void echo_key_of(struct pkt *p, struct echo_key *k, __u8 
 }
 
 /* An echo request let out (ECHO_SENT) or delivered (ECHO_RCVD): its reply may pass. */
-static __always_inline void echo_note(struct pkt *p, __u8 kind)
+static __always_inline void echo_note(struct __sk_buff *skb, struct pkt *p, __u8 kind)
 {
 	struct echo_key k = {};
-	echo_key_of(p, &k, kind, p->a.saddr, p->a.daddr);
-	__u32 one = 1;
-	bpf_map_update_elem(&echoes, &k, &one, BPF_ANY);
+	echo_key_of(skb, p, &k, kind, p->a.saddr, p->a.daddr);
+	__u64 now = bpf_ktime_get_ns() + record_ttl();
+	bpf_map_update_elem(&echoes, &k, &now, BPF_ANY);
 }
 
 /* The packet an ICMP error quotes: its IP header (IPv4 without options, not a later
@@ -621,8 +667,9 @@ static __always_inline int icmp_answers(struct __sk_buff *skb, struct pkt *p, __
 {
 	if (p->f.icmp == ICMP_K_REPLY) {
 		struct echo_key k = {};
-		echo_key_of(p, &k, kind, p->a.daddr, p->a.saddr);
-		return bpf_map_lookup_elem(&echoes, &k) != 0;
+		echo_key_of(skb, p, &k, kind, p->a.daddr, p->a.saddr);
+		__u64 *at = bpf_map_lookup_elem(&echoes, &k);
+		return at && *at >= bpf_ktime_get_ns();
 	}
 	struct quoted qb = {}, *q = &qb;
 	if (p->f.icmp != ICMP_K_ERROR || !quote(skb, p->a.family, p->f.l4off + 8, q))
@@ -668,6 +715,12 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 	 * inner source: never carried (the guard table refuses VXLAN to node addresses). */
 	if (f->encap)
 		return drop(skb, V_SPOOFED, &p->o, REASON_UNKNOWN_L4);
+	/* What the program cannot read whole is never passed unjudged, policy or not: an ICMP
+	 * error behind an unwalkable chain or out of the linear area would skip the check below.
+	 * The pod's own stack never sends such (its headers are linear, its chains short). */
+	if (f->bad)
+		return drop(skb, V_SPOOFED, &p->o, f->bad == BAD_CUT ? REASON_INVALID_PACKET : REASON_BAD_EXT_HDR);
+
 	/* A pod is no router: an ICMP error it sends reports on a packet sent to it, whatever the
 	 * policy. Else it could break other pods' connections (port unreachable, frag needed)
 	 * that the receiving node's conntrack rightly tracks. */
@@ -678,12 +731,10 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 	}
 	int judge_out = (from->flags & EP_F_POL_OUT) && !f->link;
 	if (judge_out) {
-		if (f->bad)
-			return drop(skb, V_DENY_OUT, &p->o, REASON_BAD_EXT_HDR);
-		if (f->frag == FRAG_LATER && !frag_ports(p))
+		if (f->frag == FRAG_LATER && !frag_ports(skb, p))
 			return drop(skb, V_DENY_OUT, &p->o, REASON_FRAG_NOT_FOUND);
 		if (f->frag == FRAG_FIRST)
-			frag_note(p);
+			frag_note(skb, p);
 		if (f->icmp >= ICMP_K_REPLY) {
 			int ans = icmp_answers(skb, p, ECHO_RCVD);
 			p->o.reply = ans ? 2 : 1;
@@ -706,7 +757,7 @@ static __always_inline int from_pod(struct __sk_buff *skb, struct ep_value *from
 		p->o.allowed_out = by;
 	}
 	if (f->icmp == ICMP_K_REQUEST && (from->flags & EP_F_POL_IN))
-		echo_note(p, ECHO_SENT);
+		echo_note(skb, p, ECHO_SENT);
 	/* The receiver's egress program judges and records what the stack delivers to it. */
 	p->o.skip = (to_flags & EP_F_POL_IN) != 0;
 	if (!fast || !ct.direct)
@@ -793,6 +844,10 @@ static __always_inline void parse_v6(struct __sk_buff *skb, struct ipv6hdr *ip6,
 			if (fo & bpf_htons(1))
 				p->f.frag = FRAG_FIRST;
 		} else {
+			/* A routing header with segments left sends the packet on to an address policy
+			 * never judged: never from a pod. */
+			if (nh == NH_ROUTING && e[3])
+				p->f.bad = 1;
 			nh = e[0];
 			off += (e[1] + 1) * 8;
 		}
@@ -810,9 +865,10 @@ static __always_inline void parse_v6(struct __sk_buff *skb, struct ipv6hdr *ip6,
 		parse_l4(l3 + off, end, nh, &p->f);
 	}
 	p->f.encap = is_encap(p->f.proto);
-	/* Neighbour discovery and MLD never leave the link: only to such an address are they. */
+	/* Neighbour discovery and MLD never leave the link: only to a link-local (fe80::/10) or
+	 * link-scope multicast (ff02::/16) address are they. */
 	__u32 d0 = ip6->daddr.in6_u.u6_addr32[0];
-	if (p->f.link && (d0 & bpf_htonl(0xff000000)) != bpf_htonl(0xff000000) && (d0 & bpf_htonl(0xffc00000)) != bpf_htonl(0xfe800000))
+	if (p->f.link && (d0 & bpf_htonl(0xffff0000)) != bpf_htonl(0xff020000) && (d0 & bpf_htonl(0xffc00000)) != bpf_htonl(0xfe800000))
 		p->f.link = 0;
 	set_tuple(p);
 }
@@ -825,6 +881,11 @@ static __always_inline int from_pod_v4(struct __sk_buff *skb, struct iphdr *ip, 
 		p->o.skip = 1; /* counted, never recorded: forged keys would push real flows out of the history */
 		return drop(skb, V_SPOOFED, &p->o, REASON_INVALID_SOURCE_IP);
 	}
+	/* IPv4 options from a pod only as IGMP's Router Alert, to a multicast group: source routes
+	 * (LSRR, SSRR) would send it on to an address policy never judged, and nothing else a pod
+	 * sends needs options. */
+	if (ip->ihl != 5 && (ip->protocol != IPPROTO_IGMP_ || (bpf_ntohl(ip->daddr) >> 28) != 0xe))
+		return drop(skb, V_SPOOFED, &p->o, REASON_INVALID_PACKET);
 	/* Options or fragments: through the stack, never redirected. */
 	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
 		p->f.ctl = 1;
@@ -863,6 +924,11 @@ int twill_from_pod(struct __sk_buff *skb)
 
 	if ((void *)(eth + 1) > end)
 		return pass(skb, &p.o);
+	/* A pod sends IPv4, IPv6 and ARP, untagged, nothing else: a VLAN tag (the kernel took an
+	 * outer one off before this program: vlan_present) or any other ethertype could carry IP
+	 * that the stack unwraps after this program, unjudged (a second priority tag). */
+	if (skb->vlan_present)
+		return drop(skb, V_SPOOFED, &p.o, REASON_UNSUPPORTED_L3);
 	/* An IP packet too short to name its source is never let by. */
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
@@ -874,8 +940,10 @@ int twill_from_pod(struct __sk_buff *skb)
 		if ((void *)(ip6 + 1) > end)
 			return drop(skb, V_SPOOFED, &p.o, REASON_INVALID_PACKET);
 		r = from_pod_v6(skb, ip6, end, &p);
-	} else {
+	} else if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 		return pass(skb, &p.o);
+	} else {
+		return drop(skb, V_SPOOFED, &p.o, REASON_UNSUPPORTED_L3);
 	}
 	record(skb, &p);
 	return r;
@@ -895,11 +963,12 @@ static __always_inline int to_pod_judge(struct __sk_buff *skb, struct pkt *p, st
 	if (peer && (peer->flags & IPC_F_HOST))
 		return PASS;
 	if (f->bad)
-		return drop(skb, V_DENY_IN, o, REASON_BAD_EXT_HDR);
-	if (f->frag == FRAG_LATER && !frag_ports(p))
+		return drop(skb, V_DENY_IN, o, f->bad == BAD_CUT ? REASON_INVALID_PACKET : REASON_BAD_EXT_HDR);
+
+	if (f->frag == FRAG_LATER && !frag_ports(skb, p))
 		return drop(skb, V_DENY_IN, o, REASON_FRAG_NOT_FOUND);
 	if (f->frag == FRAG_FIRST)
-		frag_note(p);
+		frag_note(skb, p);
 	if (f->icmp >= ICMP_K_REPLY) {
 		int ans = icmp_answers(skb, p, ECHO_SENT);
 		o->reply = ans ? 2 : 1;
@@ -934,7 +1003,7 @@ static __always_inline int to_pod(struct __sk_buff *skb, struct pkt *p)
 		return drop(skb, V_DENY_IN, &p->o, REASON_UNROUTABLE_IP);
 	int r = to_pod_judge(skb, p, ep);
 	if (r == PASS && p->f.icmp == ICMP_K_REQUEST && (ep->flags & EP_F_POL_OUT))
-		echo_note(p, ECHO_RCVD);
+		echo_note(skb, p, ECHO_RCVD);
 	return r;
 }
 

@@ -4,7 +4,7 @@ import { macBytes, macString } from '../sys/rtnl.js';
 
 export const EP_KEY_SIZE = 20;
 export const EP_VALUE_SIZE = 24;
-export const COUNTERS_SIZE = 80;
+export const COUNTERS_SIZE = 96;
 export const EP_F_NO_FAST = 0x1;
 export const EP_F_PENDING = 0x2;
 export const EP_F_POL_IN = 0x4;
@@ -77,9 +77,12 @@ export interface Counters {
   policyInBytes: bigint;
   policyOutPackets: bigint;
   policyOutBytes: bigint;
+  /** New flows over the veth's record budget: neither recorded nor an event. */
+  recordsSuppressed: bigint;
 }
 
-const COUNTER_FIELDS = ['redirectPackets', 'redirectBytes', 'passPackets', 'passBytes', 'spoofedPackets', 'spoofedBytes', 'policyInPackets', 'policyInBytes', 'policyOutPackets', 'policyOutBytes'] as const;
+const COUNTER_FIELDS = ['redirectPackets', 'redirectBytes', 'passPackets', 'passBytes', 'spoofedPackets', 'spoofedBytes', 'policyInPackets', 'policyInBytes', 'policyOutPackets', 'policyOutBytes', 'recordsSuppressed'] as const;
+/** ep_counters.budget_tat follows the counters: the record budget's state, not a count. */
 
 /** Sums a per-CPU counters value (each CPU's slot is 8-byte aligned). */
 export function sumCounters(v: Buffer, cpus: number): Counters {
@@ -165,10 +168,11 @@ export const ifindexKey = (ifindex: number): Buffer => {
 };
 
 /** Later fragments' transport fields, from the first (struct frag_key / frag_value). */
-export const FRAG_KEY_SIZE = 44;
-export const FRAG_VALUE_SIZE = 8;
-/** Echo requests whose replies may pass (struct echo_key; value __u32). */
-export const ECHO_KEY_SIZE = 40;
+export const FRAG_KEY_SIZE = 48;
+export const FRAG_VALUE_SIZE = 16;
+/** Echo requests whose replies may pass (struct echo_key; value: __u64, valid until). */
+export const ECHO_KEY_SIZE = 44;
+export const ECHO_VALUE_SIZE = 8;
 export const FLOW_KEY_SIZE = 44;
 export const FLOW_VALUE_SIZE = 56;
 export const FLOW_EVENT_SIZE = 112;
@@ -181,6 +185,8 @@ export const OBS_READER = 0;
 export const OBS_LOST = 1;
 export const OBS_CONF = 2;
 export const OBS_CONF_OFF = 1;
+/** Observer index: the validity of echo and fragment records in ns (0: 30 s). */
+export const OBS_RECORD_TTL = 3;
 
 export const obsIndex = (i: number): Buffer => ifindexKey(i);
 export const u64 = (n: number | bigint): Buffer => {

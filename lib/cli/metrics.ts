@@ -69,6 +69,7 @@ function endpointMetrics(r: Registry, conf: NetConf, rows: EndpointRow[]): void 
       r.add('twill_dropped_packets_total', 'counter', drop, { ...l, reason, direction }, p);
       r.add('twill_dropped_bytes_total', 'counter', drop, { ...l, reason, direction }, b);
     }
+    r.add('twill_flow_records_suppressed_total', 'counter', 'New flows from or to the pod over its veth\'s record budget: counted, neither kept in the flow history nor an event.', l, c.recordsSuppressed);
   }
 }
 

@@ -24,6 +24,18 @@
                                                    IP protocol PROTO (47: behind a GRE header)
   lonefrag DST COUNT                               a later IPv4 fragment (UDP) whose first one is never sent
   sniffproto IFACE PROTO SECONDS                   counts IPv4 frames of protocol PROTO seen on IFACE
+  sniff IFACE TAG SECONDS                          counts frames of any type carrying TAG seen on IFACE
+  rawframe IFACE DST_MAC SRC DST KIND TAG COUNT    raw frames from IFACE to DST (KIND: plain, vlan1/vlan2 — a UDP
+                                                   datagram behind one or two vid-0 802.1Q tags; lsrr — IPv4
+                                                   UDP with a loose source route option; rh6 — IPv6 UDP
+                                                   behind a routing header with segments left; ext5err —
+                                                   ICMPv6 port unreachable behind 5 destination-options
+                                                   headers, quoting TAG as "INNER_SRC,INNER_DST,SPORT,DPORT")
+  spray DST FIRST_PORT COUNT                       one UDP datagram to each of COUNT ports of DST
+  bigerr IFACE DST_MAC SRC DST INNER_SRC INNER_DST SPORT DPORT COUNT
+                                                   an ICMPv4 port unreachable of 5,000 bytes whose ICMP header
+                                                   lies beyond the skb's linear area (PACKET_VNET_HDR: only
+                                                   Ethernet and IPv4 headers linear); the sender needs MTU 9000
 """
 import socket, struct, sys, time
 
@@ -80,6 +92,49 @@ def icmp_msg(v6, typ, code, rest):
 
 def mac(s):
     return bytes(int(x, 16) for x in s.split(':'))
+
+
+
+def ip6hdr(s, d, nh, payload):
+    return struct.pack('!IHBB', 6 << 28, len(payload), nh, 64) + s + d + payload
+
+
+def raw_frame(dst_mac, src_mac, src, dst, kind, tag):
+    """The frames of the rawframe command (see the docstring)."""
+    v6 = ':' in src
+    if kind in ('plain', 'vlan1', 'vlan2', 'lsrr'):
+        ip = udp_ip(src, dst, 4243, 80, tag)
+        if kind == 'lsrr':
+            # LSRR (0x83) listing the destination itself, then end of options: IHL 7.
+            opt = bytes([0x83, 7, 4]) + socket.inet_aton(dst) + b'\0'
+            hdr = bytearray(ip[:20])
+            hdr[0] = 0x47
+            hdr[2:4] = struct.pack('!H', len(ip) + 8)
+            hdr[10:12] = b'\0\0'
+            hdr = bytes(hdr) + opt
+            ip = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:] + ip[20:]
+        tags = {'vlan1': 1, 'vlan2': 2}.get(kind, 0)
+        return dst_mac + src_mac + struct.pack('!HH', 0x8100, 0) * tags + struct.pack('!H', 0x0800) + ip
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    if kind == 'rh6':
+        udp = struct.pack('!HHHH', 4243, 80, 8 + len(tag), 0) + tag
+        c = csum(s + d + struct.pack('!IxxxB', len(udp), 17) + udp) or 0xffff
+        udp = udp[:6] + struct.pack('!H', c) + udp[8:]
+        # Type 0 routing header, one address left to visit (segments left 1).
+        rh = struct.pack('!BBBBI', 17, 2, 0, 1, 0) + d
+        return dst_mac + src_mac + struct.pack('!H', 0x86dd) + ip6hdr(s, d, 43, rh + udp)
+    # ext5err: the quoted datagram is named by tag.
+    isrc, idst, sport, dport = tag.decode().split(',')
+    si, di = socket.inet_pton(socket.AF_INET6, isrc), socket.inet_pton(socket.AF_INET6, idst)
+    qudp = struct.pack('!HHHH', int(sport), int(dport), 13, 0) + b'hello'
+    inner = struct.pack('!IHBB', 6 << 28, 13, 17, 64) + si + di + qudp
+    icmp = struct.pack('!BBHI', 1, 4, 0, 0) + inner
+    c = csum(s + d + struct.pack('!IxxxB', len(icmp), 58) + icmp)
+    icmp = icmp[:2] + struct.pack('!H', c) + icmp[4:]
+    exts = b''
+    for i in range(5):
+        exts += bytes([58 if i == 4 else 60, 0, 1, 4, 0, 0, 0, 0])  # PadN of 4: 8 bytes each
+    return dst_mac + src_mac + struct.pack('!H', 0x86dd) + ip6hdr(s, d, 60, exts + icmp)
 
 
 def main(a):
@@ -269,6 +324,52 @@ def main(a):
             if len(f) > 23 and f[23] == proto:
                 got += 1
         print(got)
+    elif a[0] == 'sniff':
+        iface, tag, seconds = a[1], a[2].encode(), float(a[3])
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        s.bind((iface, 0))
+        s.settimeout(0.1)
+        got, end = 0, time.time() + seconds
+        print('ready', flush=True)
+        while time.time() < end:
+            try:
+                f, addr = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if addr[2] != socket.PACKET_OUTGOING and tag in f:
+                got += 1
+        print(got)
+    elif a[0] == 'rawframe':
+        iface, dst_mac, src, dst, kind, tag, count = a[1], a[2], a[3], a[4], a[5], a[6].encode(), int(a[7])
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind((iface, 0))
+        f = raw_frame(mac(dst_mac), raw.getsockname()[4], src, dst, kind, tag)
+        for _ in range(count):
+            raw.send(f)
+            time.sleep(0.02)
+    elif a[0] == 'bigerr':
+        iface, dst_mac, src, dst, isrc, idst, sport, dport, count = a[1], mac(a[2]), a[3], a[4], a[5], a[6], int(a[7]), int(a[8]), int(a[9])
+        quoted = udp_ip(isrc, idst, sport, dport, b'hello')
+        icmp = struct.pack('!BBHI', 3, 3, 0, 0) + quoted + b'\0' * (5000 - 14 - 20 - 8 - len(quoted))
+        icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]
+        hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), 9, 0, 64, 1, 0, socket.inet_aton(src), socket.inet_aton(dst))
+        ip = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:] + icmp
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+        raw.bind((iface, 0))
+        frame = dst_mac + raw.getsockname()[4] + struct.pack('!H', 0x0800) + ip
+        vnet = struct.pack('<BBHHHH', 0, 0, 34, 0, 0, 0)  # no GSO; hdr_len 34: Ethernet + IPv4 linear
+        for _ in range(count):
+            raw.send(vnet + frame)
+            time.sleep(0.02)
+    elif a[0] == 'spray':
+        dst, first, count = a[1], int(a[2]), int(a[3])
+        s = socket.socket(socket.AF_INET6 if ':' in dst else socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(count):
+            try:
+                s.sendto(b'spray', (dst, first + i))
+            except OSError:
+                pass
 
 
 main(sys.argv[1:])

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
 import {
   COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE,
-  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, ipcValue, parseIpcValue, IPC_F_POD, CLASS_CLUSTER_POD, parseEpValue, parseIpcKey, parsePolKey, polKey,
+  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, ECHO_VALUE_SIZE, OBS_RECORD_TTL, sumCounters, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, ipcValue, parseIpcValue, IPC_F_POD, CLASS_CLUSTER_POD, parseEpValue, parseIpcKey, parsePolKey, polKey,
 } from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
@@ -31,7 +31,7 @@ describe('the committed tc object', () => {
     assert.deepEqual(byName.get('events'), { name: 'events', type: RINGBUF, keySize: 0, valueSize: 0, maxEntries: 256 * 1024, flags: 0 });
     assert.deepEqual(byName.get('observer'), { name: 'observer', type: MapType.Array, keySize: 4, valueSize: 8, maxEntries: 4, flags: 0 });
     assert.deepEqual(byName.get('frags'), { name: 'frags', type: MapType.LruHash, keySize: FRAG_KEY_SIZE, valueSize: FRAG_VALUE_SIZE, maxEntries: 4096, flags: 0 });
-    assert.deepEqual(byName.get('echoes'), { name: 'echoes', type: MapType.LruHash, keySize: ECHO_KEY_SIZE, valueSize: 4, maxEntries: 4096, flags: 0 });
+    assert.deepEqual(byName.get('echoes'), { name: 'echoes', type: MapType.LruHash, keySize: ECHO_KEY_SIZE, valueSize: ECHO_VALUE_SIZE, maxEntries: 4096, flags: 0 });
     assert.deepEqual(elf.maps.map((m) => m.name).sort(), [...MAP_NAMES].sort());
     assert.equal(elf.license, 'GPL');
   });
@@ -114,7 +114,8 @@ int main(void) {
     offsetof(struct flow_value, verdict), offsetof(struct flow_value, reason), offsetof(struct flow_value, point), offsetof(struct flow_value, tcp_flags), offsetof(struct flow_value, reply),
     offsetof(struct flow_value, dir), offsetof(struct flow_value, ifindex), offsetof(struct flow_event, value));
   printf("%d %d %d %d %d %d %d %d %d %d %d\\n", FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, (int)offsetof(struct flow_event, kind), (int)offsetof(struct flow_event, key));
-  printf("%zu %zu %zu\\n", sizeof(struct frag_key), sizeof(struct frag_value), sizeof(struct echo_key));
+  printf("%zu %zu %zu %zu %zu %zu %zu %d\\n", sizeof(struct frag_key), sizeof(struct frag_value), sizeof(struct echo_key),
+    offsetof(struct ep_counters, records_suppressed), offsetof(struct ep_counters, budget_tat), offsetof(struct frag_key, ifindex), offsetof(struct echo_key, ifindex), OBS_RECORD_TTL);
   printf("%zu %zu %d %d\\n", offsetof(struct ipc_value, flags), offsetof(struct ipc_value, ns), IPC_F_POD, CLASS_CLUSTER_POD);
   return 0;
 }
@@ -122,14 +123,21 @@ int main(void) {
       const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       const [line1, line2, line3, line4, line5, line6, line7] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
-      assert.deepEqual(line6, [FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE]);
+      assert.deepEqual(line6, [FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, 80, 88, FRAG_KEY_SIZE - 4, ECHO_KEY_SIZE - 4, OBS_RECORD_TTL]);
+      // records_suppressed is the last field sumCounters reads; budget_tat (the budget's state) is not summed.
+      const cv = Buffer.alloc(COUNTERS_SIZE * 2);
+      cv.writeBigUInt64LE(3n, 80);
+      cv.writeBigUInt64LE(4n, COUNTERS_SIZE + 80);
+      cv.writeBigUInt64LE(99n, 88);
+      assert.equal(sumCounters(cv, 2).recordsSuppressed, 7n);
+      assert.equal(Object.keys(sumCounters(cv, 2)).length, 11);
       assert.deepEqual(line3, [epValue({ ifindex: 0, flags: 0, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x01020304 }).indexOf(Buffer.from([4, 3, 2, 1]))]);
       const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
       assert.deepEqual(line1, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
       // The byte positions polKey writes, found by value: slot 0x0a0b0c0d, identity 0x01020304, dir 7, port 0x1234.
       const k = polKey({ slot: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
       assert.deepEqual(line2, [IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, 4, 8, k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(Buffer.from([0x12, 0x34])),
-        EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), COUNTERS_SIZE - 8]);
+        EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), 72]);
       // The flow layouts, checked by what the parsers read back from bytes put where the C compiler puts each field.
       const [fk, fv, fe, proto, sport, dport, saddr, daddr, packets, bytes, aOut, aIn, slot, verdict, reason, point, flags, reply, fdir, ifindex, evValue] = line4!;
       assert.deepEqual([fk, fv, fe, evValue], [FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_EVENT_SIZE - FLOW_VALUE_SIZE]);
