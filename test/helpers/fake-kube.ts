@@ -2,7 +2,7 @@
 // NodeList), list with resourceVersion, watch as newline-delimited JSON events with
 // bookmarks, "410 Gone" once a resourceVersion falls out of its window, bearer tokens that
 // can be rotated, and failures on demand.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
 import { makeCerts } from './fake-apiserver.js';
@@ -123,6 +123,18 @@ export class FakeKube {
       this.port = (this.server.address() as { port: number }).port;
       res();
     }));
+  }
+
+  /** A kubeconfig for this server (started in dir, whose ca.crt it trusts); user: `token: T` or `tokenFile: PATH`. */
+  writeKubeconfig(dir: string, user: string): string {
+    const path = `${dir}/kubeconfig`;
+    writeFileSync(path, [
+      'apiVersion: v1', 'kind: Config', 'current-context: t',
+      'clusters:', '- name: c', '  cluster:', `    server: https://127.0.0.1:${this.port}`, `    certificate-authority-data: ${readFileSync(`${dir}/ca.crt`).toString('base64')}`,
+      'users:', '- name: u', '  user:', `    ${user}`,
+      'contexts:', '- name: t', '  context:', '    cluster: c', '    user: u', '',
+    ].join('\n'));
+    return path;
   }
 
   stop(): void {

@@ -5,7 +5,6 @@
 // alone and, when the owner goes, the next candidate takes over.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { FakeKube } from '../helpers/fake-kube.js';
 import { NetpolCluster, NODE } from '../helpers/netpol.js';
@@ -85,12 +84,7 @@ describe('an address reused while its old pod object still lists it (sync --watc
   before(async () => {
     c = new NetpolCluster({ namespaces: ['x', 'y'], pods: ['a'], ports: [80], protocols: ['TCP'] }).setup();
     await kube.start(dir);
-    writeFileSync(`${dir}/kubeconfig`, [
-      'apiVersion: v1', 'kind: Config', 'current-context: t',
-      'clusters:', '- name: c', '  cluster:', `    server: https://127.0.0.1:${kube.port}`, `    certificate-authority-data: ${readFileSync(`${dir}/ca.crt`).toString('base64')}`,
-      'users:', '- name: u', '  user:', '    token: owners-token',
-      'contexts:', '- name: t', '  context:', '    cluster: c', '    user: u', '',
-    ].join('\n'));
+    kube.writeKubeconfig(dir, 'token: owners-token');
     for (const [ns, labels] of c.nsLabels) kube.put('Namespace', { metadata: { name: ns, labels } });
     for (const p of c.pods.values()) {
       const metadata = { namespace: p.ns, name: p.name, labels: p.labels, creationTimestamp: T_OLD };

@@ -3,7 +3,7 @@
 // is picked up without a restart, and failures are retried.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { FakeKube } from '../helpers/fake-kube.js';
 import { NetpolCluster, NODE } from '../helpers/netpol.js';
@@ -46,12 +46,7 @@ describe('NetworkPolicy from the watch API', () => {
     c = new NetpolCluster({ namespaces: ['x', 'y'], pods: ['a'], ports: [80], protocols: ['TCP'] }).setup();
     await kube.start(dir);
     writeFileSync(`${dir}/token`, 'token-1\n');
-    writeFileSync(`${dir}/kubeconfig`, [
-      'apiVersion: v1', 'kind: Config', 'current-context: t',
-      'clusters:', '- name: c', '  cluster:', `    server: https://127.0.0.1:${kube.port}`, `    certificate-authority-data: ${readFileSync(`${dir}/ca.crt`).toString('base64')}`,
-      'users:', '- name: u', '  user:', `    tokenFile: ${dir}/token`,
-      'contexts:', '- name: t', '  context:', '    cluster: c', '    user: u', '',
-    ].join('\n'));
+    kube.writeKubeconfig(dir, `tokenFile: ${dir}/token`);
     for (const [ns, labels] of c.nsLabels) kube.put('Namespace', { metadata: { name: ns, labels } });
     for (const p of c.pods.values()) {
       kube.put('Pod', { metadata: { namespace: p.ns, name: p.name, labels: p.labels }, spec: { nodeName: NODE, containers: [{ name: 'c' }] }, status: { phase: 'Running', podIPs: p.ips.map((ip) => ({ ip })) } });
