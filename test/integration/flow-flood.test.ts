@@ -54,13 +54,18 @@ describe('a pod flooding the flow history and the event stream', () => {
     const p = spawn(TWILL, ['observe', '--conf-dir', c.confDir, '-f', '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    // The reader registers itself in the observer map on start (observe.test.ts proves it).
-    await sleep(1000);
-    // 40 denied datagrams of one flow (x/a's own address, so not forged) in ~0.5 s.
-    forge(pod('x/a').netns, gwMac('x/a'), v4('x/a'), v4('y/a'), 40903, 80, 40);
-    await sleep(600);
-    p.kill('SIGINT');
-    await new Promise((r) => p.on('close', r));
+    const closed = new Promise((r) => p.on('close', r));
+    try {
+      // The reader registers itself in the observer map on start (observe.test.ts proves it).
+      await sleep(1000);
+      // 40 denied datagrams of one flow (x/a's own address, so not forged) in ~0.5 s.
+      forge(pod('x/a').netns, gwMac('x/a'), v4('x/a'), v4('y/a'), 40903, 80, 40);
+      await sleep(600);
+    } finally {
+      // A failed step must not leave the follower running: the test file would never exit.
+      p.kill('SIGINT');
+      await closed;
+    }
     const drops = out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as JsonFlow)
       .filter((e) => e.flow.IP.source === v4('x/a') && e.flow.IP.destination === v4('y/a') && e.flow.twill.event === 'drop');
     assert.ok(drops.length >= 1, 'the drop is an event');
