@@ -117,7 +117,7 @@ export function overBudget(
 
 /** The size the network's map has, or will have once an ADD makes it. */
 export function configuredSize(conf: NetConf, map: BudgetMap): number {
-  return (map === 'policy' ? conf.policy?.policyEntries : conf.policy?.ipcacheEntries) ?? (map === 'policy' ? 262144 : 65536);
+  return (map === 'policy' ? conf.policy?.policyEntries : conf.policy?.ipcacheEntries) ?? (map === 'policy' ? 262144 : 524288);
 }
 
 const budgetFile = (conf: NetConf): string => `${policyDir(conf)}/budget.json`;

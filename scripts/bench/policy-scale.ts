@@ -21,7 +21,7 @@ const SIZES = (process.env.BENCH_POLICY_SCALE_SIZES ?? '20000,50000').split(',')
 const RSS_CAP_MB = Number(process.env.BENCH_POLICY_SCALE_RSS_MB ?? 4096);
 const TIMEOUT_MS = Number(process.env.BENCH_POLICY_SCALE_TIMEOUT_S ?? 180) * 1000;
 /** Defaults of conf policy.policyEntries and policy.ipcacheEntries (lib/config/schema.ts). */
-const DEFAULT_SIZES: Record<string, number> = { policy: 262144, ipcache: 65536 };
+const DEFAULT_SIZES: Record<string, number> = { policy: 262144, ipcache: 524288 };
 
 type Labels = Record<string, string>;
 interface Obj { kind: string; metadata: { name: string; namespace?: string; labels?: Labels }; [k: string]: unknown }
