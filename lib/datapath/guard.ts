@@ -31,7 +31,7 @@ function encapOf(conf: NetConf, table: NodeEntry[]): GuardEncap | undefined {
 }
 
 /** What the marker says was installed: a guard of an earlier release (other rules) is replaced. */
-const GUARD_VERSION = 'nftables encap 2';
+const GUARD_VERSION = 'nftables encap 3';
 /** Written when the guard was built without a node table: not current, the next ADD or sync rebuilds it. */
 const STALE = 'stale';
 

@@ -97,12 +97,15 @@ export function ensureGuard(tag: string, ifPrefix: string, encap?: GuardEncap): 
     '  chain forward {',
     '    type filter hook forward priority filter; policy accept;',
     `    iifname "${ifPrefix}*" ct state invalid counter`,
-    ...(encap ? [`    ${fromPod} ${vx} counter drop`] : []),
+    // Node-to-node VXLAN is never translated: a DNAT that turned another port into the VXLAN
+    // port (a NodePort whose endpoint is a node's own VXLAN port) carries what a pod sent.
+    ...(encap ? [`    ${fromPod} ${vx} counter drop`, `    ${vx} ct status dnat counter drop`] : []),
     '  }',
     ...(encap ? [
       '  chain input {',
       '    type filter hook input priority filter; policy accept;',
       `    ${fromPod} ${vx} counter drop`,
+      `    ${vx} ct status dnat counter drop`,
       `    ${vx} ip saddr != @nodes4 counter drop`,
       `    ${vx} ip6 saddr != @nodes6 counter drop`,
       ...toSelf,

@@ -133,6 +133,21 @@ for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', p
       }
     });
 
+    it(`… nor through a DNAT on the victim's node that turns another of its ports into the VXLAN port (a NodePort whose endpoint is the node's own VXLAN port)`, async () => {
+      const table = `encaptest_rdnat_${process.pid}`;
+      const node = c.nodes[victim]!.ip;
+      sh('ip', ['netns', 'exec', c.nodes[victim]!.ns, 'nft', '-f', '-'], {
+        input: `table ip ${table} {\n chain pre {\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr ${node} udp dport 5556 dnat to ${node}:${VXLAN_PORT}\n }\n}\n`,
+      });
+      try {
+        const r = await forgedAtVictim(7808, vxlanVia(pods[attacker]!, node, 5556, 7808));
+        assert.ok(r.hello > 0);
+        assert.equal(r.forged, 0, `${r.forged} decapsulated datagrams reached the victim through a DNAT on its own node`);
+      } finally {
+        inNs(c.nodes[victim]!.ns, ['nft', 'delete', 'table', 'ip', table], true);
+      }
+    });
+
     it(`a node's VXLAN port takes packets to its own underlay address only: sent by a node to its other address, nothing is decapsulated`, async () => {
       await withOtherAddress(async (other) => {
         const r = await forgedAtVictim(7807, vxlanVia(c.nodes[attacker]!.ns, other, VXLAN_PORT, 7807));
