@@ -104,12 +104,20 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   }
 }
 
+/** The id and max_entries (bpf_map_info) of the pinned maps a policy state fills, each read once. */
+function budgetMaps(maps: ReadonlyMap<string, number>): { ids: Record<BudgetMap, number>; sizes: Record<BudgetMap, number> } {
+  const policy = objInfo(maps.get('policy')!), ipcache = objInfo(maps.get('ipcache')!);
+  return { ids: { policy: policy.readUInt32LE(4), ipcache: ipcache.readUInt32LE(4) }, sizes: { policy: policy.readUInt32LE(16), ipcache: ipcache.readUInt32LE(16) } };
+}
+
+const configuredSizes = (conf: NetConf): Record<BudgetMap, number> => ({ policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') });
+
 /** max_entries of the network's pinned maps, or the configured sizes before the first ADD made them. */
 function mapSizes(conf: NetConf): Record<BudgetMap, number> {
   const net = openNetwork(conf.bpffsRoot, conf.name);
-  if (!net) return { policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') };
+  if (!net) return configuredSizes(conf);
   try {
-    return { policy: objInfo(net.maps.get('policy')!).readUInt32LE(16), ipcache: objInfo(net.maps.get('ipcache')!).readUInt32LE(16) }; // bpf_map_info.max_entries
+    return budgetMaps(net.maps).sizes;
   } finally {
     net.close();
   }
@@ -152,9 +160,9 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   const net = openNetwork(conf.bpffsRoot, conf.name);
   if (net) {
     try {
-      const info = (m: BudgetMap): Buffer => objInfo(net.maps.get(m)!);
-      ids = { policy: info('policy').readUInt32LE(4), ipcache: info('ipcache').readUInt32LE(4) };
-      const size = { policy: info('policy').readUInt32LE(16), ipcache: info('ipcache').readUInt32LE(16) }; // bpf_map_info.max_entries
+      const info = budgetMaps(net.maps);
+      ids = info.ids;
+      const size = info.sizes;
       const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids), (want, have) => {
         const peaks = {
           policy: { needed: peakEntries(have.policy, want.policy), available: size.policy, alone: want.policy.size },
@@ -176,7 +184,8 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
     let entries = 0;
     for (const [slot, pp] of bySlot) entries += allowKeys(slot, pp).size;
     const ipc = compiled.ipcache.length + localAddrs.size;
-    const peaks = { policy: { needed: entries, available: configuredSize(conf, 'policy') }, ipcache: { needed: ipc, available: configuredSize(conf, 'ipcache') } };
+    const size = configuredSizes(conf);
+    const peaks = { policy: { needed: entries, available: size.policy }, ipcache: { needed: ipc, available: size.ipcache } };
     const refused = overBudget(peaks, byPolicy, compiled.policies, IPCACHE_WHAT);
     if (refused) return { refusal: refused };
     use = { policy: { used: entries, available: peaks.policy.available }, ipcache: { used: ipc, available: peaks.ipcache.available } };
