@@ -114,4 +114,27 @@ export function makeCluster(opts: { backend: 'vxlan' | 'hostgw'; datapath: 'ebpf
   };
 }
 
+/**
+ * Syncs every node from one objects file: a namespace per placement entry (labelled ns=<name>),
+ * its pod on node i (labelled pod=<name>, Running with ips[i], else Pending), and the policies.
+ */
+export function syncPolicies(c: Cluster, placement: readonly (readonly [string, string])[], ips: readonly (readonly string[] | undefined)[], policies: object[], containerPorts: object[] = []): void {
+  const objects = {
+    kind: 'List',
+    items: [
+      ...placement.map(([ns]) => ({ kind: 'Namespace', metadata: { name: ns, labels: { ns } } })),
+      ...placement.map(([ns, name], i) => ({
+        kind: 'Pod', metadata: { namespace: ns, name, labels: { pod: name } }, spec: { nodeName: c.nodes[i]!.name, containers: [{ name: 'c', ...(containerPorts.length ? { ports: containerPorts } : {}) }] },
+        status: ips[i] ? { phase: 'Running', podIPs: ips[i]!.map((ip) => ({ ip })) } : { phase: 'Pending' },
+      })),
+      ...policies,
+    ],
+  };
+  for (const n of c.nodes) {
+    writeFileSync(`${n.dir}/objects.json`, JSON.stringify(objects));
+    const r = c.cli(n, ['sync', '--conf-dir', n.confDir, '--from-file', `${n.dir}/objects.json`]);
+    if (r.code !== 0) throw new Error(`sync on ${n.name} exited ${r.code}: ${r.stdout}${r.stderr}`);
+  }
+}
+
 export const podEnv = (id: string, pod: string): Record<string, string> => ({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: id, CNI_NETNS: netnsPath(pod), CNI_IFNAME: 'eth0' });

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { makeCluster, podEnv, type Cluster } from '../helpers/cluster.js';
+import { makeCluster, podEnv, syncPolicies, type Cluster } from '../helpers/cluster.js';
 import { echo, pkt, pktBackground, send, sleep } from '../helpers/pkt.js';
 import { cleanupNetns, deleteNetns, inNs, makeNetns, sh, TWILL } from '../helpers/twill.js';
 import { vtepMac } from '../../lib/datapath/backend.js';
@@ -41,23 +41,7 @@ for (const mode of [{ datapath: 'routed', policy: false }, { datapath: 'ebpf', p
     });
 
     const syncAll = (policies: object[]) => {
-      if (!mode.policy) return;
-      const objects = {
-        kind: 'List',
-        items: [
-          ...placement.map(([ns]) => ({ kind: 'Namespace', metadata: { name: ns, labels: { ns } } })),
-          ...placement.map(([ns, name], i) => ({
-            kind: 'Pod', metadata: { namespace: ns, name, labels: { pod: name } }, spec: { nodeName: c.nodes[i]!.name, containers: [{ name: 'c' }] },
-            status: v4[i] ? { phase: 'Running', podIPs: [{ ip: v4[i] }] } : { phase: 'Pending' },
-          })),
-          ...policies,
-        ],
-      };
-      for (const n of c.nodes) {
-        writeFileSync(`${n.dir}/objects.json`, JSON.stringify(objects));
-        const r = c.cli(n, ['sync', '--conf-dir', n.confDir, '--from-file', `${n.dir}/objects.json`]);
-        assert.equal(r.code, 0, r.stdout + r.stderr);
-      }
+      if (mode.policy) syncPolicies(c, placement, placement.map((_, i) => (v4[i] ? [v4[i]!] : undefined)), policies);
     };
     /** How many "forged" datagrams reach the victim's UDP port while attack() runs. */
     const forgedAtVictim = async (port: number, attack: () => void): Promise<{ forged: number; hello: number }> => {

@@ -3,9 +3,8 @@
 // nodes' programs as an answer; an echo reply nobody asked for passes neither.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { makeCluster, podEnv, type Cluster } from '../helpers/cluster.js';
+import { makeCluster, podEnv, syncPolicies, type Cluster } from '../helpers/cluster.js';
 import { pkt, pktBackground } from '../helpers/pkt.js';
 import { cleanupNetns, makeNetns } from '../helpers/twill.js';
 
@@ -23,24 +22,7 @@ describe('ICMP under NetworkPolicy across two nodes, vxlan', () => {
   const ip = (i: number, v6: boolean): string => ips[i]!.find((a) => a.includes(':') === v6)!;
   const ping = (from: number, to: number, v6: boolean): boolean =>
     spawnSync('ip', ['netns', 'exec', pods[from]!, 'ping', ...(v6 ? ['-6'] : []), '-c', '2', '-i', '0.3', '-W', '2', ip(to, v6)]).status === 0;
-  const syncAll = (policies: object[]) => {
-    const objects = {
-      kind: 'List',
-      items: [
-        ...placement.map(([ns]) => ({ kind: 'Namespace', metadata: { name: ns, labels: { ns } } })),
-        ...placement.map(([ns, name], i) => ({
-          kind: 'Pod', metadata: { namespace: ns, name, labels: { pod: name } }, spec: { nodeName: c.nodes[i]!.name, containers: [{ name: 'c' }] },
-          status: ips[i] ? { phase: 'Running', podIPs: ips[i]!.map((a) => ({ ip: a })) } : { phase: 'Pending' },
-        })),
-        ...policies,
-      ],
-    };
-    for (const n of c.nodes) {
-      writeFileSync(`${n.dir}/objects.json`, JSON.stringify(objects));
-      const r = c.cli(n, ['sync', '--conf-dir', n.confDir, '--from-file', `${n.dir}/objects.json`]);
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-    }
-  };
+  const syncAll = (policies: object[]) => syncPolicies(c, placement, ips, policies);
 
   it('attaches a pod on each node', () => {
     syncAll([]);

@@ -3,9 +3,8 @@
 // toward them, from the same objects synced on every node.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { makeCluster, podEnv, type Cluster } from '../helpers/cluster.js';
+import { makeCluster, podEnv, syncPolicies, type Cluster } from '../helpers/cluster.js';
 import { AGENT } from '../helpers/netpol.js';
 import { cleanupNetns, makeNetns } from '../helpers/twill.js';
 
@@ -37,24 +36,7 @@ for (const [backend, shape] of [['vxlan', 'everyday'], ['hostgw', 'everyday'], [
       c.destroy();
     });
 
-    const objects = (policies: object[]) => ({
-      kind: 'List',
-      items: [
-        ...placement.map(([ns]) => ({ kind: 'Namespace', metadata: { name: ns, labels: { ns } } })),
-        ...placement.map(([ns, name], i) => ({
-          kind: 'Pod', metadata: { namespace: ns, name, labels: { pod: name } }, spec: { nodeName: c.nodes[i]!.name, containers: [{ name: 'c', ports: [{ name: 'http', containerPort: 80 }] }] },
-          status: ips[i] ? { phase: 'Running', podIPs: ips[i]!.map((ip) => ({ ip })) } : { phase: 'Pending' },
-        })),
-        ...policies,
-      ],
-    });
-    const syncAll = (policies: object[]) => {
-      for (const n of c.nodes) {
-        writeFileSync(`${n.dir}/objects.json`, JSON.stringify(objects(policies)));
-        const r = c.cli(n, ['sync', '--conf-dir', n.confDir, '--from-file', `${n.dir}/objects.json`]);
-        assert.equal(r.code, 0, r.stdout + r.stderr);
-      }
-    };
+    const syncAll = (policies: object[]) => syncPolicies(c, placement, ips, policies, [{ name: 'http', containerPort: 80 }]);
     /** From each pod to each other pod's v4 and v6 address on TCP 80: "i->j v4" → reached. */
     const matrix = async (): Promise<Record<string, boolean>> => {
       const out: Record<string, boolean> = {};
