@@ -65,7 +65,9 @@ for p in "${pods[@]}"; do
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   v4[$p]=$(node -e 'const r=JSON.parse(process.argv[1]);console.log(r.ips.find(i=>!i.address.includes(":")).address.split("/")[0])' "$out")
   v6[$p]=$(node -e 'const r=JSON.parse(process.argv[1]);console.log(r.ips.find(i=>i.address.includes(":")).address.split("/")[0])' "$out")
-  echo "$p: ${v4[$p]} ${v6[$p]}  (chain ADD ${ms} ms)"
+  why=""
+  [ "$p" = "${pods[0]}" ] && why="; the network's first ADD loads the eBPF programs and waits for the kernel's verifier, later ADDs reuse them"
+  echo "$p: ${v4[$p]} ${v6[$p]}  (chain ADD ${ms} ms${why})"
 done
 ip netns exec demo-a ip -br addr show eth0
 

@@ -144,6 +144,15 @@ function lastErrors(conf: NetConf, n = 5): string[] {
   }
 }
 
+/** A count as people read it: exact up to a million, then a power of two (an IPv6 /64 has ~2^64 addresses). */
+export function readableCount(n: string): string {
+  const v = BigInt(n);
+  if (v < 1_000_000n) return v.toLocaleString('en-US');
+  const log2 = v.toString(2).length - 1;
+  const lower = 1n << BigInt(log2);
+  return v === lower ? `2^${log2}` : `~2^${v - lower > lower / 2n ? log2 + 1 : log2}`;
+}
+
 export function networkStatus(conf: NetConf, file: string): NetworkStatus {
   const problems: string[] = [];
   const st = readDatapathState(conf);
@@ -201,7 +210,7 @@ function render(s: NetworkStatus): string {
     `  datapath:  ${s.datapath.live}${s.datapath.attach ? ` (${s.datapath.attach})` : ''}; configured ${s.datapath.configured}${s.datapath.reason ? `; ${s.datapath.reason}` : ''}`,
     `  backend:   ${s.backend}${s.peers ? ` (${s.peers.device ?? 'routes'}, MTU ${s.peers.mtu}, this node ${s.peers.self ?? '?'}, peers ${s.peers.names.join(' ') || '-'})` : ''}`,
     ...s.warnings.map((w) => `  warning:   ${w}`),
-    ...(s.pool ?? []).map((p) => `  pool ${p.rangeSet}:    ${p.ranges.join(', ')}: ${p.used} used, ${p.free} free`),
+    ...(s.pool ?? []).map((p) => `  pool ${p.rangeSet}:    ${p.ranges.join(', ')}: ${p.used} used, ${readableCount(p.free)} free`),
     `  endpoints: ${s.endpoints}`,
     ...(s.bpf ? [`  bpf:       pins ${s.bpf.pinDir}; program id ${s.bpf.programId ?? '-'}; maps ${Object.entries(s.bpf.mapIds).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`] : []),
     ...(s.policy ? [policyLine(s.policy)] : []),

@@ -56,8 +56,17 @@ export type Clock = (ns: bigint) => Date;
 
 const iso = (d: Date): string => d.toISOString();
 const tcpFlags = (f: number): string[] => TCP_FLAGS.filter(([, bit]) => f & bit).map(([n]) => n);
-const ICMP4: Record<number, string> = { 0: 'EchoReply', 3: 'DestinationUnreachable', 8: 'EchoRequest', 11: 'TimeExceeded' };
-const ICMP6: Record<number, string> = { 1: 'DestinationUnreachable', 2: 'PacketTooBig', 3: 'TimeExceeded', 128: 'EchoRequest', 129: 'EchoReply' };
+// gopacket's names for the types (what Hubble's summaries print).
+const ICMP4: Record<number, string> = {
+  0: 'EchoReply', 3: 'DestinationUnreachable', 4: 'SourceQuench', 5: 'Redirect', 8: 'EchoRequest',
+  9: 'RouterAdvertisement', 10: 'RouterSolicitation', 11: 'TimeExceeded', 12: 'ParameterProblem', 13: 'Timestamp', 14: 'TimestampReply',
+};
+const ICMP6: Record<number, string> = {
+  1: 'DestinationUnreachable', 2: 'PacketTooBig', 3: 'TimeExceeded', 4: 'ParameterProblem', 128: 'EchoRequest', 129: 'EchoReply',
+  130: 'MLDv1MulticastListenerQuery', 131: 'MLDv1MulticastListenerReport', 132: 'MLDv1MulticastListenerDone',
+  133: 'RouterSolicitation', 134: 'RouterAdvertisement', 135: 'NeighborSolicitation', 136: 'NeighborAdvertisement', 137: 'Redirect',
+  143: 'MLDv2MulticastListenerReport',
+};
 
 function l4Of(e: FlowEntry): HubbleFlow['l4'] {
   const { proto, sport, dport } = e.key;
@@ -69,7 +78,7 @@ function l4Of(e: FlowEntry): HubbleFlow['l4'] {
   return undefined;
 }
 
-function summaryOf(e: FlowEntry): string {
+export function summaryOf(e: Pick<FlowEntry, 'key'> & { rec: Pick<FlowEntry['rec'], 'tcpFlags'> }): string {
   const { proto, sport } = e.key;
   if (proto === 6) return `TCP Flags: ${tcpFlags(e.rec.tcpFlags).join(', ') || '-'}`;
   if (proto === 1) return `ICMPv4 ${ICMP4[sport] ?? `type ${sport}`}`;

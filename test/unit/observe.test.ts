@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { flowFilter } from '../../lib/observe/filter.js';
-import type { HubbleFlow } from '../../lib/observe/flow.js';
+import { summaryOf, type HubbleFlow } from '../../lib/observe/flow.js';
+import type { FlowKey } from '../../lib/bpf/layout.js';
+import { parseAddr } from '../../lib/net/ip.js';
 import { parseSince } from '../../lib/cli/observe.js';
 import { exposition } from '../../lib/cli/metrics.js';
+import { readableCount } from '../../lib/cli/status.js';
 
 const flow = (over: Partial<HubbleFlow>): HubbleFlow => ({
   time: '2026-12-01T10:00:00.000Z', verdict: 'FORWARDED', IP: { source: '10.1.0.5', destination: 'fd00::7', ipVersion: 'IPv4' },
@@ -52,4 +55,17 @@ describe('Prometheus text exposition', () => {
     ]));
     assert.equal(text, '# HELP twill_x_total h\n# TYPE twill_x_total counter\ntwill_x_total{pod="a\\"b\\\\c\\nd"} 3\n');
   });
+});
+
+describe('flow summaries name ICMP types as Hubble does', () => {
+  const key = (proto: number, type: number): FlowKey => ({ proto, sport: type, dport: 0, src: parseAddr('::')!, dst: parseAddr('::')! });
+  for (const [proto, type, want] of [
+    [58, 135, 'ICMPv6 NeighborSolicitation'], [58, 136, 'ICMPv6 NeighborAdvertisement'], [58, 143, 'ICMPv6 MLDv2MulticastListenerReport'],
+    [58, 128, 'ICMPv6 EchoRequest'], [1, 8, 'ICMPv4 EchoRequest'], [1, 3, 'ICMPv4 DestinationUnreachable'], [58, 200, 'ICMPv6 type 200'],
+  ] as const) it(`${proto}/${type} → ${want}`, () => assert.equal(summaryOf({ key: key(proto, type), rec: { tcpFlags: 0 } }), want));
+});
+
+describe('status counts as people read them', () => {
+  for (const [n, want] of [['0', '0'], ['253', '253'], ['65531', '65,531'], ['18446744073709551611', '~2^64'], ['4294967296', '2^32'], ['7516192768', '~2^33']] as const)
+    it(`${n} → ${want}`, () => assert.equal(readableCount(n), want));
 });
