@@ -111,7 +111,7 @@ function forwardRules(): (() => void) | undefined {
 
 export function datapath(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): void {
   const rrBin = `${ws.dir}/rr`;
-  run(['cc', '-O2', '-o', rrBin, 'scripts/bench/rr.c']);
+  run(['cc', '-O2', '-o', rrBin, 'bench/rr.c']);
   const pairs: Pair[] = [barePair(), pluginPair(ws, 'twill-ebpf', 240), pluginPair(ws, 'twill', 241), pluginPair(ws, 'bridge', 242)];
   const results = pairs.map(() => ({ one: [] as number[], four: [] as number[], rr: [] as number[] }));
   const withRules = { one: [] as number[], four: [] as number[], rr: [] as number[] };

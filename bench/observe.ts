@@ -9,7 +9,7 @@ import { fmt, median, table, target, type Target } from './stats.js';
 import type { Workspace } from './plugins.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { closeFd, objGet, objInfo } from '../../lib/bpf/sys.js';
+import { closeFd, objGet, objInfo } from '../lib/bpf/sys.js';
 
 const OFF_NET = 'bench-twill-ebpf-noflows';
 const ON_NET = 'bench-twill-ebpf';
@@ -69,7 +69,7 @@ function reader(ws: Workspace, confDir: string): ChildProcess {
 
 export function observeBench(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): void {
   const rrBin = `${ws.dir}/rr`;
-  spawnSync('cc', ['-O2', '-o', rrBin, 'scripts/bench/rr.c']);
+  spawnSync('cc', ['-O2', '-o', rrBin, 'bench/rr.c']);
   const off = pluginPair(ws, 'twill-ebpf-noflows', 246, 'no flow record');
   const on = pluginPair(ws, 'twill-ebpf', 247, 'flow record');
   const s = ws.subject('twill-ebpf', 247);

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { forgetNetwork } from '../../test/helpers/netconf.js';
+import { forgetNetwork } from '../testkit/netconf.js';
 
 export const REF_DIR = process.env.CNI_BIN_DIR ?? '/usr/lib/cni';
 

@@ -94,7 +94,7 @@ function iptablesRules(n: number, client: string, server: string): () => void {
 
 export async function policyBench(ws: Workspace, say: (s: string) => void, out: Record<string, unknown>, targets: Target[]): Promise<void> {
   const rrBin = `${ws.dir}/rr`;
-  run(['cc', '-O2', '-o', rrBin, 'scripts/bench/rr.c']);
+  run(['cc', '-O2', '-o', rrBin, 'bench/rr.c']);
   if (!process.env.BENCH_POLICY_SKIP_DATAPATH) dataPath(ws, say, out, targets, rrBin);
   await scale(ws, say, out, targets);
   addCost(ws, say, out, targets);
@@ -161,7 +161,7 @@ function dataPath(ws: Workspace, say: (s: string) => void, out: Record<string, u
 
 /** `twill sync --watch` against a test API server holding the objects; one remote pod's labels change. */
 async function watchLabelChange(net: PolicyNet, objects: { items: object[] }): Promise<{ fullMs: number; labelMs: number }> {
-  const { FakeKube } = await import('../../test/helpers/fake-kube.js');
+  const { FakeKube } = await import('../test/helpers/fake-kube.js');
   const dir = mkdtempSync(`${net.ws.dir}/kube-`);
   const kube = new FakeKube('bench-token');
   await kube.start(dir);

@@ -2,7 +2,7 @@
 // reported as medians and ratios; markdown on stdout, JSON in bench-results/.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { runtimeOf } from '../../test/helpers/twill.js';
+import { runtimeOf } from '../testkit/twill.js';
 import { buildHello } from './hello.js';
 import { delNetns, envFor, newNetns, REF_DIR, timedRun, Workspace, type Subject } from './plugins.js';
 import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';

@@ -3,11 +3,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
-import { caseArb, checkCase, edgeCases, fuzzFixtures } from '../../test/helpers/fuzz.js';
-import { testNet } from '../../test/helpers/netconf.js';
-import { endpointsJson, tempBpffs } from '../../test/helpers/traffic.js';
-import { CNI_BIN_DIR, cleanupNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../../test/helpers/twill.js';
-import { forgetStateDir } from '../../test/helpers/netconf.js';
+import { caseArb, checkCase, edgeCases, fuzzFixtures } from '../testkit/fuzz.js';
+import { testNet } from '../testkit/netconf.js';
+import { endpointsJson, tempBpffs } from '../testkit/traffic.js';
+import { CNI_BIN_DIR, cleanupNetns, hostLinksSettled, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../testkit/twill.js';
+import { forgetStateDir } from '../testkit/netconf.js';
 
 const KILLS = Number(process.env.STRESS_KILLS ?? 200);
 const STORM_SECONDS = Number(process.env.STORM_SECONDS ?? 60);

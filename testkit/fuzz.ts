@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { TOMBSTONE_PREFIX } from '../../lib/sys/podlink.js';
+import { TOMBSTONE_PREFIX } from '../lib/sys/podlink.js';
 import { hostLinksSettled, hostSnapshot, makeNetns, netnsPath, TWILL } from './twill.js';
 
 export interface FuzzCase {

@@ -1,10 +1,10 @@
 // Network configs for the tests, each isolated in its own store and state directories.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
-import { guardTable } from '../../lib/sys/guard.js';
-import { masqTag } from '../../lib/datapath/masq.js';
-import { runMarkerPrefix } from '../../lib/naming.js';
-import type { NetConf } from '../../lib/config/types.js';
+import { guardTable } from '../lib/sys/guard.js';
+import { masqTag } from '../lib/datapath/masq.js';
+import { runMarkerPrefix } from '../lib/naming.js';
+import type { NetConf } from '../lib/config/types.js';
 import { tempDir } from './twill.js';
 
 /**

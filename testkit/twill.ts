@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The executable under test (TWILL_BIN, relative to the checkout or absolute; default dist/twill). */
 export const TWILL = resolve(ROOT, process.env.TWILL_BIN ?? 'dist/twill');
 export const CNI_BIN_DIR = process.env.CNI_BIN_DIR ?? '/usr/lib/cni';

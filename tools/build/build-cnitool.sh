@@ -3,7 +3,7 @@
 # binary): deb-src is enabled for this one purpose, the source comes from Debian, and Go
 # builds it in GOPATH mode with nothing fetched from elsewhere. Prints the binary's path.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out="$PWD/.cache/cnitool"
 if [ -x "$out" ]; then echo "$out"; exit 0; fi
 [ "$(id -u)" -eq 0 ] || { echo "building cnitool needs root (apt)" >&2; exit 1; }

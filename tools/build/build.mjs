@@ -1,7 +1,7 @@
 // Builds the bundle (dist/twill.cjs: the program in one CommonJS file, for both builds) and,
 // unless --bundle-only, dist/twill-node: a Node single-executable application holding it,
 // its V8 code cache and the FFI addon as an asset. The shipped dist/twill is the Bun build of
-// the same bundle (scripts/build-bun.sh).
+// the same bundle (tools/build/build-bun.sh).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,14 +41,14 @@ await build({
 
 if (process.argv.includes('--bundle-only')) process.exit(0);
 
-// The program runs as a function (see scripts/sea-main.cjs) so that its code cache can be
+// The program runs as a function (see tools/build/sea-main.cjs) so that its code cache can be
 // made after a warm-up run, with the functions a CNI call needs already compiled.
 writeFileSync('dist/twill.js', `(function (require, module, exports, __filename, __dirname) {${readFileSync('dist/twill.cjs', 'utf8')}\n})`);
-execFileSync(nodeBin, ['scripts/warm-cache.cjs', 'dist/twill.js', 'dist/twill.cache'], { stdio: 'inherit' });
+execFileSync(nodeBin, ['tools/build/warm-cache.cjs', 'dist/twill.js', 'dist/twill.cache'], { stdio: 'inherit' });
 writeFileSync(
   'dist/sea-config.json',
   JSON.stringify({
-    main: 'scripts/sea-main.cjs',
+    main: 'tools/build/sea-main.cjs',
     output: 'dist/twill.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: true,

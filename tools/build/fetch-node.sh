@@ -3,7 +3,7 @@
 # it as node-linux-<arch>), so the executable does not depend on the host's Node version.
 # A current LTS starts a single executable in well under half the time Node 20 needs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 version=$(node -p 'require("./package.json").config.seaNodeVersion')
 arch=$(node -p 'process.arch')
 dest=".cache/node-$version-$arch"

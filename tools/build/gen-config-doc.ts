@@ -1,5 +1,5 @@
 // Renders docs/config.md from the JSON Schema, so the reference and the validator agree.
-import { schema } from '../lib/config/schema.js';
+import { schema } from '../../lib/config/schema.js';
 
 interface Node {
   type?: string;

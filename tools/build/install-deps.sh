@@ -2,7 +2,7 @@
 # Installs what building, testing and the demo need on a Debian host: Debian packages
 # (only those missing) and the pinned npm dependencies.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 pkgs=(iproute2 iputils-ping iperf3 containernetworking-plugins nftables iptables ethtool procps time clang libbpf-dev gcc libc6-dev util-linux python3 conntrack containerd runc podman conmon catatonit busybox-static)
 missing=()
@@ -25,5 +25,5 @@ fi
 
 # cnitool for the runtime-path tests (built from Debian's source package; see the script).
 if [ "$(id -u)" -eq 0 ] && [ ! -x .cache/cnitool ]; then
-  scripts/build-cnitool.sh >/dev/null || echo "warning: could not build cnitool; its test will be skipped" >&2
+  tools/build/build-cnitool.sh >/dev/null || echo "warning: could not build cnitool; its test will be skipped" >&2
 fi

@@ -1,5 +1,5 @@
 // The executable's entry: runs the bundled program with a V8 code cache made after the
-// program had run real verbs (scripts/warm-cache.cjs), so the functions a CNI call needs
+// program had run real verbs (tools/build/warm-cache.cjs), so the functions a CNI call needs
 // start compiled. Node's own SEA code cache holds only what compiles eagerly.
 const sea = require('node:sea');
 const vm = require('node:vm');

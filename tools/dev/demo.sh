@@ -3,7 +3,7 @@
 # twill → portmap → bandwidth as a runtime would, shows them talking (ping, a TCP transfer,
 # a published host port), then tears everything down and checks nothing is left.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 [ "$(id -u)" -eq 0 ] || { echo "make demo needs root (it creates network namespaces)" >&2; exit 1; }
 
 NET=twill-demo
@@ -31,7 +31,7 @@ cat > "$work/$NET.conflist" <<JSON
 }
 JSON
 
-chain() { node build/scripts/chain.js "$@"; }
+chain() { node build/tools/dev/chain.js "$@"; }
 # Capability args per pod, as a runtime passes them: demo-a publishes a port; demo-c is
 # shaped to 100 Mbit/s (and so kept off the eBPF fast path, through the host veth's qdiscs).
 caps_for() {

@@ -5,8 +5,8 @@
 # @vercel/ncc's bundle of twill's CLI against esbuild's. Installs into a scratch directory;
 # nothing in the project changes.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-node_bin=$(scripts/fetch-node.sh)
+cd "$(dirname "$0")/../.."
+node_bin=$(tools/build/fetch-node.sh)
 runs=${RUNS:-40}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -1,0 +1,2 @@
+// Shared with bench/ and stress/: the kit lives in testkit/.
+export * from '../../testkit/fuzz.js';
