@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** The checkout: this module runs as build/testkit/twill.js. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The executable under test (TWILL_BIN, relative to the checkout or absolute; default dist/twill). */
 export const TWILL = resolve(ROOT, process.env.TWILL_BIN ?? 'dist/twill');
