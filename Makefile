@@ -1,7 +1,12 @@
 # twill — see README.md. `make` builds dist/twill; `make test` is what CI runs.
 SHELL := /bin/bash
 NODE ?= node
-TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>/dev/null)
+TSC := npx --no-install tsc
+# Sources by project: the product (cmd/, lib/) builds dist/twill; tests, tools, bench and
+# stress each compile with their own tsconfig into build/, so editing one of them rebuilds
+# neither the executable nor the others.
+PRODUCT_SOURCES := $(shell find cmd lib -name '*.ts' 2>/dev/null) lib/config/validate.generated.js tsconfig.json tsconfig.base.json
+sources = $(PRODUCT_SOURCES) $(shell find $(1) -name '*.ts' -o -name '*.mjs' -o -name 'tsconfig.json' 2>/dev/null)
 
 BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
@@ -10,69 +15,92 @@ BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@tools/build/install-deps.sh
 
-lib/config/validate.generated.js: lib/config/schema.ts scripts/gen-validator.mjs
-	$(NODE) scripts/gen-validator.mjs
+lib/config/validate.generated.js: lib/config/schema.ts tools/build/gen-validator.mjs
+	$(NODE) tools/build/gen-validator.mjs
 
-build/.stamp: $(TS_SOURCES) lib/config/validate.generated.js tsconfig.json
-	npx --no-install tsc -p tsconfig.json
+# The product's type check (tsconfig.json: cmd/ and lib/ only).
+build/.stamp-product: $(PRODUCT_SOURCES)
+	$(TSC) -p tsconfig.json
 	@touch $@
 
-# The bundle both builds run (scripts/build.mjs --bundle-only).
-dist/twill.cjs: build/.stamp bpf/twill_tc.o scripts/build.mjs package.json package-lock.json
-	$(NODE) scripts/build.mjs --bundle-only
+# The tests (build/test/{unit,integration,e2e}/), with the kit and tools they import.
+build/.stamp-test: $(call sources,test testkit tools)
+	$(TSC) -p test
+	@touch $@
+
+build/.stamp-tools: $(call sources,tools)
+	$(TSC) -p tools
+	@touch $@
+
+build/.stamp-bench: $(call sources,bench testkit test/helpers)
+	$(TSC) -p bench
+	@touch $@
+
+build/.stamp-stress: $(call sources,stress testkit)
+	$(TSC) -p stress
+	@touch $@
+
+# What the tests run from build/: the product and the tests.
+build/.stamp: build/.stamp-product build/.stamp-test
+	@touch $@
+
+# The bundle both builds run (tools/build/build.mjs --bundle-only).
+dist/twill.cjs: build/.stamp-product bpf/twill_tc.o tools/build/build.mjs package.json package-lock.json
+	$(NODE) tools/build/build.mjs --bundle-only
 
 # The shipped executable: the bundle compiled by Bun (README "Start-up: Bun or Node").
-dist/twill: dist/twill.cjs scripts/build-bun.sh $(wildcard scripts/bytecode-order/*.txt)
-	scripts/build-bun.sh
+dist/twill: dist/twill.cjs tools/build/build-bun.sh $(wildcard tools/build/bytecode-order/*.txt.gz)
+	tools/build/build-bun.sh
 
 # Re-records the bytecode layout profiles dist/twill is built with (root: the verbs run).
 bytecode-order: dist/twill
-	scripts/record-bytecode-order.sh
+	tools/build/record-bytecode-order.sh
 	rm -f dist/twill && $(MAKE) dist/twill
 
 # The same program as a Node single executable: `TWILL_BIN=dist/twill-node` runs the tests
 # against it, and make bench measures it beside dist/twill.
-dist/twill-node: build/.stamp bpf/twill_tc.o scripts/build.mjs scripts/build-exe.sh scripts/sea-main.cjs scripts/warm-cache.cjs scripts/fetch-node.sh package.json package-lock.json
-	NODE=$(NODE) scripts/build-exe.sh
+dist/twill-node: build/.stamp-product bpf/twill_tc.o tools/build/build.mjs tools/build/build-exe.sh tools/build/sea-main.cjs tools/build/warm-cache.cjs tools/build/fetch-node.sh package.json package-lock.json
+	NODE=$(NODE) tools/build/build-exe.sh
 
 build: deps dist/twill
 
-typecheck: build/.stamp
+# Every project, bench and stress included (make test runs it: a lib/ change that breaks them fails CI).
+typecheck: build/.stamp build/.stamp-tools build/.stamp-bench build/.stamp-stress
 
 test-unit: build/.stamp
 	$(NODE) --test --test-reporter=spec build/test/unit/
 
 # Integration tests need root and run one file at a time: they inspect host-wide state.
-test-integration: dist/twill
+test-integration: dist/twill build/.stamp
 	@if [ "$$(id -u)" -ne 0 ]; then echo "integration tests need root" >&2; exit 1; fi
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/integration/
 
 # End-to-end: containerd's CRI (kubelet's path) drives twill; root, private runtime state.
-test-e2e: dist/twill
+test-e2e: dist/twill build/.stamp
 	@if [ "$$(id -u)" -ne 0 ]; then echo "e2e tests need root" >&2; exit 1; fi
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/e2e/
 
 # Everything against dist/twill; the integration suite again against the Node build, which
 # must stay a drop-in replacement.
-test: deps build dist/twill-node
+test: deps build dist/twill-node typecheck
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/unit/ build/test/integration/ build/test/e2e/
 	TWILL_BIN=dist/twill-node $(NODE) --test --test-concurrency=1 --test-reporter=spec build/test/integration/
 
 clean:
 	rm -rf build dist lib/config/validate.generated.js
 
-demo: build
-	scripts/demo.sh
+demo: build build/.stamp-tools
+	tools/dev/demo.sh
 
 # Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
-bench: build dist/twill-node
-	TWILL_NODE=$$(scripts/fetch-node.sh) $(NODE) build/scripts/bench/run.js
+bench: build dist/twill-node build/.stamp-bench
+	TWILL_NODE=$$(tools/build/fetch-node.sh) $(NODE) build/bench/run.js
 
 # An OCI image of twill (dist/twill-image.tar), built offline; deploy/ runs it as a DaemonSet.
-image: dist/twill
-	$(NODE) build/scripts/image.js
+image: dist/twill build/.stamp-tools
+	$(NODE) build/tools/build/image.js
 
 # The tc program is committed precompiled; `make bpf` rebuilds it (needs clang, libbpf-dev).
 bpf:
@@ -87,10 +115,10 @@ install: build
 	dist/twill install --bin-dir $(BIN_DIR) --conf-dir $(CONF_DIR) --conflist $(CONFLIST)
 
 # docs/config.md is generated from the JSON Schema; a unit test fails when it is stale.
-docs: build/.stamp
-	$(NODE) build/scripts/gen-config-doc.js > docs/config.md
+docs: build/.stamp-tools
+	$(NODE) build/tools/build/gen-config-doc.js > docs/config.md
 
 # The long part: ≥ 200 random SIGKILLs, 16-caller storms for 60 s with the reference
 # host-local on the same pool, ≥ 10,000 hostile inputs. Prints a summary table.
-test-stress: build
-	$(NODE) build/scripts/stress/run.js
+test-stress: build build/.stamp-stress
+	$(NODE) build/stress/run.js

@@ -29,13 +29,13 @@ async function main(): Promise<number> {
       logError: (msg, err) => log.error(msg, { error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }),
     });
   }
-  // The executable starts with the JIT held back for run-once CNI calls (scripts/build-bun.sh).
+  // The executable starts with the JIT held back for run-once CNI calls (tools/build/build-bun.sh).
   (globalThis as { Bun?: { unsafe?: { setJITPolicy?: (scale: number) => void } } }).Bun?.unsafe?.setJITPolicy?.(1);
   const { runCli } = await import('../lib/cli/main.js');
   return runCli(process.argv.slice(2), version);
 }
 
-// Exposed for the build's warm-up run (scripts/warm-cache.cjs), which awaits each invocation.
+// Exposed for the build's warm-up run (tools/build/warm-cache.cjs), which awaits each invocation.
 (globalThis as { __twillRun?: Promise<void> }).__twillRun = main().then(
   (code) => {
     process.exitCode = code;

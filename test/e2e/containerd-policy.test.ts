@@ -15,7 +15,7 @@ import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
 import { CNI_BIN_DIR, hostLinksSettled, removeDir, tempDir, TWILL } from '../helpers/twill.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const skip = have('containerd') && have('runc') && have('ctr') ? false : 'containerd/runc not installed (scripts/install-deps.sh)';
+const skip = have('containerd') && have('runc') && have('ctr') ? false : 'containerd/runc not installed (tools/build/install-deps.sh)';
 const NODE = 'node-ctrd';
 
 /** The netns containerd made for a sandbox, from the twill log (CNI_NETNS of its ADD). */

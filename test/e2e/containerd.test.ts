@@ -15,7 +15,7 @@ import { endpointsJson, iperf, iperfServer, tempBpffs } from '../helpers/traffic
 import { CNI_BIN_DIR, hostLinks, hostLinksSettled, inNs, pingOk, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const skip = have('containerd') && have('runc') && have('ctr') ? false : 'containerd/runc not installed (scripts/install-deps.sh)';
+const skip = have('containerd') && have('runc') && have('ctr') ? false : 'containerd/runc not installed (tools/build/install-deps.sh)';
 
 /** The netns containerd made for the sandbox, from the twill log (CNI_NETNS of its ADD). */
 function sandboxNetns(logFile: string, ip: string): string {

@@ -10,7 +10,7 @@ import { startContainerd, type Containerd } from '../helpers/containerd.js';
 import { removeDir, ROOT, sh, tempDir } from '../helpers/twill.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const skip = have('containerd') && have('ctr') ? false : 'containerd not installed (scripts/install-deps.sh)';
+const skip = have('containerd') && have('ctr') ? false : 'containerd not installed (tools/build/install-deps.sh)';
 const version = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { version: string }).version;
 
 describe('the OCI image and the DaemonSet', { skip }, () => {

@@ -12,7 +12,7 @@ import { endpointsJson, tempBpffs } from '../helpers/traffic.js';
 import { CNI_BIN_DIR, hostLinksSettled, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-const skip = have('podman') && have('busybox') ? false : 'podman/busybox-static not installed (scripts/install-deps.sh)';
+const skip = have('podman') && have('busybox') ? false : 'podman/busybox-static not installed (tools/build/install-deps.sh)';
 const IMAGE = 'twill.test/busybox:e2e';
 
 describe('podman (CNI backend): two containers, a published port, rm -f', { skip }, () => {

@@ -4,7 +4,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Cri } from './cri.js';
-import { ociImage } from '../../scripts/oci-image.js';
+import { ociImage } from '../../tools/build/oci-image.js';
 import { removeDir, ROOT, sh, tempDir } from './twill.js';
 
 export const PAUSE_IMAGE = 'twill.test/pause:e2e';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { symlinkSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { runChain, type ChainCall, type ConfList } from '../../scripts/chain.js';
+import { runChain, type ChainCall, type ConfList } from '../../tools/dev/chain.js';
 import { testNet } from '../helpers/netconf.js';
 import { endpointsJson, iperf, iperfServer, tempBpffs } from '../helpers/traffic.js';
 import { CNI_BIN_DIR, cleanupNetns, inNs, makeNetns, netnsPath, removeDir, sh, tempDir, TWILL } from '../helpers/twill.js';

@@ -12,7 +12,7 @@ after(cleanupNetns);
 
 const CNITOOL = `${ROOT}/.cache/cnitool`;
 
-describe('cnitool (libcni) drives the chain', { skip: existsSync(CNITOOL) ? false : 'cnitool not built (scripts/build-cnitool.sh needs root and deb-src)' }, () => {
+describe('cnitool (libcni) drives the chain', { skip: existsSync(CNITOOL) ? false : 'cnitool not built (tools/build/build-cnitool.sh needs root and deb-src)' }, () => {
   const net = testNet({ stack: 'v4', cniVersion: '1.0.0' });
   const confDir = tempDir('netconf');
   const bin = tempDir('cnibin');

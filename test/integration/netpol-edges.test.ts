@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { symlinkSync, writeFileSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { runChain, type ChainCall, type ConfList } from '../../scripts/chain.js';
+import { runChain, type ChainCall, type ConfList } from '../../tools/dev/chain.js';
 import { AGENT, NODE } from '../helpers/netpol.js';
 import { testNet } from '../helpers/netconf.js';
 import { tempBpffs } from '../helpers/traffic.js';

@@ -67,7 +67,7 @@ describe('config', () => {
 
 describe('configuration reference', () => {
   it('docs/config.md is what the schema generates (run `make docs`)', async () => {
-    const { configDoc } = await import('../../scripts/gen-config-doc.js');
+    const { configDoc } = await import('../../tools/build/gen-config-doc.js');
     const { readFileSync } = await import('node:fs');
     const { ROOT } = await import('../helpers/twill.js');
     assert.equal(readFileSync(`${ROOT}/docs/config.md`, 'utf8'), configDoc());
