@@ -50,7 +50,7 @@ build/.stamp: build/.stamp-product build/.stamp-test
 dist/twill.cjs: build/.stamp-product bpf/twill_tc.o tools/build/build.mjs package.json package-lock.json
 	$(NODE) tools/build/build.mjs --bundle-only
 
-# The shipped executable: the bundle compiled by Bun (README "Start-up: Bun or Node").
+# The shipped executable: the bundle compiled by Bun (docs/performance.md, "start-up, per call").
 dist/twill: dist/twill.cjs tools/build/build-bun.sh $(wildcard tools/build/bytecode-order/*.txt.gz)
 	tools/build/build-bun.sh
 
@@ -94,7 +94,7 @@ clean:
 demo: build build/.stamp-tools
 	tools/dev/demo.sh
 
-# Benchmarks: twill vs the reference plugins, interleaved; see README "Performance".
+# Benchmarks: twill vs the reference plugins, interleaved; see docs/performance.md.
 bench: build dist/twill-node build/.stamp-bench
 	TWILL_NODE=$$(tools/build/fetch-node.sh) $(NODE) build/bench/run.js
 

@@ -2,7 +2,7 @@
 // (and for a pipe, all of net), which costs a CNI call milliseconds for one line of output.
 import { writeSync } from './sys/fs.js';
 
-/** The build's warm-up run (scripts/warm-cache.cjs) hands the program files instead of 0/1. */
+/** The build's warm-up run (tools/build/warm-cache.cjs) hands the program files instead of 0/1. */
 interface IoOverride {
   stdin?: number;
   stdout?: number;

@@ -1,6 +1,6 @@
 // The network configuration's JSON Schema: the single source of truth for every field,
 // its type, its default and its meaning. Compiled to a standalone validator at build time
-// (scripts/gen-validator.mjs) and rendered into docs/config.md.
+// (tools/build/gen-validator.mjs) and rendered into docs/config.md.
 
 const NAME = '^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$';
 // Absolute, no ".." segment, no control characters.

@@ -112,7 +112,7 @@ interface Assets {
 }
 
 declare global {
-  /** Set by the Bun build's entry (scripts/build-bun.sh): asset name → its bytes. */
+  /** Set by the Bun build's entry (tools/build/build-bun.sh): asset name → its bytes. */
   var __twillAssets: Readonly<Record<string, () => Buffer>> | undefined;
 }
 

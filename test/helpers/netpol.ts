@@ -12,7 +12,7 @@ import { CNI_BIN_DIR, deleteNetns, makeNetns, netnsPath, removeDir, ROOT, runPlu
 export const AGENT = join(ROOT, 'test/helpers/netpol-agent.py');
 export type Proto = 'TCP' | 'UDP';
 export const NODE = 'node-1';
-/** cnitool, built from Debian's source of libcni (scripts/build-cnitool.sh); its cache is libcni's default. */
+/** cnitool, built from Debian's source of libcni (tools/build/build-cnitool.sh); its cache is libcni's default. */
 export const CNITOOL = `${ROOT}/.cache/cnitool`;
 const LIBCNI_CACHE = '/var/lib/cni';
 
