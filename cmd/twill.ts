@@ -2,7 +2,7 @@
 import { runAsPlugin } from '../lib/cni/env.js';
 import { runCni, type Handlers } from '../lib/cni/plugin.js';
 import { log } from '../lib/log.js';
-import { stdinFd, writeErr, writeOut } from '../lib/stdio.js';
+import { readIn, writeErr, writeOut } from '../lib/stdio.js';
 
 declare const TWILL_VERSION: string | undefined;
 export const version = typeof TWILL_VERSION === 'undefined' ? 'dev' : TWILL_VERSION;
@@ -23,7 +23,7 @@ const cniMode = runAsPlugin(process.env, process.argv.slice(2));
 async function main(): Promise<number> {
   if (cniMode) {
     return runCni(process.env, handlers, {
-      stdinFd: stdinFd(),
+      readIn,
       stdout: (s) => writeOut(`${s}\n`),
       configureLog: (conf, env) => log.configure(conf, { verb: env.verb, network: conf.name, containerId: env.containerId, ifName: env.ifName }),
       logError: (msg, err) => log.error(msg, { error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }),

@@ -90,6 +90,7 @@ export function add(c: Call): Result {
       hostName: name, hostMac, podIfName: c.ifName, podMac, mtu, netns: ns,
       alias: hostVethAlias(c.conf.name, c.containerId, c.ifName),
       addrs: ipam.ips, routes: podRoutes(ipam),
+      step: (done) => crashPoint(`add:${done}`),
       // The data path (programs, policy) is in place before the host end comes up: no packet
       // crosses the pair unjudged, not even the first.
       beforeUp: (hostIndex) => {
@@ -221,7 +222,7 @@ export function del(c: Call): void {
     errors.push(`${c.ifName} in ${c.netnsPath}: ${(e as Error).message}`);
   }
   try {
-    const removed = detachPod(name, true, pins);
+    const removed = detachPod(name, true, pins, (done) => crashPoint(`del:${done}`));
     if (!removed) unpinLater(pins);
     log.info(removed ? 'detached' : 'veth already gone', { host: name });
   } catch (e) {

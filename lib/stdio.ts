@@ -1,6 +1,7 @@
 // stdout and stderr written with write(2) directly: touching process.stdout builds a stream
 // (and for a pipe, all of net), which costs a CNI call milliseconds for one line of output.
-import { writeSync } from './sys/fs.js';
+// stdin read with read(2) the same way.
+import { readSync, writeSync } from './sys/fs.js';
 
 /** The build's warm-up run (tools/build/warm-cache.cjs) hands the program files instead of 0/1. */
 interface IoOverride {
@@ -21,6 +22,8 @@ function writeAll(fd: number, s: string): void {
 }
 
 export const stdinFd = (): number => override().stdin ?? 0;
+/** One read(2) of stdin into buf (lib/cni/stdin.ts reads it whole). */
+export const readIn = (buf: Buffer): number => readSync(stdinFd(), buf, 0, buf.length, null);
 export const writeOut = (s: string): void => writeAll(override().stdout ?? 1, s);
 export function writeErr(s: string): void {
   try {

@@ -1,6 +1,6 @@
 // Byte layouts of the map keys and values in bpf/twill_maps.h.
 import { addrBytes, addrFromBytes, bits, type Addr } from '../net/ip.js';
-import { macBytes, macString } from '../sys/rtnl.js';
+import { macBytes, macString } from '../net/mac.js';
 
 export const EP_KEY_SIZE = 20;
 export const EP_VALUE_SIZE = 24;

@@ -11,7 +11,8 @@ import { tryLockFile } from '../sys/flock.js';
 import { localAddresses } from '../sys/podlink.js';
 import { mkdirs } from '../fsx.js';
 import { fileName } from '../naming.js';
-import { Namer } from '../observe/names.js';
+import { Namer, type NameSources } from '../observe/names.js';
+import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord } from '../datapath/policy-state.js';
 import { describe, type Clock, type FlowLine } from '../observe/flow.js';
 import { flowFilter, type FlowFilter } from '../observe/filter.js';
 import { renderLine, renderTable, type Style } from '../observe/render.js';
@@ -52,6 +53,17 @@ function wallClock(): Clock {
   return (ns) => new Date(Number((ns + offset) / 1_000_000n));
 }
 
+/** What the network's state files say about its pods and policies, for naming flow ends. */
+function nameSources(conf: NetConf): NameSources {
+  return {
+    endpoints: readEndpoints(conf).values(),
+    podNames: readPodNames(conf),
+    policies: readSyncRecord(conf)?.policies ?? [],
+    slots: readSlots(conf).slots,
+    selectedBy: (pod) => readPodStart(conf, pod)?.selectedBy,
+  };
+}
+
 function openSources(o: ObserveOpts): Source[] {
   const confs = twillNetworks(o.confDir).flatMap((n) => (n.conf && n.conf.datapath !== 'routed' ? [n.conf] : []));
   const pick = o.network ? confs.filter((c) => c.name === o.network) : confs;
@@ -61,7 +73,7 @@ function openSources(o: ObserveOpts): Source[] {
   for (const conf of pick) {
     const net = openNetwork(conf.bpffsRoot, conf.name);
     if (!net) continue;
-    out.push({ conf, maps: net.maps, names: new Namer(conf, host), node: conf.nodeName ?? hostname(), close: net.close });
+    out.push({ conf, maps: net.maps, names: new Namer(nameSources(conf), host), node: conf.nodeName ?? hostname(), close: net.close });
   }
   if (out.length === 0) throw new Problem(`no pod of ${pick.map((c) => c.name).join(', ')} is attached on this host: the kernel holds no flows for it`);
   return out;

@@ -2,7 +2,7 @@
 import { readEnv, type CniEnv, type Verb } from './env.js';
 import { CniError, Code, toErrorJson } from './errors.js';
 import { formatResult, type Result } from './result.js';
-import { readStdin } from './stdin.js';
+import { readStdin, type ReadIn } from './stdin.js';
 import { hasCheck, hasStatusAndGc, isSupported, LATEST, SUPPORTED_VERSIONS } from './versions.js';
 import { loadNetConf, MAX_CONFIG_BYTES, parseJson } from '../config/load.js';
 import type { NetConf } from '../config/types.js';
@@ -18,7 +18,7 @@ export type Handler = (inv: Invocation) => Result | void | Promise<Result | void
 export type Handlers = Record<Exclude<Verb, 'VERSION'>, () => Promise<Handler>>;
 
 export interface Io {
-  stdinFd: number;
+  readIn: ReadIn;
   stdout(s: string): void;
   configureLog(conf: NetConf, env: CniEnv): void;
   logError(msg: string, err: unknown): void;
@@ -48,7 +48,7 @@ export async function runCni(rawEnv: NodeJS.ProcessEnv, handlers: Handlers, io: 
   let env: CniEnv | undefined;
   try {
     env = readEnv(rawEnv);
-    const stdin = readStdin(MAX_CONFIG_BYTES, io.stdinFd);
+    const stdin = readStdin(MAX_CONFIG_BYTES, io.readIn);
     if (env.verb === 'VERSION') {
       io.stdout(JSON.stringify(versionReply(stdin)));
       return 0;

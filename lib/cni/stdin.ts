@@ -1,15 +1,18 @@
-// Reads the whole of stdin synchronously, refusing more than a bound.
-import { readSync } from '../sys/fs.js';
+// Reads the whole of stdin synchronously, refusing more than a bound. The read itself is the
+// caller's (lib/stdio.ts): the protocol layer makes no system call.
 import { Code, CniError } from './errors.js';
 
-export function readStdin(limit: number, fd = 0): string {
+/** read(2) on stdin into buf: the byte count, 0 at its end; an errno error as node:fs throws it. */
+export type ReadIn = (buf: Buffer) => number;
+
+export function readStdin(limit: number, read: ReadIn): string {
   const chunks: Buffer[] = [];
   let total = 0;
   const buf = Buffer.alloc(1 << 16);
   for (;;) {
     let n: number;
     try {
-      n = readSync(fd, buf, 0, buf.length, null);
+      n = read(buf);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') continue;

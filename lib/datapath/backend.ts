@@ -13,7 +13,7 @@ import {
   addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
 } from '../sys/overlay.js';
 import { addAddress, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
-import { NodeTableUnreadable, nodeTable, splitNodes, type Peer } from './nodes.js';
+import { lastGoodPath, NodeTableUnreadable, nodeTable, splitNodes, usableTable, type Peer } from './nodes.js';
 import { refreshNetworkGuard } from './guard.js';
 import type { NodeEntry } from '../config/types.js';
 
@@ -55,29 +55,6 @@ function txChecksumOn(conf: NetConf): boolean {
 const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.json`;
 const appliedPath = (conf: NetConf): string => runMarker(conf.stateDir, 'applied', conf.name);
 export const vxlanDevice = (conf: NetConf): string => conf.vxlan.device ?? `twill.${conf.vxlan.vni}`;
-
-const lastGoodPath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.nodes.json`;
-
-/**
- * The node table to program from: the current one, or — when it is there but cannot be read
- * (a half-written nodes file, a corrupt sync) — the last one that could, with a problem to
- * report. Never an empty table in its place: that would delete every peer's routes.
- */
-export function usableTable(conf: NetConf): { table: NodeEntry[]; problem?: string } {
-  try {
-    return { table: nodeTable(conf) };
-  } catch (e) {
-    if (!(e instanceof NodeTableUnreadable)) throw e;
-    let last: NodeEntry[] | undefined;
-    try {
-      last = (JSON.parse(readFileSync(lastGoodPath(conf), 'utf8')) as { nodes: NodeEntry[] }).nodes;
-    } catch {
-      last = undefined;
-    }
-    if (!last) throw new CniError(Code.InvalidConfig, `${e.message} (and no earlier table to keep)`);
-    return { table: last, problem: `${e.message}; kept the last good table (${last.length} nodes)` };
-  }
-}
 
 export function readBackendState(conf: NetConf): BackendState | undefined {
   try {

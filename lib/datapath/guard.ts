@@ -16,7 +16,7 @@ import type { NodeEntry } from '../config/types.js';
 import { localAddresses } from '../sys/podlink.js';
 import { masqTag } from './masq.js';
 import { splitNodes, toPeers } from './nodes.js';
-import { usableTable } from './backend.js';
+import { usableTable } from './nodes.js';
 
 const marker = (conf: NetConf): string => runMarker(conf.stateDir, 'guard', conf.name);
 

@@ -8,7 +8,7 @@ import { log } from '../log.js';
 import { fnv1a64, runMarker } from '../naming.js';
 import { ensureMasq, removeMasq } from '../sys/masq.js';
 import { splitNodes, toPeers } from './nodes.js';
-import { usableTable } from './backend.js';
+import { usableTable } from './nodes.js';
 import { rangeSets } from '../ipam/ranges.js';
 
 export const masqTag = (conf: NetConf): string => fnv1a64(conf.name).toString(16).slice(0, 12);

@@ -6,6 +6,7 @@ import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
 import { fileName } from '../naming.js';
 import { invalidNetworkName } from '../cni/names.js';
+import { Code, CniError } from '../cni/errors.js';
 
 export interface Peer {
   name: string;
@@ -82,4 +83,28 @@ export function splitNodes(conf: NetConf, table: NodeEntry[], localAddrs: Addr[]
   const isLocal = (p: Peer): boolean => localAddrs.some((a) => a.family === p.ip.family && a.value === p.ip.value);
   const self = peers.find((p) => (conf.nodeName ? p.name === conf.nodeName : isLocal(p)));
   return { ...(self ? { self } : {}), peers: peers.filter((p) => p !== self), bad };
+}
+
+/** The table backend.ts last programmed from (it writes it; usableTable falls back on it). */
+export const lastGoodPath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.nodes.json`;
+
+/**
+ * The node table to program from: the current one, or — when it is there but cannot be read
+ * (a half-written nodes file, a corrupt sync) — the last one that could, with a problem to
+ * report. Never an empty table in its place: that would delete every peer's routes.
+ */
+export function usableTable(conf: NetConf): { table: NodeEntry[]; problem?: string } {
+  try {
+    return { table: nodeTable(conf) };
+  } catch (e) {
+    if (!(e instanceof NodeTableUnreadable)) throw e;
+    let last: NodeEntry[] | undefined;
+    try {
+      last = (JSON.parse(readFileSync(lastGoodPath(conf), 'utf8')) as { nodes: NodeEntry[] }).nodes;
+    } catch {
+      last = undefined;
+    }
+    if (!last) throw new CniError(Code.InvalidConfig, `${e.message} (and no earlier table to keep)`);
+    return { table: last, problem: `${e.message}; kept the last good table (${last.length} nodes)` };
+  }
 }

@@ -1,10 +1,31 @@
 // Who an address of a flow is, from what this host knows without asking anyone: the pods
 // attached here (ADD's records), the pods the last `twill sync` read, the node's own
-// addresses; and which policies a verdict names (the sync's policy list and slots).
-import type { NetConf } from '../config/types.js';
+// addresses; and which policies a verdict names (the sync's policy list and slots). What it
+// knows its caller reads from the data path's state and hands it (NameSources).
 import { formatAddr, type Addr } from '../net/ip.js';
-import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
 import { POL_INGRESS } from '../bpf/layout.js';
+
+/** A pod attached on this host, as ADD recorded it. */
+export interface LocalPod {
+  namespace: string;
+  name: string;
+  ifindex: number;
+  addrs: string[];
+}
+
+/** What this host knows of pods and policies, read by the caller. */
+export interface NameSources {
+  /** The pods attached here. */
+  endpoints: Iterable<LocalPod>;
+  /** Address → "namespace/name" of the cluster's pods, as the last sync read them. */
+  podNames: Record<string, string>;
+  /** The last sync's policies ("namespace/name"), by index. */
+  policies: string[];
+  /** "namespace/name" → its policy slot. */
+  slots: Record<string, number>;
+  /** The indexes of the policies that select a pod, looked up only when a verdict names the pod. */
+  selectedBy(pod: string): { ingress: number[]; egress: number[] } | undefined;
+}
 
 /** A flow end as Hubble's Endpoint names it. */
 export interface Peer {
@@ -21,8 +42,8 @@ export interface PolicyRef {
 }
 
 export class Namer {
-  private readonly byAddr = new Map<string, EndpointRecord>();
-  private readonly byIfindex = new Map<number, EndpointRecord>();
+  private readonly byAddr = new Map<string, LocalPod>();
+  private readonly byIfindex = new Map<number, LocalPod>();
   private readonly remote: Record<string, string>;
   private readonly host: Set<string>;
   private readonly policies: string[];
@@ -30,15 +51,15 @@ export class Namer {
   /** Pods selected by the same policies share a slot: the flow's own pod names it when it is one of them. */
   private readonly podSlots = new Map<string, number>();
 
-  constructor(readonly conf: NetConf, hostAddrs: readonly Addr[]) {
-    for (const e of readEndpoints(conf).values()) {
+  constructor(private readonly src: NameSources, hostAddrs: readonly Addr[]) {
+    for (const e of src.endpoints) {
       this.byIfindex.set(e.ifindex, e);
       for (const a of e.addrs) this.byAddr.set(a, e);
     }
-    this.remote = readPodNames(conf);
+    this.remote = src.podNames;
     this.host = new Set(hostAddrs.map(formatAddr));
-    this.policies = readSyncRecord(conf)?.policies ?? [];
-    for (const [pod, slot] of Object.entries(readSlots(conf).slots)) {
+    this.policies = src.policies;
+    for (const [pod, slot] of Object.entries(src.slots)) {
       this.slotPods.set(slot, pod);
       this.podSlots.set(pod, slot);
     }
@@ -96,8 +117,8 @@ export class Namer {
     let d = this.denied.get(key);
     if (!d) {
       const pod = own ?? this.slotPods.get(slot);
-      const start = pod ? readPodStart(this.conf, pod) : undefined;
-      const idx = start ? (dir === POL_INGRESS ? start.selectedBy.ingress : start.selectedBy.egress) : [];
+      const sel = pod ? this.src.selectedBy(pod) : undefined;
+      const idx = sel ? (dir === POL_INGRESS ? sel.ingress : sel.egress) : [];
       d = pod ? { pod, policies: idx.map((i) => this.policy(i)) } : { policies: [] };
       this.denied.set(key, d); // one file read per denying pod and direction, not per flow
     }

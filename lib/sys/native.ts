@@ -3,9 +3,9 @@
 // the Node single executable travels as an asset and is written once to a content-addressed
 // cache file, then dlopen'ed (in development it is taken from node_modules). Nothing is
 // downloaded at run time.
-// The addon is found and extracted only under Node, where lib/sys/fs.ts is node:fs itself.
-import { mkdirs, writeAtomic } from '../fsx.js';
-import { lstatSync, readFileSync, unlinkSync } from './fs.js';
+// The addon is found and extracted only under Node, where lib/sys/fs.ts is node:fs itself: it
+// takes node:fs directly, since lib/sys/fs.ts rests on this module under Bun.
+import { fsHelpers } from './fsx.js';
 
 declare const TWILL_KOFFI_SHA256: string | undefined;
 
@@ -81,6 +81,8 @@ function koffiNative(k: Koffi): Native {
 
 const ASSET = 'koffi.node';
 
+const nodeFs = (): typeof import('node:fs') => process.getBuiltinModule('node:fs');
+
 /**
  * The directory the addon is extracted to: root's is under /run (only root can write there);
  * anyone else's under $TMPDIR, where another local user could have planted it first — so it
@@ -89,8 +91,8 @@ const ASSET = 'koffi.node';
 function cacheDir(): string {
   const uid = process.getuid?.() ?? -1;
   const dir = uid === 0 ? '/run/twill/cache' : `${process.env.TMPDIR ?? '/tmp'}/twill-${uid}`;
-  mkdirs(dir, 0o700);
-  const st = lstatSync(dir);
+  fsHelpers(nodeFs()).mkdirs(dir, 0o700);
+  const st = nodeFs().lstatSync(dir);
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
     throw new Error(`refusing the addon cache ${dir}: not a directory owned by uid ${uid} and writable only by it`);
   }
@@ -99,7 +101,7 @@ function cacheDir(): string {
 
 /** A cached addon is used only if it is a regular file of ours that nobody else can write. */
 function trusted(path: string, uid: number): boolean {
-  const st = lstatSync(path, { throwIfNoEntry: false });
+  const st = nodeFs().lstatSync(path, { throwIfNoEntry: false });
   if (!st) return false;
   if (!st.isFile() || st.uid !== uid || (st.mode & 0o022) !== 0) throw new Error(`refusing the cached addon ${path}: not a regular file owned by uid ${uid} and writable only by it`);
   return true;
@@ -146,14 +148,14 @@ function fromSea(): string | undefined {
   if (trusted(path, uid)) {
     // root's cache is root's alone; elsewhere the file is checked again before it runs
     // (node:crypto costs ~3 ms: the CNI path, as root, does not pay it).
-    if (uid === 0 || sha256(readFileSync(path)) === TWILL_KOFFI_SHA256) return path;
-    unlinkSync(path);
+    if (uid === 0 || sha256(nodeFs().readFileSync(path)) === TWILL_KOFFI_SHA256) return path;
+    nodeFs().unlinkSync(path);
   }
   const bytes = Buffer.from(sea()!.getRawAsset(ASSET));
   if (sha256(bytes) !== TWILL_KOFFI_SHA256) throw new Error('embedded FFI addon is corrupt');
   // Whole or not at all: root's cached copy is trusted unchecked, so a short write on a full
   // disk must never leave a truncated addon under its name.
-  writeAtomic(path, bytes);
+  fsHelpers(nodeFs()).writeAtomic(path, bytes);
   return path;
 }
 

@@ -6,7 +6,7 @@ import { check, EEXIST, EHOSTUNREACH, EINVAL, ENETUNREACH, ENOENT, ESRCH, libc }
 import type { Netlink } from './netlink.js';
 import { NetlinkError } from './netlink.js';
 import { decodeAttrs, encodeAttrs, i32, NLM_F_CREATE, NLM_F_REPLACE, str, u32, u8, type Attr } from './nlmsg.js';
-import { macBytes, macString } from './rtnl.js';
+import { macBytes, macString } from '../net/mac.js';
 import {
   af, AF_BRIDGE, AF_INET, IFLA, ndmsg, IFLA_INFO, IFLA_VXLAN, ifinfomsg, NDA, NTF_SELF, NUD_PERMANENT, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTA, RTM, rtmsg, RTN_UNICAST, RTNH_F_ONLINK,
 } from './rtnl-wire.js';

@@ -12,7 +12,6 @@ import {
 } from './rtnl.js';
 import { deleteLinkDetached } from './reaper.js';
 import { ensureSysctl } from './sysctl.js';
-import { crashPoint } from '../crash.js';
 
 export interface PodLinkSpec {
   hostName: string;
@@ -27,6 +26,8 @@ export interface PodLinkSpec {
   routes: { dst: Cidr; gw: Addr }[];
   /** Runs while the host end is still down: nothing crosses the pair before it returns. */
   beforeUp?: (hostIndex: number) => void;
+  /** Told as each stage is done (the caller's crash-safety tests stop there). */
+  step?: (done: 'veth' | 'pod' | 'host') => void;
 }
 
 export interface PodLink {
@@ -82,7 +83,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
     // The alias names the network for GC; set at once so a crash from here on leaves a veth
     // GC can attribute (the kernel ignores IFLA_IFALIAS in the create request itself).
     setLinkAlias(nl, hostLink.index, s.alias);
-    crashPoint('add:veth');
+    s.step?.('veth');
     const hasV6 = s.addrs.some((a) => a.cidr.addr.family === 6);
     const pod = socketIn(s.netns, () => {
       if (!hasV6) return;
@@ -97,7 +98,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
     } finally {
       pod.close();
     }
-    crashPoint('add:pod');
+    s.step?.('pod');
     if (hasV6) {
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_dad'], '0');
       ensureSysctl(['net', 'ipv6', 'conf', s.hostName, 'accept_ra'], '0');
@@ -108,7 +109,7 @@ export function attachPod(s: PodLinkSpec): PodLink {
     for (const a of s.addrs) addRoute(nl, { dst: host(a.cidr.addr), oif: hostLink.index });
     ensureSysctl(['net', 'ipv4', 'ip_forward'], '1');
     if (hasV6) ensureSysctl(['net', 'ipv6', 'conf', 'all', 'forwarding'], '1');
-    crashPoint('add:host');
+    s.step?.('host');
     return { hostIndex: hostLink.index, podIndex };
   } finally {
     nl.close();
@@ -137,7 +138,7 @@ export const tombstoneName = (index: number): string => `${TOMBSTONE_PREFIX}${in
  * same container at once (podman restart, `cnitool del` + `add`) gets the attachment's
  * name for its new veth, and the late deletion can only ever remove the old one.
  */
-export function detachPod(hostName: string, background = false, thenRemove: string[] = []): boolean {
+export function detachPod(hostName: string, background = false, thenRemove: string[] = [], step?: (done: 'down' | 'renamed') => void): boolean {
   const nl = new Netlink();
   try {
     const link = getLink(nl, hostName);
@@ -146,10 +147,10 @@ export function detachPod(hostName: string, background = false, thenRemove: stri
     let pins = thenRemove;
     if (background) {
       setLinkDown(nl, link.index);
-      crashPoint('del:down');
+      step?.('down');
       name = tombstoneName(link.index);
       setLinkName(nl, link.index, name);
-      crashPoint('del:renamed');
+      step?.('renamed');
       pins = thenRemove.flatMap((p) => {
         // What follows the veth's name in a pin (a direction suffix) stays: two pins of one
         // veth keep two names, and GC still tells whose they are.

@@ -1,5 +1,6 @@
 // rtnetlink verbs twill needs: links, addresses, routes. Pure encoders over a Netlink socket.
 import { addrBytes, addrFromBytes, formatAddr, formatCidr, type Addr, type Cidr } from '../net/ip.js';
+import { macBytes, macString } from '../net/mac.js';
 import { ENODEV, ENOENT, SysError } from './libc.js';
 import type { Netlink } from './netlink.js';
 import {
@@ -21,9 +22,6 @@ export interface Link {
   kind: string;
   peerIndex: number;
 }
-
-export const macString = (b: Buffer | undefined): string => (b ? [...b].map((x) => x.toString(16).padStart(2, '0')).join(':') : '');
-export const macBytes = (s: string): Buffer => Buffer.from(s.split(':').map((x) => parseInt(x, 16)));
 
 function parseLink(m: RawMessage): Link {
   const attrs = decodeAttrs(m.body.subarray(16));
