@@ -7,7 +7,8 @@ import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { bits, formatAddr, formatCidr, sameAddr, type Addr } from '../net/ip.js';
 import { log } from '../log.js';
-import { fileName, fnv1a64, runMarker } from '../naming.js';
+import { fnv1a64, runMarker } from '../naming.js';
+import { backendDir, backendStatePath as statePath, lastGoodNodesPath as lastGoodPath, readJson } from '../state/files.js';
 import { Netlink } from '../sys/netlink.js';
 import {
   addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
@@ -52,11 +53,8 @@ function txChecksumOn(conf: NetConf): boolean {
   return maj > 5 || (maj === 5 && min >= 7);
 }
 
-const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.json`;
 const appliedPath = (conf: NetConf): string => runMarker(conf.stateDir, 'applied', conf.name);
 export const vxlanDevice = (conf: NetConf): string => conf.vxlan.device ?? `twill.${conf.vxlan.vni}`;
-
-const lastGoodPath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.nodes.json`;
 
 /**
  * The node table to program from: the current one, or — when it is there but cannot be read
@@ -68,24 +66,13 @@ export function usableTable(conf: NetConf): { table: NodeEntry[]; problem?: stri
     return { table: nodeTable(conf) };
   } catch (e) {
     if (!(e instanceof NodeTableUnreadable)) throw e;
-    let last: NodeEntry[] | undefined;
-    try {
-      last = (JSON.parse(readFileSync(lastGoodPath(conf), 'utf8')) as { nodes: NodeEntry[] }).nodes;
-    } catch {
-      last = undefined;
-    }
+    const last = readJson<{ nodes: NodeEntry[] }>(lastGoodPath(conf))?.nodes;
     if (!last) throw new CniError(Code.InvalidConfig, `${e.message} (and no earlier table to keep)`);
     return { table: last, problem: `${e.message}; kept the last good table (${last.length} nodes)` };
   }
 }
 
-export function readBackendState(conf: NetConf): BackendState | undefined {
-  try {
-    return JSON.parse(readFileSync(statePath(conf), 'utf8')) as BackendState;
-  } catch {
-    return undefined;
-  }
-}
+export const readBackendState = (conf: NetConf): BackendState | undefined => readJson<BackendState>(statePath(conf));
 
 function neighKey(n: Neigh): string {
   return `${n.family}|${formatAddr(n.dst)}|${n.mac}`;
@@ -252,7 +239,7 @@ function apply(nl: Netlink, conf: NetConf, plan: Plan, dev: number | undefined):
 }
 
 function saveState(conf: NetConf, st: BackendState, table: NodeEntry[], good: boolean): void {
-  mkdirs(`${conf.stateDir}/backend`, 0o700);
+  mkdirs(backendDir(conf), 0o700);
   writeAtomic(statePath(conf), `${JSON.stringify(st)}\n`);
   if (good && !conf.nodes) writeAtomic(lastGoodPath(conf), `${JSON.stringify({ nodes: table })}\n`);
   mkdirs('/run/twill', 0o700);

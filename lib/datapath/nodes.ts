@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from '../sys/fs.js';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
-import { fileName } from '../naming.js';
+import { syncedNodesPath } from '../state/files.js';
 import { invalidNetworkName } from '../cni/names.js';
 
 export interface Peer {
@@ -14,7 +14,7 @@ export interface Peer {
   podCIDRs: Cidr[];
 }
 
-export const syncedNodesPath = (conf: NetConf): string => `${conf.stateDir}/nodes/${fileName(conf.name)}.json`;
+export { syncedNodesPath };
 
 /** The table exists but cannot be read or parsed: keep what was programmed from the last good one. */
 export class NodeTableUnreadable extends Error {}

@@ -3,7 +3,7 @@
 // addresses; and which policies a verdict names (the sync's policy list and slots).
 import type { NetConf } from '../config/types.js';
 import { formatAddr, type Addr } from '../net/ip.js';
-import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
+import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord, type EndpointRecord } from '../state/files.js';
 import { POL_INGRESS } from '../bpf/layout.js';
 
 /** A flow end as Hubble's Endpoint names it. */
