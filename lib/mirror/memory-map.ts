@@ -18,7 +18,7 @@ export interface MemoryMapSpec {
   rewriteNeedsRoom?: boolean;
 }
 
-/** A write about to happen, before the map changes: a test may check what other maps hold then. */
+/** A write just made: a test may check what every map holds at that moment. */
 export type MemoryMapWatch = (op: 'update' | 'delete', map: MemoryMap, key: Buffer, value?: Buffer) => void;
 
 let nextId = 1;
@@ -61,16 +61,16 @@ export class MemoryMap implements MapIO {
     if (flags === BPF_EXIST && !there) throw mapError(this.name, 'update', ENOENT);
     const full = this.entries.size >= this.maxEntries;
     if (full && (!there || (this.spec.kind === 'lpm' && this.spec.rewriteNeedsRoom))) throw mapError(this.name, 'update', this.spec.kind === 'lpm' ? ENOSPC : E2BIG);
-    this.watch?.('update', this, key, value);
     this.entries.set(k, Buffer.from(value));
+    this.watch?.('update', this, key, value);
   }
 
   delete(key: Buffer): boolean {
     this.check('delete', key);
     const k = key.toString('hex');
     if (!this.entries.has(k)) return false;
-    this.watch?.('delete', this, key);
     this.entries.delete(k);
+    this.watch?.('delete', this, key);
     return true;
   }
 
