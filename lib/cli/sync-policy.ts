@@ -106,10 +106,10 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   }
 }
 
-/** The id and max_entries (bpf_map_info) of the pinned maps a policy state fills, each read once. */
-function budgetMaps(maps: ReadonlyMap<string, number>): { ids: Record<BudgetMap, number>; sizes: Record<BudgetMap, number> } {
+/** max_entries (bpf_map_info) of the pinned maps a policy state fills. */
+function budgetMaps(maps: ReadonlyMap<string, number>): { sizes: Record<BudgetMap, number> } {
   const policy = objInfo(maps.get('policy')!), ipcache = objInfo(maps.get('ipcache')!);
-  return { ids: { policy: policy.readUInt32LE(4), ipcache: ipcache.readUInt32LE(4) }, sizes: { policy: policy.readUInt32LE(16), ipcache: ipcache.readUInt32LE(16) } };
+  return { sizes: { policy: policy.readUInt32LE(16), ipcache: ipcache.readUInt32LE(16) } };
 }
 
 const configuredSizes = (conf: NetConf): Record<BudgetMap, number> => ({ policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') });

@@ -122,7 +122,7 @@ export class Mirror<N extends string> {
     const report = new Map<N, MapReport>();
     const rep = (n: N): MapReport => {
       let r = report.get(n);
-      if (!r) report.set(n, (r = { put: 0, removed: 0, patched: 0, entries: want.has(n) || owned.includes(n) ? wanted(n).size : 0 }));
+      if (!r) report.set(n, (r = { put: 0, removed: 0, patched: 0, entries: owned.includes(n) ? wanted(n).size : 0 }));
       return r;
     };
     for (const n of owned) rep(n);
