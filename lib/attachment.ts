@@ -22,7 +22,8 @@ import { EP_F_PENDING } from './bpf/layout.js';
 import { ebpfGc, ebpfRead, unpinLater } from './datapath/ebpf.js';
 import { ensureNetworkGuard, guardBlocker, removeNetworkGuard } from './datapath/guard.js';
 import { withNetworkLock } from './datapath/netlock.js';
-import { readAppliedMap, readPodStart, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
+import { readAppliedMap, removeEndpoint, writeEndpoint } from './datapath/policy-state.js';
+import { readPodStart } from './state/files.js';
 
 export interface Call extends IpamCall {
   netnsPath: string;

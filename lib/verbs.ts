@@ -4,7 +4,7 @@ import { add, check, del, gc, status, type Call } from './attachment.js';
 import { toCni } from './kernel-errors.js';
 import { Code, CniError } from './cni/errors.js';
 import { log } from './log.js';
-import { readPodStart } from './datapath/policy-state.js';
+import { readPodStart } from './state/files.js';
 
 // DNS-1123 label (namespace) and subdomain (pod): both become parts of file names.
 const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;

@@ -2,8 +2,7 @@
 // atomically for node_exporter's textfile collector (--textfile DIR): no port is opened.
 import type { NetConf } from '../config/types.js';
 import { endpointTable, type EndpointRow } from '../datapath/ebpf.js';
-import { readEndpoints, readSyncRecord } from '../datapath/policy-state.js';
-import { readBudget } from '../datapath/policy-budget.js';
+import { readBudget, readEndpoints, readSyncRecord } from '../state/files.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { openNetwork } from '../bpf/loader.js';
 import { FLOW_KEY_SIZE } from '../bpf/layout.js';

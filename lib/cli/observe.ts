@@ -12,7 +12,7 @@ import { localAddresses } from '../sys/podlink.js';
 import { mkdirs } from '../fsx.js';
 import { fileName } from '../naming.js';
 import { Namer, type NameSources } from '../observe/names.js';
-import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord } from '../datapath/policy-state.js';
+import { readEndpoints, readPodNames, readPodStart, readSlots, readSyncRecord } from '../state/files.js';
 import { describe, type Clock, type FlowLine } from '../observe/flow.js';
 import { flowFilter, type FlowFilter } from '../observe/filter.js';
 import { renderLine, renderTable, type Style } from '../observe/render.js';

@@ -9,7 +9,7 @@ import {
   CLASS_CLUSTER_POD, EP_F_POL_IN, EP_F_POL_OUT, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_F_POD, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
   epKey, ipcKey, parseEpValue, parseIpcValue, parsePolKey, polKey, type MapName, type PolKey,
 } from '../bpf/layout.js';
-import { readEndpoints, readIdTable, readPodNames, readPodStart, readSyncRecord, type EndpointRecord } from '../datapath/policy-state.js';
+import { readEndpoints, readIdTable, readPodNames, readPodStart, readSyncRecord, type EndpointRecord } from '../state/files.js';
 import { PROTO } from '../policy/compile.js';
 import { twillNetworks } from './netconfs.js';
 

@@ -7,8 +7,10 @@ import { compile, chunkIdentity, ID_UNKNOWN, type Compiled, type IdTable, type P
 import type { ClusterObjects, PodObj } from '../policy/objects.js';
 import { ownedPods } from '../policy/owners.js';
 import { openNetwork } from '../bpf/loader.js';
-import { allowKeys, applyPodDelta, applyPolicy, type ApplyReport, type Written } from '../datapath/policy.js';
-import { assignSlots, nodeRanges, readApplied, readEndpoints, readIdTable, readSlots, writeApplied, writeSyncState, type EndpointRecord, type Slots } from '../datapath/policy-state.js';
+import { allowKeys, applyPodDelta, applyPolicy, POLICY_MAPS, type ApplyReport } from '../datapath/policy.js';
+import { assignSlots, nodeRanges, policyRecord, writeSyncState } from '../datapath/policy-state.js';
+import { readEndpoints, readIdTable, readSlots, type EndpointRecord, type Slots } from '../state/files.js';
+import { bpfMapIOs } from '../bpf/map-io.js';
 import { configuredSize, entriesByPolicy, overBudget, peakEntries, PolicyRefused, recordRefusal, writeBudget, type BudgetMap, type BudgetRecord, type Refusal } from '../datapath/policy-budget.js';
 import { Logger } from '../log.js';
 import { objInfo } from '../bpf/sys.js';
@@ -104,10 +106,10 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   }
 }
 
-/** The id and max_entries (bpf_map_info) of the pinned maps a policy state fills, each read once. */
-function budgetMaps(maps: ReadonlyMap<string, number>): { ids: Record<BudgetMap, number>; sizes: Record<BudgetMap, number> } {
+/** max_entries (bpf_map_info) of the pinned maps a policy state fills. */
+function budgetMaps(maps: ReadonlyMap<string, number>): { sizes: Record<BudgetMap, number> } {
   const policy = objInfo(maps.get('policy')!), ipcache = objInfo(maps.get('ipcache')!);
-  return { ids: { policy: policy.readUInt32LE(4), ipcache: ipcache.readUInt32LE(4) }, sizes: { policy: policy.readUInt32LE(16), ipcache: ipcache.readUInt32LE(16) } };
+  return { sizes: { policy: policy.readUInt32LE(16), ipcache: ipcache.readUInt32LE(16) } };
 }
 
 const configuredSizes = (conf: NetConf): Record<BudgetMap, number> => ({ policy: configuredSize(conf, 'policy'), ipcache: configuredSize(conf, 'ipcache') });
@@ -154,16 +156,12 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   }
   const byPolicy = entriesByPolicy(compiled.pods.values());
   let applied: ApplyReport | undefined;
-  let ids: { policy: number; ipcache: number } | undefined;
-  let written: Written | undefined;
   let use: BudgetRecord['maps'];
   const net = openNetwork(conf.bpffsRoot, conf.name);
   if (net) {
     try {
-      const info = budgetMaps(net.maps);
-      ids = info.ids;
-      const size = info.sizes;
-      const r = applyPolicy(net.maps, { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, readApplied(conf, ids), (want, have) => {
+      const size = budgetMaps(net.maps).sizes;
+      applied = applyPolicy(bpfMapIOs(net.maps, POLICY_MAPS), { ipcache: compiled.ipcache, pods: bySlot, endpoints, localAddrs }, policyRecord(conf), (want, have) => {
         const peaks = {
           policy: { needed: peakEntries(have.policy, want.policy), available: size.policy, alone: want.policy.size },
           ipcache: { needed: peakEntries(have.ipcache, want.ipcache), available: size.ipcache, alone: want.ipcache.size },
@@ -172,7 +170,6 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
         if (refused) throw new PolicyRefused(refused);
         use = { policy: { used: want.policy.size, available: size.policy }, ipcache: { used: want.ipcache.size, available: size.ipcache } };
       });
-      ({ written, ...applied } = r);
     } catch (e) {
       if (e instanceof PolicyRefused) return { refusal: e.refusal };
       throw e;
@@ -181,6 +178,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
     }
   } else {
     // No pod attached yet: ADDs will write these entries into maps of the configured size.
+    policyRecord(conf).forget();
     let entries = 0;
     for (const [slot, pp] of bySlot) entries += allowKeys(slot, pp).size;
     const ipc = compiled.ipcache.length + localAddrs.size;
@@ -192,7 +190,6 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   }
   const names: Record<string, string> = {};
   for (const p of pods.values()) for (const ip of p.ips) names[ip] = `${p.namespace}/${p.name}`;
-  writeApplied(conf, ids, written);
   const time = new Date().toISOString();
   writeSyncState(conf, compiled.pods, slots, compiled.table, names, {
     time, source, policies: compiled.policies, blocks: compiled.blocks,
@@ -218,8 +215,7 @@ export function applyRemotePod(conf: NetConf, view: PolicyView, pod: PodObj | un
       const delta = pod ? view.compiled.remotePod(pod) : undefined;
       // The next full compile numbers from here: an identity made now keeps its number, no other takes it.
       if (delta) view.compiled.table = delta.table;
-      writeApplied(conf, undefined, undefined);
-      return applyPodDelta(net.maps, delta, view.slots.slots, oldIps.filter((ip) => !pod?.ips.includes(ip)));
+      return applyPodDelta(bpfMapIOs(net.maps, POLICY_MAPS), policyRecord(conf), delta, view.slots.slots, oldIps.filter((ip) => !pod?.ips.includes(ip)));
     } finally {
       net.close();
     }

@@ -7,13 +7,14 @@ import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { bits, formatAddr, formatCidr, sameAddr, type Addr } from '../net/ip.js';
 import { log } from '../log.js';
-import { fileName, fnv1a64, runMarker } from '../naming.js';
+import { fnv1a64, runMarker } from '../naming.js';
+import { backendDir, backendStatePath as statePath, lastGoodNodesPath as lastGoodPath, readJson } from '../state/files.js';
 import { Netlink } from '../sys/netlink.js';
 import {
   addTwillRoute, createVxlan, delNeigh, delTwillRoute, listNeighs, setTxChecksum, listTwillRoutes, routeGet, setNeigh, type Neigh, type TwillRoute,
 } from '../sys/overlay.js';
 import { addAddress, deleteLink, getLink, getLinkByIndex, IFA_F_NODAD, IFA_F_NOPREFIXROUTE, listAddresses, setLinkUp } from '../sys/rtnl.js';
-import { lastGoodPath, NodeTableUnreadable, nodeTable, splitNodes, usableTable, type Peer } from './nodes.js';
+import { NodeTableUnreadable, nodeTable, splitNodes, usableTable, type Peer } from './nodes.js';
 import { refreshNetworkGuard } from './guard.js';
 import type { NodeEntry } from '../config/types.js';
 
@@ -52,17 +53,10 @@ function txChecksumOn(conf: NetConf): boolean {
   return maj > 5 || (maj === 5 && min >= 7);
 }
 
-const statePath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.json`;
 const appliedPath = (conf: NetConf): string => runMarker(conf.stateDir, 'applied', conf.name);
 export const vxlanDevice = (conf: NetConf): string => conf.vxlan.device ?? `twill.${conf.vxlan.vni}`;
 
-export function readBackendState(conf: NetConf): BackendState | undefined {
-  try {
-    return JSON.parse(readFileSync(statePath(conf), 'utf8')) as BackendState;
-  } catch {
-    return undefined;
-  }
-}
+export const readBackendState = (conf: NetConf): BackendState | undefined => readJson<BackendState>(statePath(conf));
 
 function neighKey(n: Neigh): string {
   return `${n.family}|${formatAddr(n.dst)}|${n.mac}`;
@@ -229,7 +223,7 @@ function apply(nl: Netlink, conf: NetConf, plan: Plan, dev: number | undefined):
 }
 
 function saveState(conf: NetConf, st: BackendState, table: NodeEntry[], good: boolean): void {
-  mkdirs(`${conf.stateDir}/backend`, 0o700);
+  mkdirs(backendDir(conf), 0o700);
   writeAtomic(statePath(conf), `${JSON.stringify(st)}\n`);
   if (good && !conf.nodes) writeAtomic(lastGoodPath(conf), `${JSON.stringify({ nodes: table })}\n`);
   mkdirs('/run/twill', 0o700);

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from '../sys/fs.js';
 import type { NetConf, NodeEntry } from '../config/types.js';
 import { validateNodesFile } from '../config/validate.generated.js';
 import { network, parseAddr, parseCidr, type Addr, type Cidr } from '../net/ip.js';
-import { fileName } from '../naming.js';
+import { lastGoodNodesPath, readJson, syncedNodesPath } from '../state/files.js';
 import { invalidNetworkName } from '../cni/names.js';
 import { Code, CniError } from '../cni/errors.js';
 
@@ -15,7 +15,7 @@ export interface Peer {
   podCIDRs: Cidr[];
 }
 
-export const syncedNodesPath = (conf: NetConf): string => `${conf.stateDir}/nodes/${fileName(conf.name)}.json`;
+export { syncedNodesPath };
 
 /** The table exists but cannot be read or parsed: keep what was programmed from the last good one. */
 export class NodeTableUnreadable extends Error {}
@@ -85,9 +85,6 @@ export function splitNodes(conf: NetConf, table: NodeEntry[], localAddrs: Addr[]
   return { ...(self ? { self } : {}), peers: peers.filter((p) => p !== self), bad };
 }
 
-/** The table backend.ts last programmed from (it writes it; usableTable falls back on it). */
-export const lastGoodPath = (conf: NetConf): string => `${conf.stateDir}/backend/${fileName(conf.name)}.nodes.json`;
-
 /**
  * The node table to program from: the current one, or — when it is there but cannot be read
  * (a half-written nodes file, a corrupt sync) — the last one that could, with a problem to
@@ -98,12 +95,7 @@ export function usableTable(conf: NetConf): { table: NodeEntry[]; problem?: stri
     return { table: nodeTable(conf) };
   } catch (e) {
     if (!(e instanceof NodeTableUnreadable)) throw e;
-    let last: NodeEntry[] | undefined;
-    try {
-      last = (JSON.parse(readFileSync(lastGoodPath(conf), 'utf8')) as { nodes: NodeEntry[] }).nodes;
-    } catch {
-      last = undefined;
-    }
+    const last = readJson<{ nodes: NodeEntry[] }>(lastGoodNodesPath(conf))?.nodes;
     if (!last) throw new CniError(Code.InvalidConfig, `${e.message} (and no earlier table to keep)`);
     return { table: last, problem: `${e.message}; kept the last good table (${last.length} nodes)` };
   }

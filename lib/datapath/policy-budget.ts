@@ -5,12 +5,12 @@
 // holds at most |old ∪ new| entries during a swap — the figure checked, not |new|.
 import type { NetConf } from '../config/types.js';
 import type { Allow, PodPolicy } from '../policy/compile.js';
-import { readFileSync } from '../sys/fs.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
-import { policyDir } from './policy-state.js';
+import { budgetPath, policyDir, readBudget, type BudgetMap, type BudgetRecord, type Refusal } from '../state/files.js';
 
-/** The maps a policy state fills, as MapName (bpf/layout.ts) spells them. */
-export type BudgetMap = 'policy' | 'ipcache';
+export type { BudgetMap, BudgetRecord, MapUse, Refusal } from '../state/files.js';
+/** The peak of a swap is the mirror's rule (make before break: put, then prune). */
+export { peakEntries } from '../mirror/mirror.js';
 
 /**
  * Entries of the policy map one allowance of the compiled output becomes (datapath/policy.ts
@@ -38,48 +38,6 @@ export function entriesByPolicy(pods: Iterable<Pick<PodPolicy, 'ingress' | 'egre
   const out = new Map<number, number>();
   for (const g of groups.values()) for (const [i, n] of g) out.set(i, (out.get(i) ?? 0) + n);
   return out;
-}
-
-/**
- * The most entries a map holds while `want` replaces `have`: both, keys counted once. One
- * more when a kept key's value is rewritten in place: before Linux 6.13 an LPM trie refuses
- * even that once full.
- */
-export function peakEntries(have: ReadonlyMap<string, Buffer>, want: ReadonlyMap<string, Buffer>): number {
-  let both = have.size, rewrites = false;
-  for (const [k, v] of want) {
-    const h = have.get(k);
-    if (!h) both++;
-    else if (!h.equals(v)) rewrites = true;
-  }
-  return both + (rewrites ? 1 : 0);
-}
-
-export interface MapUse {
-  /** Entries of the state applied (or, refused, of the one still applied). */
-  used: number;
-  /** max_entries of the pinned map (the configured size before the first pod made it). */
-  available: number;
-  /** Entries the refused state needed at its peak. */
-  needed?: number;
-}
-
-export interface Refusal {
-  time: string;
-  map: BudgetMap;
-  needed: number;
-  available: number;
-  /** "namespace/name" of the policy asking most of that map, when a policy is the cause. */
-  policy?: string;
-  policyEntries?: number;
-  message: string;
-}
-
-/** What the last sync of the network found of its maps: status and metrics read it. */
-export interface BudgetRecord {
-  time: string;
-  maps: Partial<Record<BudgetMap, MapUse>>;
-  refused?: Refusal;
 }
 
 export class PolicyRefused extends Error {
@@ -120,19 +78,9 @@ export function configuredSize(conf: NetConf, map: BudgetMap): number {
   return (map === 'policy' ? conf.policy?.policyEntries : conf.policy?.ipcacheEntries) ?? (map === 'policy' ? 262144 : 524288);
 }
 
-const budgetFile = (conf: NetConf): string => `${policyDir(conf)}/budget.json`;
-
-export function readBudget(conf: NetConf): BudgetRecord | undefined {
-  try {
-    return JSON.parse(readFileSync(budgetFile(conf), 'utf8')) as BudgetRecord;
-  } catch {
-    return undefined;
-  }
-}
-
 export function writeBudget(conf: NetConf, rec: BudgetRecord): void {
   mkdirs(policyDir(conf), 0o700);
-  writeAtomic(budgetFile(conf), `${JSON.stringify(rec, null, 2)}\n`);
+  writeAtomic(budgetPath(conf), `${JSON.stringify(rec, null, 2)}\n`);
 }
 
 /** A refusal recorded over the last applied state's figures (those still hold). */

@@ -7,7 +7,8 @@ import type { NetConf } from '../config/types.js';
 import { compile, type IdTable } from '../policy/compile.js';
 import { addObjects, emptyCluster } from '../policy/objects.js';
 import { withNetworkLock } from './netlock.js';
-import { nodeRanges, policyDir, readIdTable, readSlots, readSyncRecord, writeApplied, writePodStart, writeSlots } from './policy-state.js';
+import { nodeRanges, policyRecord, writePodStart, writeSlots } from './policy-state.js';
+import { learnedNextPath, readIdTable, readSlots, readSyncRecord } from '../state/files.js';
 import { readFileSync } from '../sys/fs.js';
 import { writeAtomic } from '../fsx.js';
 
@@ -31,7 +32,7 @@ export async function learnPod(conf: NetConf, pod: { namespace: string; name: st
   const key = `${pod.namespace}/${pod.name}`;
   if (!objects.pods.has(key)) return false;
   return withNetworkLock(conf.stateDir, conf.name, () => {
-    const counter = `${policyDir(conf)}/learned-next`;
+    const counter = learnedNextPath(conf);
     let next = LEARNED_BASE;
     try {
       next = Math.max(LEARNED_BASE, Number(readFileSync(counter, 'utf8')) || LEARNED_BASE);
@@ -49,7 +50,7 @@ export async function learnPod(conf: NetConf, pod: { namespace: string; name: st
     slots.slots[key] = slot;
     writeSlots(conf, slots);
     // ADD writes the entries itself: the last sync's record of the maps no longer holds.
-    writeApplied(conf, undefined, undefined);
+    policyRecord(conf).forget();
     writePodStart(conf, key, pp, slot, true);
     return true;
   });

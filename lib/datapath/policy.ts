@@ -2,13 +2,16 @@
 // ever meets a moment of allow-all or deny-all. A sync adds what is new, then switches the
 // endpoints' "selected" flags and the ipcache, then removes what is gone (make before break).
 import { parseAddr, parseCidr, type Addr } from '../net/ip.js';
-import { BPF_ANY, BPF_NOEXIST, mapDelete, mapKeys, mapLookup, mapUpdate } from '../bpf/sys.js';
+import { BPF_NOEXIST, mapUpdate } from '../bpf/sys.js';
+import type { MapIO } from '../bpf/map-io.js';
+import { Mirror, type Op, type Step } from '../mirror/mirror.js';
+import type { Entries, MirrorRecord } from '../mirror/record.js';
 import {
-  ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_UNKNOWN, IPC_F_HOST, IPC_F_POD, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE,
+  ALLOW_RECORD, EP_F_POL_IN, EP_F_POL_OUT, ID_UNKNOWN, IPC_F_HOST, IPC_F_POD, POL_EGRESS, POL_INGRESS, POL_KEY_SIZE,
   epValue, ipcKey, ipcValue, parseEpValue, parseIpcValue, polKey, polValue, type MapName,
 } from '../bpf/layout.js';
 import { chunkIdentity, type Allow, type IpcacheEntry, type PodDelta, type PodPolicy } from '../policy/compile.js';
-import type { PodStart } from './policy-state.js';
+import type { PodStart } from '../state/files.js';
 
 type Maps = ReadonlyMap<MapName, number>;
 
@@ -81,30 +84,34 @@ export interface ApplyReport {
   ipcacheEntries: number;
 }
 
-function dump(fd: number, keySize: number, valueSize: number): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  for (const k of [...mapKeys(fd, keySize)]) {
-    const v = Buffer.alloc(valueSize);
-    if (mapLookup(fd, k, v)) out.set(k.toString('hex'), v);
-  }
-  return out;
+/** The tries' contents a sync wants, or finds (hex key → value): what the budget gate weighs. */
+export interface Written {
+  policy: Entries;
+  ipcache: Entries;
 }
 
-/** What a sync wrote: the tries' contents as it left them (hex key → value). */
-export interface Written {
-  policy: Map<string, Buffer>;
-  ipcache: Map<string, Buffer>;
-}
+/** The maps a policy state is mirrored into. */
+export type PolicyMap = 'policy' | 'ipcache' | 'endpoints';
+export const POLICY_MAPS: readonly PolicyMap[] = ['policy', 'ipcache', 'endpoints'];
+
+/**
+ * Make before break: everything that allows more and the addresses' new identities first,
+ * then which endpoints a policy selects and in which slot, then what is gone — so no packet
+ * meets a slot pointing at entries not yet written, or a revoked allowance before its
+ * replacement's selection is switched.
+ */
+const policyOrder = (patch: (key: Buffer, value: Buffer) => Buffer | undefined): Step<PolicyMap>[] => [
+  { put: 'policy' }, { put: 'ipcache' }, { patch: 'endpoints', fn: patch }, { prune: 'ipcache' }, { prune: 'policy' },
+];
 
 /**
  * Brings the network's policy and ipcache tries and its endpoints' flags to desired; gate
- * sees what is wanted and what is there before anything is written, and may refuse. With
- * last (what the previous sync wrote into these same maps) the tries are not read back: at
- * 10,000 pods reading them costs ~50,000 syscalls. Local pods' addresses are written either
+ * sees what is wanted and what is there before anything is written, and may refuse. With a
+ * record of what the previous sync wrote into these same maps the tries are not read back:
+ * at 10,000 pods reading them costs ~50,000 syscalls. Local pods' addresses are written either
  * way, since ADD and DEL change those.
  */
-export function applyPolicy(maps: Maps, d: Desired, last?: Written, gate?: (want: Written, have: Written) => void): ApplyReport & { written: Written } {
-  const pol = maps.get('policy')!, ipc = maps.get('ipcache')!, eps = maps.get('endpoints')!;
+export function applyPolicy(maps: ReadonlyMap<PolicyMap, MapIO>, d: Desired, record: MirrorRecord, gate?: (want: Written, have: Written) => void): ApplyReport {
   const want = new Map<string, Buffer>();
   for (const [slot, pp] of d.pods) for (const [k, v] of allowKeys(slot, pp)) want.set(k, v);
   const wantIpc = new Map<string, Buffer>();
@@ -115,78 +122,50 @@ export function applyPolicy(maps: Maps, d: Desired, last?: Written, gate?: (want
     if (e.ns) nsOf.set(e.identity, e.ns);
   }
   for (const { pp } of d.endpoints.values()) for (const ch of pp?.chunks ?? []) if (pp!.ns) nsOf.set(ch.identity, pp!.ns);
+  const local: string[] = [];
   for (const [cidr, identity] of d.localAddrs) {
     const c = parseCidr(cidr)!;
     const k = ipcKey(c.addr, c.prefix).toString('hex');
     const prev = wantIpc.get(k);
     wantIpc.set(k, podIpcValue(identity, identity === ID_UNKNOWN ? 0 : nsOf.get(identity) ?? 0, prev ? parseIpcValue(prev).flags & IPC_F_HOST : 0));
+    local.push(k);
   }
-  const havePol = last?.policy ?? dump(pol, POL_KEY_SIZE, POL_VALUE_SIZE);
-  const haveIpc = last ? new Map(last.ipcache) : dump(ipc, IPC_KEY_SIZE, IPC_VALUE_SIZE);
-  if (last) {
-    for (const cidr of d.localAddrs.keys()) {
-      const c = parseCidr(cidr)!;
-      haveIpc.delete(ipcKey(c.addr, c.prefix).toString('hex'));
-    }
-  }
-  // Before the first write: a state refused here leaves the maps exactly as they were.
-  gate?.({ policy: want, ipcache: wantIpc }, { policy: havePol, ipcache: haveIpc });
-  const r: ApplyReport = { policyAdded: 0, policyRemoved: 0, ipcacheChanged: 0, ipcacheRemoved: 0, flagsChanged: 0, policyEntries: want.size, ipcacheEntries: wantIpc.size };
-  // 1. Everything that allows more, and the new identities of addresses.
-  for (const [k, v] of want) {
-    if (havePol.get(k)?.equals(v)) continue;
-    mapUpdate(pol, Buffer.from(k, 'hex'), v, BPF_ANY);
-    r.policyAdded++;
-  }
-  for (const [k, v] of wantIpc) {
-    if (haveIpc.get(k)?.equals(v)) continue;
-    mapUpdate(ipc, Buffer.from(k, 'hex'), v, BPF_ANY);
-    r.ipcacheChanged++;
-  }
-  // 2. Which endpoints a policy selects, each direction.
-  const v = Buffer.alloc(EP_VALUE_SIZE);
-  for (const k of [...mapKeys(eps, EP_KEY_SIZE)]) {
-    if (!mapLookup(eps, k, v)) continue;
+  // Which endpoints a policy selects, each direction, and the slot of their entries.
+  const select = (_k: Buffer, v: Buffer): Buffer | undefined => {
     const ep = parseEpValue(v);
     const e = d.endpoints.get(ep.ifindex);
-    if (!e) continue;
+    if (!e) return undefined;
     const flags = (ep.flags & ~(EP_F_POL_IN | EP_F_POL_OUT)) | policyFlags(e.pp);
     const slot = e.pp ? e.slot : 0;
-    if (flags === ep.flags && slot === (ep.policySlot ?? 0)) continue;
-    mapUpdate(eps, k, epValue({ ...ep, flags, policySlot: slot }));
-    r.flagsChanged++;
-  }
-  // 3. What is gone.
-  for (const k of haveIpc.keys()) {
-    if (wantIpc.has(k)) continue;
-    mapDelete(ipc, Buffer.from(k, 'hex'));
-    r.ipcacheRemoved++;
-  }
-  for (const k of havePol.keys()) {
-    if (want.has(k)) continue;
-    mapDelete(pol, Buffer.from(k, 'hex'));
-    r.policyRemoved++;
-  }
-  return { ...r, written: { policy: want, ipcache: wantIpc } };
+    if (flags === ep.flags && slot === (ep.policySlot ?? 0)) return undefined;
+    return epValue({ ...ep, flags, policySlot: slot });
+  };
+  const rep = new Mirror(maps, record).apply(policyOrder(select), new Map([['policy', want], ['ipcache', wantIpc]]), {
+    shared: { ipcache: local },
+    ...(gate ? { gate: (w, h) => gate({ policy: w.get('policy')!, ipcache: w.get('ipcache')! }, { policy: h.get('policy')!, ipcache: h.get('ipcache')! }) } : {}),
+  });
+  const pol = rep.get('policy')!, ipc = rep.get('ipcache')!;
+  return {
+    policyAdded: pol.put, policyRemoved: pol.removed, ipcacheChanged: ipc.put, ipcacheRemoved: ipc.removed,
+    flagsChanged: rep.get('endpoints')?.patched ?? 0, policyEntries: want.size, ipcacheEntries: wantIpc.size,
+  };
 }
 
-/** A remote pod's change (compile.ts remotePod): new allowances first, then the addresses' identities, then addresses gone. */
-export function applyPodDelta(maps: Maps, d: PodDelta | undefined, slots: Readonly<Record<string, number>>, gone: string[]): number {
-  const pol = maps.get('policy')!, ipc = maps.get('ipcache')!;
-  let n = 0;
+/**
+ * A remote pod's change (compile.ts remotePod): new allowances first, then the addresses'
+ * identities, then addresses gone. The record of the last full sync no longer describes the
+ * maps after it. Returns the entries written.
+ */
+export function applyPodDelta(maps: ReadonlyMap<PolicyMap, MapIO>, record: MirrorRecord, d: PodDelta | undefined, slots: Readonly<Record<string, number>>, gone: string[]): number {
+  const ops: Op<PolicyMap>[] = [];
   for (const { pod, dir, allow: a } of d?.allows ?? []) {
     const slot = slots[pod];
-    if (!slot) continue;
-    mapUpdate(pol, allowKey(slot, dir === 'ingress' ? POL_INGRESS : POL_EGRESS, a), polValue(a.policy));
-    n++;
+    if (slot) ops.push({ map: 'policy', key: allowKey(slot, dir === 'ingress' ? POL_INGRESS : POL_EGRESS, a), value: polValue(a.policy) });
   }
-  for (const e of d?.ipcache ?? []) {
-    mapUpdate(ipc, ipcKey(e.cidr.addr, e.cidr.prefix), podIpcValue(e.identity, e.ns));
-    n++;
-  }
+  for (const e of d?.ipcache ?? []) ops.push({ map: 'ipcache', key: ipcKey(e.cidr.addr, e.cidr.prefix), value: podIpcValue(e.identity, e.ns) });
   for (const ip of gone) {
     const a = parseAddr(ip);
-    if (a && mapDelete(ipc, ipcKey(a))) n++;
+    if (a) ops.push({ map: 'ipcache', key: ipcKey(a) });
   }
-  return n;
+  return new Mirror(maps, record).write(ops);
 }

@@ -8,11 +8,11 @@
 // its limits hold between local pods too; any other gets its program. This runs in every
 // later twill call of the network (ADD, DEL, CHECK, GC) and in `twill sync`, under the
 // network lock; with no pending pod it costs one readdir.
-import { existsSync, readdirSync, readFileSync, rmSync } from '../sys/fs.js';
+import { existsSync, readdirSync, rmSync } from '../sys/fs.js';
 import type { NetConf } from '../config/types.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';
-import { fileName } from '../naming.js';
+import { pendingDir as dir, readJson } from '../state/files.js';
 import { withNetlink } from '../sys/netlink.js';
 import { getLinkByIndex } from '../sys/rtnl.js';
 import { qdiscKinds } from '../sys/tc.js';
@@ -24,8 +24,6 @@ interface Pending {
   ifName: string;
   hostIndex: number;
 }
-
-const dir = (conf: NetConf): string => `${conf.stateDir}/pending/${fileName(conf.name)}`;
 
 export function markPending(conf: NetConf, hostName: string, p: Pending): void {
   mkdirs(dir(conf), 0o700);
@@ -49,10 +47,8 @@ export function promotePending(conf: NetConf): string[] {
   }
   const done: string[] = [];
   for (const hostName of names) {
-    let p: Pending;
-    try {
-      p = JSON.parse(readFileSync(`${dir(conf)}/${hostName}`, 'utf8')) as Pending;
-    } catch {
+    const p = readJson<Pending>(`${dir(conf)}/${hostName}`);
+    if (!p) {
       clearPending(conf, hostName);
       continue;
     }

@@ -1,6 +1,5 @@
 // Which data path a network runs on this host, and why: eBPF when asked for or possible,
 // the routed path otherwise. The decision is recorded for CHECK and `twill status`.
-import { readFileSync } from '../sys/fs.js';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import type { Addr } from '../net/ip.js';
@@ -8,7 +7,7 @@ import { mkdirs, writeAtomic } from '../fsx.js';
 import { log } from '../log.js';
 import { ebpfAdd, ebpfDel, type EbpfNet, type EndpointSpec } from './ebpf.js';
 import { listHostLinkNames } from '../sys/podlink.js';
-import { fileName } from '../naming.js';
+import { datapathDir, datapathStatePath as statePath, readJson } from '../state/files.js';
 import { kernelFacts } from '../bpf/btf.js';
 
 export interface DatapathState {
@@ -40,20 +39,12 @@ export function policyBlocker(conf: NetConf, host = false): string | undefined {
   }
   return undefined;
 }
-const statePath = (conf: NetConf): string => `${conf.stateDir}/datapath/${fileName(conf.name)}.json`;
-
-export function readDatapathState(conf: NetConf): DatapathState | undefined {
-  try {
-    return JSON.parse(readFileSync(statePath(conf), 'utf8')) as DatapathState;
-  } catch {
-    return undefined;
-  }
-}
+export const readDatapathState = (conf: NetConf): DatapathState | undefined => readJson<DatapathState>(statePath(conf));
 
 function record(conf: NetConf, st: DatapathState): void {
   const prev = readDatapathState(conf);
   if (prev && prev.mode === st.mode && prev.attach === st.attach && prev.reason === st.reason) return;
-  mkdirs(`${conf.stateDir}/datapath`, 0o700);
+  mkdirs(datapathDir(conf), 0o700);
   writeAtomic(statePath(conf), `${JSON.stringify(st)}\n`);
 }
 

@@ -1,0 +1,73 @@
+// One BPF map as the code above the kernel doors sees it: fixed-size keys and values, a
+// capacity, an id that changes when the map is made again. The bpf(2) implementation is here;
+// an in-memory one with the kernel's capacity rules is in lib/mirror/memory-map.ts, so the
+// order in which maps are written can be tested without root.
+import { BPF_ANY, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo } from './sys.js';
+import { SysError } from '../sys/libc.js';
+
+export interface MapIO {
+  /** For errors: "map <name> update: ENOSPC". */
+  readonly name: string;
+  /** bpf_map_info.id: a map made again (recreated, migrated) has another. */
+  readonly id: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  /** A copy of the value, or undefined when the key is absent. */
+  lookup(key: Buffer): Buffer | undefined;
+  /** flags: BPF_ANY, BPF_NOEXIST (EEXIST when present) or BPF_EXIST (ENOENT when absent). A full map refuses a new key. */
+  update(key: Buffer, value: Buffer, flags?: number): void;
+  /** True when the key was there. */
+  delete(key: Buffer): boolean;
+  /** The keys as they are now; a key written during the walk may or may not be seen. */
+  keys(): Iterable<Buffer>;
+}
+
+export const BPF_EXIST = 2;
+
+/** The error a map operation throws, naming the map: the kernel's errno is kept for callers that test it. */
+export const mapError = (name: string, op: string, errno: number): SysError => new SysError(`map ${name} ${op}`, errno);
+
+function named<T>(name: string, op: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof SysError) throw mapError(name, op, e.errno);
+    throw e;
+  }
+}
+
+/** A MapIO over an open map fd (not closed here: its owner closes it). */
+export function bpfMapIO(fd: number, name: string): MapIO {
+  // struct bpf_map_info: type, id, key_size, value_size, max_entries (u32 each, from offset 0).
+  const info = objInfo(fd);
+  const keySize = info.readUInt32LE(8), valueSize = info.readUInt32LE(12);
+  return {
+    name,
+    id: info.readUInt32LE(4),
+    keySize,
+    valueSize,
+    maxEntries: info.readUInt32LE(16),
+    lookup(key) {
+      const v = Buffer.alloc(valueSize);
+      return named(name, 'lookup', () => mapLookup(fd, key, v)) ? v : undefined;
+    },
+    update(key, value, flags = BPF_ANY) {
+      named(name, 'update', () => mapUpdate(fd, key, value, flags));
+    },
+    delete: (key) => named(name, 'delete', () => mapDelete(fd, key)),
+    // Collected first: deleting while the kernel walks restarts the walk from the first key.
+    keys: () => named(name, 'keys', () => [...mapKeys(fd, keySize)]),
+  };
+}
+
+/** MapIOs of some of a network's maps, by name, over its open fds. */
+export function bpfMapIOs<N extends string>(fds: ReadonlyMap<string, number>, names: readonly N[]): Map<N, MapIO> {
+  const out = new Map<N, MapIO>();
+  for (const n of names) {
+    const fd = fds.get(n);
+    if (fd === undefined) throw new Error(`map ${n}: not open`);
+    out.set(n, bpfMapIO(fd, n));
+  }
+  return out;
+}
