@@ -16,8 +16,8 @@ import { promotePending } from '../datapath/promote.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { twillNetworks } from './netconfs.js';
 import { syncNetworkPolicy, type PolicySync } from './sync-policy.js';
-import { addObjects, emptyCluster, type ClusterObjects } from '../policy/objects.js';
-import { readObjectsFile } from '../policy/source.js';
+import type { ClusterObjects } from '../policy/objects.js';
+import { readObjectsFile } from '../cluster/file.js';
 
 export interface SyncOpts {
   confDir: string;
@@ -47,11 +47,10 @@ async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
     const list = await k8s.listNodes(access);
     let objects: ClusterObjects | undefined;
     if (wantPolicy) {
-      objects = emptyCluster();
-      for (const [kind, path] of Object.entries(k8s.COLLECTIONS)) {
-        const got = await k8s.listAll(access, path);
-        addObjects(objects, got.items.map((i) => ({ kind, ...(i as object) })));
-      }
+      const [{ ClusterCache, policyObjects }, { KINDS }, { POLICY_KINDS }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/kinds.js'), import('./sync-watch.js')]);
+      const cache = new ClusterCache();
+      for (const kind of POLICY_KINDS) cache.relist(kind, (await k8s.listAll(access, KINDS[kind].path)).items);
+      objects = policyObjects(cache);
     }
     const objs = objects ? `; ${objects.namespaces.size} namespaces, ${objects.pods.size} pods, ${objects.policies.size} network policies` : '';
     return { nodes: list.nodes, ...(objects ? { objects } : {}), note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}${objs}` };
