@@ -22,6 +22,8 @@ export interface ReconcileRun {
 
 export class Reconciler {
   private timer: (() => void) | undefined;
+  /** The pending timer is a retry's: a change does not wait for it. */
+  private retrying = false;
   private resync: (() => void) | undefined;
   private full = true;
   private readonly retry: Backoff;
@@ -40,7 +42,10 @@ export class Reconciler {
   /** Something changed: a run after the debounce (a full one when full). */
   changed(full: boolean): void {
     if (full) this.full = true;
-    if (this.stopped || this.timer) return;
+    if (this.stopped || (this.timer && !this.retrying)) return;
+    // A change after a failure (a policy removed to make room) is tried at once, not after the backoff.
+    this.timer?.();
+    this.retrying = false;
     this.timer = this.o.clock.after(this.o.debounceMs, () => this.fire());
   }
 
@@ -53,6 +58,7 @@ export class Reconciler {
 
   private fire(): void {
     this.timer = undefined;
+    this.retrying = false;
     const full = this.full;
     this.full = false;
     let ok: boolean;
@@ -63,7 +69,10 @@ export class Reconciler {
       const wait = this.retry.next();
       this.onRetry(e as Error, wait);
       this.armResync();
-      if (!this.stopped) this.timer = this.o.clock.after(wait, () => this.fire());
+      if (!this.stopped) {
+        this.retrying = true;
+        this.timer = this.o.clock.after(wait, () => this.fire());
+      }
       return;
     }
     if (!ok) {

@@ -146,6 +146,17 @@ describe('policy reconciler', () => {
     clock.advance(3000);
     assert.equal(calls.full, 1, 'applied with no event in between');
   });
+
+  it('a change after a failure is applied after the debounce, not after the retry\'s backoff', () => {
+    const failures = { left: 1 };
+    const { cache, clock, calls } = setup(failures);
+    listed(cache);
+    clock.advance(20);
+    assert.equal(calls.full, 0);
+    cache.event('NetworkPolicy', netpol('other'), false);
+    clock.advance(20);
+    assert.equal(calls.full, 1);
+  });
 });
 
 describe('policy reconciler on the watch', () => {
