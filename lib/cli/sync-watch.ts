@@ -16,7 +16,7 @@ import { applyRemotePod, syncNetworkPolicyView, type PolicySync, type PolicyView
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>) => void;
 
-function logLine(level: string, msg: string, fields: Record<string, unknown>): void {
+export function logLine(level: string, msg: string, fields: Record<string, unknown>): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
 }
 

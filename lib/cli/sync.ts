@@ -17,6 +17,7 @@ import { withNetworkLock } from '../datapath/netlock.js';
 import { twillNetworks } from './netconfs.js';
 import { syncNetworkPolicy, type PolicySync } from './sync-policy.js';
 import type { ClusterObjects } from '../policy/objects.js';
+import type { NodeList } from '../cluster/k8s.js';
 import { readObjectsFile } from '../cluster/file.js';
 
 export interface SyncOpts {
@@ -32,6 +33,8 @@ export interface SyncOpts {
   json: boolean;
   /** Policy comes from the API server's watches (sync-watch.ts), not from each round's list. */
   policyWatched?: boolean;
+  /** The node table from the watched cache (cluster/nodes.ts), not from each round's list. */
+  nodesWatched?: () => Promise<NodeList>;
 }
 
 interface Source {
@@ -44,7 +47,7 @@ async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
   if (o.kubeconfig || o.inCluster) {
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
-    const list = await k8s.listNodes(access);
+    const list = o.nodesWatched ? await o.nodesWatched() : await k8s.listNodes(access);
     let objects: ClusterObjects | undefined;
     if (wantPolicy) {
       const [{ ClusterCache, policyObjects }, { KINDS }, { POLICY_KINDS }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/kinds.js'), import('./sync-watch.js')]);
@@ -170,12 +173,20 @@ export async function runSync(o: SyncOpts): Promise<number> {
   const interval = o.watch;
   if (!interval) return once(o);
   const policyNets = (): NetConf[] => twillNetworks(o.confDir).flatMap((n) => (n.conf?.policy && (!o.network || n.conf.name === o.network) ? [n.conf] : []));
-  if ((o.kubeconfig || o.inCluster) && policyNets().length > 0) {
+  /** Ends the wait between rounds early (the node table changed). */
+  let wake: (() => void) | undefined;
+  if (o.kubeconfig || o.inCluster) {
+    // One cache for every reconciler: nodes, and policy when a network enforces it.
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
-    const { watchPolicy } = await import('./sync-watch.js');
-    void watchPolicy(access, policyNets, new AbortController().signal);
-    o = { ...o, policyWatched: true };
+    const [{ ClusterCache }, { nodesReconciler }, { policyReconciler, logLine }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/nodes.js'), import('./sync-watch.js')]);
+    const cache = new ClusterCache();
+    o = { ...o, nodesWatched: nodesReconciler(cache, () => wake?.()) };
+    if (policyNets().length > 0) {
+      policyReconciler(cache, policyNets, `watch of ${access.server}`);
+      o = { ...o, policyWatched: true };
+    }
+    void cache.watch(access, new AbortController().signal, logLine);
   }
   let backoff = 1;
   for (;;) {
@@ -188,6 +199,13 @@ export async function runSync(o: SyncOpts): Promise<number> {
       backoff = Math.min(backoff * 2, 300);
       process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'sync failed', error: (e as Error).message, retryIn: wait })}\n`);
     }
-    await new Promise((r) => setTimeout(r, wait * 1000));
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, wait * 1000);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+    wake = undefined;
   }
 }

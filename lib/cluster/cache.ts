@@ -14,6 +14,9 @@ const obj = (x: unknown): Obj => (typeof x === 'object' && x !== null && !Array.
 export class ClusterCache {
   private readonly stores = new Map<KindName, Store<unknown>>();
   private readonly wanted = new Set<KindName>();
+  /** The last failure of a kind's list or watch while it has never been listed. */
+  private readonly errors = new Map<KindName, string>();
+  private readonly waiters = new Set<() => void>();
 
   store<K extends KindName>(kind: K): Store<Kinds[K]> {
     let s = this.stores.get(kind);
@@ -37,6 +40,35 @@ export class ClusterCache {
     return kinds.every((k) => this.store(k).synced);
   }
 
+  /**
+   * Resolves when the kind has been listed, or has failed to be (lastError), or after ms:
+   * what a reconciler that needs the kind waits for before its first run.
+   */
+  settled(kind: KindName, ms: number): Promise<void> {
+    if (this.store(kind).synced || this.errors.has(kind)) return Promise.resolve();
+    return new Promise((res) => {
+      const done = (): void => {
+        if (!this.store(kind).synced && !this.errors.has(kind)) return;
+        clearTimeout(t);
+        this.waiters.delete(done);
+        res();
+      };
+      const t = setTimeout(() => {
+        this.waiters.delete(done);
+        res();
+      }, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  lastError(kind: KindName): string | undefined {
+    return this.errors.get(kind);
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
   /** A fresh list of the kind: parsed, and the raw items let go. */
   relist(kind: KindName, items: readonly unknown[]): void {
     const spec = KINDS[kind];
@@ -46,6 +78,8 @@ export class ClusterCache {
       if (v !== undefined) entries.push([rawKey(kind, i), v as never]);
     }
     this.store(kind).replace(entries);
+    this.errors.delete(kind);
+    this.wake();
   }
 
   /** One watch event's object (deleted: gone). */
@@ -87,6 +121,11 @@ export class ClusterCache {
     const informers = this.kinds().map((kind) => new Informer(access, kind, KINDS[kind].path, {
       relist: (items) => this.relist(kind, items),
       event: (raw, deleted) => this.event(kind, raw, deleted),
+      failed: (e) => {
+        if (this.store(kind).synced) return;
+        this.errors.set(kind, e.message);
+        this.wake();
+      },
     }, log, opts));
     await Promise.all(informers.map((i) => i.run(stop)));
   }

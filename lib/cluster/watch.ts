@@ -19,6 +19,8 @@ export interface WatchLog {
 export interface InformerSink {
   relist(items: readonly unknown[]): void;
   event(raw: unknown, deleted: boolean): void;
+  /** A list or watch failed (it is retried). */
+  failed?(e: Error): void;
 }
 
 export interface InformerOptions {
@@ -99,6 +101,7 @@ export class Informer {
         continue;
       }
       const wait = this.backoff.next();
+      if (failure) this.sink.failed?.(failure);
       const error = failure?.message ?? `watch ${this.kind}: ended after ${clock.now() - started!} ms with no event`;
       this.log('warn', 'watch failed: retrying', { kind: this.kind, error, retryIn: wait / 1000 });
       await sleep(clock, wait, stop);
