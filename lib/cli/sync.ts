@@ -16,8 +16,9 @@ import { promotePending } from '../datapath/promote.js';
 import { withNetworkLock } from '../datapath/netlock.js';
 import { twillNetworks } from './netconfs.js';
 import { syncNetworkPolicy, type PolicySync } from './sync-policy.js';
-import { addObjects, emptyCluster, type ClusterObjects } from '../policy/objects.js';
-import { readObjectsFile } from '../policy/source.js';
+import type { ClusterObjects } from '../policy/objects.js';
+import type { NodeList } from '../cluster/k8s.js';
+import { readObjectsFile } from '../cluster/file.js';
 
 export interface SyncOpts {
   confDir: string;
@@ -32,6 +33,8 @@ export interface SyncOpts {
   json: boolean;
   /** Policy comes from the API server's watches (sync-watch.ts), not from each round's list. */
   policyWatched?: boolean;
+  /** The node table from the watched cache (cluster/nodes.ts), not from each round's list. */
+  nodesWatched?: () => Promise<NodeList>;
 }
 
 interface Source {
@@ -44,14 +47,13 @@ async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
   if (o.kubeconfig || o.inCluster) {
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
-    const list = await k8s.listNodes(access);
+    const list = o.nodesWatched ? await o.nodesWatched() : await k8s.listNodes(access);
     let objects: ClusterObjects | undefined;
     if (wantPolicy) {
-      objects = emptyCluster();
-      for (const [kind, path] of Object.entries(k8s.COLLECTIONS)) {
-        const got = await k8s.listAll(access, path);
-        addObjects(objects, got.items.map((i) => ({ kind, ...(i as object) })));
-      }
+      const [{ ClusterCache, policyObjects }, { KINDS }, { POLICY_KINDS }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/kinds.js'), import('./sync-watch.js')]);
+      const cache = new ClusterCache();
+      for (const kind of POLICY_KINDS) cache.relist(kind, (await k8s.listAll(access, KINDS[kind].path)).items);
+      objects = policyObjects(cache);
     }
     const objs = objects ? `; ${objects.namespaces.size} namespaces, ${objects.pods.size} pods, ${objects.policies.size} network policies` : '';
     return { nodes: list.nodes, ...(objects ? { objects } : {}), note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}${objs}` };
@@ -171,12 +173,20 @@ export async function runSync(o: SyncOpts): Promise<number> {
   const interval = o.watch;
   if (!interval) return once(o);
   const policyNets = (): NetConf[] => twillNetworks(o.confDir).flatMap((n) => (n.conf?.policy && (!o.network || n.conf.name === o.network) ? [n.conf] : []));
-  if ((o.kubeconfig || o.inCluster) && policyNets().length > 0) {
+  /** Ends the wait between rounds early (the node table changed). */
+  let wake: (() => void) | undefined;
+  if (o.kubeconfig || o.inCluster) {
+    // One cache for every reconciler: nodes, and policy when a network enforces it.
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
-    const { watchPolicy } = await import('./sync-watch.js');
-    void watchPolicy(access, policyNets, new AbortController().signal);
-    o = { ...o, policyWatched: true };
+    const [{ ClusterCache }, { nodesReconciler }, { policyReconciler, logLine }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/nodes.js'), import('./sync-watch.js')]);
+    const cache = new ClusterCache();
+    o = { ...o, nodesWatched: nodesReconciler(cache, () => wake?.()) };
+    if (policyNets().length > 0) {
+      policyReconciler(cache, policyNets, `watch of ${access.server}`);
+      o = { ...o, policyWatched: true };
+    }
+    void cache.watch(access, new AbortController().signal, logLine);
   }
   let backoff = 1;
   for (;;) {
@@ -189,6 +199,13 @@ export async function runSync(o: SyncOpts): Promise<number> {
       backoff = Math.min(backoff * 2, 300);
       process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'sync failed', error: (e as Error).message, retryIn: wait })}\n`);
     }
-    await new Promise((r) => setTimeout(r, wait * 1000));
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, wait * 1000);
+      wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+    wake = undefined;
   }
 }

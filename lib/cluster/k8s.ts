@@ -5,6 +5,8 @@ import { request } from 'node:https';
 import { dirname, resolve } from 'node:path';
 import type { NodeEntry } from '../config/types.js';
 import { parseAddr } from '../net/ip.js';
+import { KINDS } from './kinds.js';
+import { parseNode, type NodeObj } from './objects.js';
 
 export interface KubeAccess {
   server: string;
@@ -151,41 +153,39 @@ export async function listAll(a: KubeAccess, path: string, pageSize = 500): Prom
   return { items, resourceVersion: rv };
 }
 
-export const COLLECTIONS = {
-  Namespace: '/api/v1/namespaces',
-  Pod: '/api/v1/pods',
-  NetworkPolicy: '/apis/networking.k8s.io/v1/networkpolicies',
-} as const;
-
 export interface NodeList {
   nodes: NodeEntry[];
   /** Nodes without a pod CIDR yet (the controller manager has not allocated one). */
   pending: string[];
 }
 
-export async function listNodes(a: KubeAccess, pageSize = 500): Promise<NodeList> {
+/** A Node as a node-table entry; undefined while it has no pod CIDR or no usable InternalIP. */
+export function nodeEntry(n: NodeObj): NodeEntry | undefined {
+  // An InternalIP that is not an address makes the node unusable, not the table.
+  const valid = n.internalIPs.filter((x) => parseAddr(x) !== undefined);
+  const v4 = valid.find((x) => !x.includes(':'));
+  const v6 = valid.find((x) => x.includes(':'));
+  if (n.podCIDRs.length === 0 || !(v4 ?? v6)) return undefined;
+  return { name: n.name, ip: (v4 ?? v6)!, ...(v4 && v6 ? { ip6: v6 } : {}), podCIDRs: n.podCIDRs };
+}
+
+/** The node table of a set of Nodes, sorted by name. */
+export function nodeTable(all: Iterable<NodeObj>): NodeList {
   const nodes: NodeEntry[] = [];
   const pending: string[] = [];
-  let cont = '';
-  do {
-    const page = await get(a, `/api/v1/nodes?limit=${pageSize}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
-    for (const item of (Array.isArray(page.items) ? page.items : []).map(obj)) {
-      const name = String(obj(item.metadata).name ?? '');
-      const spec = obj(item.spec);
-      const cidrs = (Array.isArray(spec.podCIDRs) ? spec.podCIDRs : typeof spec.podCIDR === 'string' ? [spec.podCIDR] : []).filter((c): c is string => typeof c === 'string');
-      const internal = (Array.isArray(obj(item.status).addresses) ? (obj(item.status).addresses as unknown[]) : []).map(obj).filter((x) => x.type === 'InternalIP').map((x) => String(x.address));
-      // An InternalIP that is not an address makes the node unusable, not the table.
-      const valid = internal.filter((x) => parseAddr(x) !== undefined);
-      const v4 = valid.find((x) => !x.includes(':'));
-      const v6 = valid.find((x) => x.includes(':'));
-      if (cidrs.length === 0 || !(v4 ?? v6)) {
-        pending.push(name);
-        continue;
-      }
-      nodes.push({ name, ip: (v4 ?? v6)!, ...(v4 && v6 ? { ip6: v6 } : {}), podCIDRs: cidrs });
-    }
-    cont = typeof obj(page.metadata).continue === 'string' ? (obj(page.metadata).continue as string) : '';
-  } while (cont);
+  for (const n of all) {
+    const e = nodeEntry(n);
+    if (e) nodes.push(e);
+    else pending.push(n.name);
+  }
   nodes.sort((x, y) => x.name.localeCompare(y.name));
   return { nodes, pending };
+}
+
+export async function listNodes(a: KubeAccess, pageSize = 500): Promise<NodeList> {
+  const got = await listAll(a, KINDS.Node.path, pageSize);
+  return nodeTable(got.items.flatMap((i) => {
+    const n = parseNode(i);
+    return n ? [n] : [];
+  }));
 }

@@ -4,14 +4,13 @@
 // timestamps stay strings), and anything the API server would refuse is refused here
 // (validate.ts), never coerced. Objects read from the API server are not judged again: the
 // server validated them when they were written, and a rule tightened since (the server
-// ratchets old objects) must not stop a whole node's policy.
-import { readFileSync } from '../sys/fs.js';
-import { addObjects, emptyCluster, type ClusterObjects } from './objects.js';
+// ratchets old objects) must not stop a whole node's policy. Reading the file is the
+// caller's (cluster/file.ts): this module only turns text into objects.
 import { refusals } from './validate.js';
 import type { DocumentOptions, ParseOptions, SchemaOptions } from 'yaml';
 
-export async function readObjectsFile(path: string): Promise<{ cluster: ClusterObjects; skipped: string[] }> {
-  const text = readFileSync(path, 'utf8');
+/** The objects of a file's text (named `path` in errors), refused whole if the API server would refuse any. */
+export async function parseObjects(text: string, path: string): Promise<unknown[]> {
   let docs: unknown[];
   const t = text.trimStart();
   if (t.startsWith('{') || t.startsWith('[')) {
@@ -32,7 +31,5 @@ export async function readObjectsFile(path: string): Promise<{ cluster: ClusterO
   }
   const refused = refusals(docs);
   if (refused.length > 0) throw new Error(`${path}: the API server would refuse ${refused.length === 1 ? 'this' : 'these'}:\n  ${refused.join('\n  ')}`);
-  const cluster = emptyCluster();
-  const skipped = addObjects(cluster, docs);
-  return { cluster, skipped };
+  return docs;
 }

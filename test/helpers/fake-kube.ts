@@ -1,7 +1,7 @@
-// An API server for the watch path: Namespaces, Pods and NetworkPolicies (and an empty
-// NodeList), list with resourceVersion, watch as newline-delimited JSON events with
+// An API server for the watch path: Namespaces, Pods, NetworkPolicies, Services and
+// EndpointSlices (and an empty NodeList), in-process or beside a test, list with resourceVersion, watch as newline-delimited JSON events with
 // bookmarks, "410 Gone" once a resourceVersion falls out of its window, bearer tokens that
-// can be rotated, and failures on demand.
+// can be rotated, and failures on demand (an HTTP status, watches that end at once).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { ServerResponse } from 'node:http';
@@ -12,6 +12,8 @@ const PATHS: Record<string, string> = {
   '/api/v1/pods': 'Pod',
   '/apis/networking.k8s.io/v1/networkpolicies': 'NetworkPolicy',
   '/api/v1/nodes': 'Node',
+  '/api/v1/services': 'Service',
+  '/apis/discovery.k8s.io/v1/endpointslices': 'EndpointSlice',
 };
 
 type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> } } & Record<string, unknown>;
@@ -27,6 +29,8 @@ export class FakeKube {
   private readonly watchers = new Set<{ kind: string; res: ServerResponse }>();
   /** Answer every request with this HTTP status while set. */
   failWith: number | undefined;
+  /** End every watch right after what it replays (as a server shedding load does). */
+  closeWatches = false;
   server!: Server;
   port = 0;
 
@@ -62,9 +66,10 @@ export class FakeKube {
     this.emit(kind, 'DELETED', { ...o, metadata: { ...o.metadata, resourceVersion: String(this.rv) } });
   }
 
-  bookmark(): void {
+  /** A bookmark on every open watch (of one kind when given). */
+  bookmark(kind?: string): void {
     this.rv++;
-    for (const w of this.watchers) w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: w.kind, metadata: { resourceVersion: String(this.rv) } } })}\n`);
+    for (const w of this.watchers) if (!kind || w.kind === kind) w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: w.kind, metadata: { resourceVersion: String(this.rv) } } })}\n`);
   }
 
   /** Compacts history: every resourceVersion so far is gone; open watches get a 410 ERROR event and end. */
@@ -112,6 +117,7 @@ export class FakeKube {
         if (from < this.minRv) return json(410, { kind: 'Status', status: 'Failure', reason: 'Expired', code: 410 });
         res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
         for (const ev of this.history) if (ev.kind === kind && ev.rv > from) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
+        if (this.closeWatches) return void res.end();
         const w = { kind, res };
         this.watchers.add(w);
         req.on('close', () => this.watchers.delete(w));

@@ -1,5 +1,5 @@
-// `twill sync --watch` on the API server's watch API: a policy change reaches the kernel in
-// well under a second, bookmarks and "410 Gone" (a fresh list) are handled, a rotated token
+// `twill sync --watch` on the API server's watch API: a policy change reaches the kernel (how
+// fast is make bench's to measure), bookmarks and "410 Gone" (a fresh list) are handled, a rotated token
 // is picked up without a restart, and failures are retried.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -64,12 +64,12 @@ describe('NetworkPolicy from the watch API', () => {
     removeDir(dir);
   });
 
-  it('a new policy is enforced, and a deleted one lifted, in well under a second', async () => {
+  it('a new policy is enforced, and a deleted one lifted', async () => {
     assert.equal(await reachable('y/a', 'x/a'), true);
     kube.put('NetworkPolicy', denyX);
-    assert.ok((await until(false)) < 1000, log);
+    await until(false);
     kube.delete('NetworkPolicy', 'x', 'deny');
-    assert.ok((await until(true)) < 1000, log);
+    await until(true);
   });
 
   it('watches resume from the last resourceVersion; bookmarks move it; after 410 Gone a fresh list', async () => {

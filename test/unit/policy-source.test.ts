@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { readObjectsFile } from '../../lib/policy/source.js';
+import { readObjectsFile } from '../../lib/cluster/file.js';
 import { removeDir, tempDir } from '../helpers/twill.js';
 
 describe('objects files', () => {
