@@ -52,13 +52,14 @@ const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => async (inv) => {
 
 /**
  * A pod the last policy sync did not know is read from the API server first when the network
- * names a kubeconfig (datapath/policy-learn.ts); failing that, it starts isolated.
+ * names a kubeconfig (cluster/pod-policy.ts, datapath/policy-learn.ts); failing that, it starts isolated.
  */
 async function addLearning(c: Call): Promise<ReturnType<typeof add>> {
   if (c.conf.policy?.kubeconfig && c.pod && !readPodStart(c.conf, `${c.pod.namespace}/${c.pod.name}`)) {
     try {
-      const { learnPod } = await import('./datapath/policy-learn.js');
-      if (await learnPod(c.conf, c.pod)) log.info('pod unknown to the last sync: policy read from the API server', { pod: `${c.pod.namespace}/${c.pod.name}` });
+      const [{ fetchPodPolicyObjects }, { learnPod }] = await Promise.all([import('./cluster/pod-policy.js'), import('./datapath/policy-learn.js')]);
+      const objects = await fetchPodPolicyObjects(c.conf.policy.kubeconfig, c.pod);
+      if (learnPod(c.conf, c.pod, objects)) log.info('pod unknown to the last sync: policy read from the API server', { pod: `${c.pod.namespace}/${c.pod.name}` });
     } catch (e) {
       log.warn('could not read the pod from the API server: it starts isolated', { pod: `${c.pod.namespace}/${c.pod.name}`, error: (e as Error).message });
     }

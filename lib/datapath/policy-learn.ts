@@ -1,11 +1,11 @@
-// ADD of a pod the last sync did not know, on a network with policy.kubeconfig: the pod, its
-// namespace and that namespace's NetworkPolicies (the only ones that can select it) are read
-// from the API server, and the pod's allowances computed against the identities the last sync
+// ADD of a pod the last sync did not know, on a network with policy.kubeconfig: given the pod,
+// its namespace and that namespace's NetworkPolicies as the API server has them
+// (cluster/pod-policy.ts), the pod's allowances are computed against the identities the last sync
 // knew. Its own identities take numbers from a range of their own until the next sync names
 // it, so they never collide with the sync's. Anything failing leaves the pod isolated.
 import type { NetConf } from '../config/types.js';
 import { compile, type IdTable } from '../policy/compile.js';
-import { addObjects, emptyCluster } from '../policy/objects.js';
+import type { ClusterObjects } from '../policy/objects.js';
 import { withNetworkLock } from './netlock.js';
 import { nodeRanges, policyRecord, writePodStart, writeSlots } from './policy-state.js';
 import { learnedNextPath, readIdTable, readSlots, readSyncRecord } from '../state/files.js';
@@ -14,21 +14,7 @@ import { writeAtomic } from '../fsx.js';
 
 /** Identities ADD makes are numbered from here (the sync's count up from 256). */
 const LEARNED_BASE = 0x80000000;
-const TIMEOUT_MS = 3000;
-
-export async function learnPod(conf: NetConf, pod: { namespace: string; name: string }): Promise<boolean> {
-  const path = conf.policy?.kubeconfig;
-  if (!path) return false;
-  const k8s = await import('../cluster/k8s.js');
-  const access = await k8s.kubeconfigAccess(path);
-  const ns = encodeURIComponent(pod.namespace);
-  const [p, n, pols] = await Promise.all([
-    k8s.getObject(access, `/api/v1/namespaces/${ns}/pods/${encodeURIComponent(pod.name)}`, TIMEOUT_MS),
-    k8s.getObject(access, `/api/v1/namespaces/${ns}`, TIMEOUT_MS),
-    k8s.getObject(access, `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`, TIMEOUT_MS),
-  ]);
-  const objects = emptyCluster();
-  addObjects(objects, [{ ...n, kind: 'Namespace' }, { ...p, kind: 'Pod' }, ...(Array.isArray(pols.items) ? pols.items : []).map((i) => ({ ...(i as object), kind: 'NetworkPolicy' }))]);
+export function learnPod(conf: NetConf, pod: { namespace: string; name: string }, objects: ClusterObjects): boolean {
   const key = `${pod.namespace}/${pod.name}`;
   if (!objects.pods.has(key)) return false;
   return withNetworkLock(conf.stateDir, conf.name, () => {
