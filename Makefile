@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 TS_SOURCES := $(shell find cmd lib scripts test -name '*.ts' -o -name '*.mjs' 2>/dev/null)
 
-BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
+BPF_CFLAGS := -O2 -g -fdebug-prefix-map=$(CURDIR)=. -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
 .PHONY: all build deps bpf bytecode-order image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
 
