@@ -8,9 +8,9 @@ TSC := npx --no-install tsc
 PRODUCT_SOURCES := $(shell find cmd lib -name '*.ts' 2>/dev/null) lib/config/validate.generated.js tsconfig.json tsconfig.base.json
 sources = $(PRODUCT_SOURCES) $(shell find $(1) -name '*.ts' -o -name '*.mjs' -o -name 'tsconfig.json' 2>/dev/null)
 
-BPF_CFLAGS := -O2 -g0 -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
+BPF_CFLAGS := -O2 -g -fdebug-prefix-map=$(CURDIR)=. -target bpf -Wall -Werror -I/usr/include/$(shell uname -m)-linux-gnu
 
-.PHONY: all build deps bpf bytecode-order image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
+.PHONY: all build deps bpf abi bytecode-order image install docs test-stress test test-unit test-integration test-e2e typecheck bench demo install clean
 
 all: build
 
@@ -105,6 +105,11 @@ image: dist/twill build/.stamp-tools
 # The tc program is committed precompiled; `make bpf` rebuilds it (needs clang, libbpf-dev).
 bpf:
 	clang $(BPF_CFLAGS) -c bpf/twill_tc.c -o bpf/twill_tc.o
+	$(MAKE) abi
+
+# lib/bpf/abi.generated.ts: the constants and map layouts of bpf/twill_maps.h, from the object's BTF.
+abi: build/.stamp-tools
+	$(NODE) build/tools/build/gen-abi.js bpf/twill_tc.o lib/bpf/abi.generated.ts
 
 # Installs dist/twill into /opt/cni/bin and, unless one exists, conf/twill.conflist as
 # /etc/cni/net.d/10-twill.conflist (atomically). BIN_DIR/CONF_DIR/CONFLIST override.

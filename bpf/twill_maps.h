@@ -1,6 +1,8 @@
-/* Map layouts shared by the tc program and twill's loader (lib/bpf/layout.ts mirrors them;
- * a unit test checks the two agree against this header). Maps use the legacy "maps"
- * section: twill is its own loader and needs no BTF of the object. */
+/* The ABI the tc programs share with twill's loader and readers: map key and value layouts
+ * and the constants written into or read from them. C is their one definition: constants are
+ * enums (BTF keeps enums, not #defines), and lib/bpf/abi.generated.ts is generated from the
+ * object's BTF (`make abi`; a unit test fails when it is stale). Maps use the legacy "maps"
+ * section (bpf/lib/maps.h). */
 #ifndef TWILL_MAPS_H
 #define TWILL_MAPS_H
 
@@ -15,8 +17,10 @@ struct twill_map_def {
 	__u32 map_flags;
 };
 
-#define TWILL_AF_INET 4
-#define TWILL_AF_INET6 6
+enum twill_family {
+	TWILL_AF_INET = 4,
+	TWILL_AF_INET6 = 6,
+};
 
 /* endpoints: pod address → where it lives. */
 struct ep_key {
@@ -24,10 +28,12 @@ struct ep_key {
 	__u8 addr[16];    /* IPv4 in the first 4 bytes, rest zero */
 };
 
-#define EP_F_NO_FAST 0x1  /* shaped by the bandwidth plugin: always through the stack */
-#define EP_F_PENDING 0x2  /* whether the chain shapes it is not known yet: through the stack */
-#define EP_F_POL_IN 0x4   /* a policy selects the pod for ingress: only what the policy map allows reaches it */
-#define EP_F_POL_OUT 0x8  /* a policy selects the pod for egress */
+enum ep_flags {
+	EP_F_NO_FAST = 0x1,  /* shaped by the bandwidth plugin: always through the stack */
+	EP_F_PENDING = 0x2,  /* whether the chain shapes it is not known yet: through the stack */
+	EP_F_POL_IN = 0x4,   /* a policy selects the pod for ingress: only what the policy map allows reaches it */
+	EP_F_POL_OUT = 0x8,  /* a policy selects the pod for egress */
+};
 
 struct ep_value {
 	__u32 ifindex;    /* host-side veth */
@@ -65,14 +71,18 @@ struct ipc_key {
 	__u8 addr[16];
 };
 
-#define ID_ANY 0     /* in policy keys: any peer */
-#define ID_HOST 1    /* reserved */
-#define ID_WORLD 2   /* an address the ipcache does not hold */
-#define ID_UNKNOWN 3 /* a local pod the last sync did not know: matches no rule */
-#define CLASS_CLUSTER_POD 4 /* in policy keys: any pod of the cluster (an ipcache entry with IPC_F_POD) */
+enum identity {
+	ID_ANY = 0,     /* in policy keys: any peer */
+	ID_HOST = 1,    /* reserved */
+	ID_WORLD = 2,   /* an address the ipcache does not hold */
+	ID_UNKNOWN = 3, /* a local pod the last sync did not know: matches no rule */
+	CLASS_CLUSTER_POD = 4, /* in policy keys: any pod of the cluster (an ipcache entry with IPC_F_POD) */
+};
 
-#define IPC_F_HOST 0x1 /* one of this node's own addresses: its traffic to pods is always allowed */
-#define IPC_F_POD 0x2  /* a pod of the cluster: its namespace's class and CLASS_CLUSTER_POD apply */
+enum ipc_flags {
+	IPC_F_HOST = 0x1, /* one of this node's own addresses: its traffic to pods is always allowed */
+	IPC_F_POD = 0x2,  /* a pod of the cluster: its namespace's class and CLASS_CLUSTER_POD apply */
+};
 
 struct ipc_value {
 	__u32 identity;
@@ -94,9 +104,14 @@ struct pol_key {
 	__be16 port;      /* destination port, network order */
 };
 
-#define POL_INGRESS 1
-#define POL_EGRESS 2
-#define POL_KEY_BITS 96
+enum pol_dir {
+	POL_INGRESS = 1,
+	POL_EGRESS = 2,
+};
+
+enum pol_key_bits {
+	POL_KEY_BITS = 96, /* slot, identity and direction: the prefix every lookup asks for whole */
+};
 
 struct pol_value {
 	__u32 policy;     /* index of the allowing policy in the network's sync state */
@@ -115,22 +130,32 @@ struct flow_key {
 	__u8 daddr[16];
 };
 
-#define FLOW_FORWARDED 1
-#define FLOW_DROPPED 2
+enum flow_verdict {
+	FLOW_FORWARDED = 1,
+	FLOW_DROPPED = 2,
+};
 
-/* Drop reasons, numbered as Hubble's DropReason. */
-#define REASON_INVALID_SOURCE_IP 132
-#define REASON_POLICY_DENIED 133
-#define REASON_INVALID_PACKET 134
-#define REASON_UNSUPPORTED_L3 139 /* from a pod: not IPv4, IPv6 or ARP, or VLAN-tagged */
-#define REASON_UNKNOWN_L4 142 /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE, L2TP, MPLS-in-IP) from a pod: never carried */
-#define REASON_UNROUTABLE_IP 151 /* for an address this veth does not serve */
-#define REASON_BAD_EXT_HDR 156   /* IPv6 extension headers truncated or too many to walk */
-#define REASON_FRAG_NOT_FOUND 165 /* a later fragment whose first one was not seen: its ports are unknown */
+/* What a stage of the pipeline (bpf/twill_tc.c) decided: go on, a verdict, or a drop. Drops
+ * are numbered as Hubble's DropReason (flow_value.reason holds them). */
+enum reason {
+	REASON_CONTINUE = 0, /* on to the next stage */
+	REASON_PASS = 1,     /* to the kernel stack (and on to the next tc program) */
+	REASON_REDIRECT = 2, /* straight into the destination pod (bpf_redirect_peer) */
+	REASON_INVALID_SOURCE_IP = 132,
+	REASON_POLICY_DENIED = 133,
+	REASON_INVALID_PACKET = 134,
+	REASON_UNSUPPORTED_L3 = 139, /* from a pod: not IPv4, IPv6 or ARP, or VLAN-tagged */
+	REASON_UNKNOWN_L4 = 142, /* an encapsulating protocol (IPIP, IPv6-in-IP, GRE, L2TP, MPLS-in-IP) from a pod: never carried */
+	REASON_UNROUTABLE_IP = 151, /* for an address this veth does not serve */
+	REASON_BAD_EXT_HDR = 156,   /* IPv6 extension headers truncated or too many to walk */
+	REASON_FRAG_NOT_FOUND = 165, /* a later fragment whose first one was not seen: its ports are unknown */
+};
 
 /* Where the verdict was given, numbered as Hubble's TraceObservationPoint. */
-#define POINT_TO_STACK 3
-#define POINT_TO_ENDPOINT 101
+enum obs_point {
+	POINT_TO_STACK = 3,
+	POINT_TO_ENDPOINT = 101,
+};
 
 struct flow_value {
 	__u64 first_ns;   /* bpf_ktime_get_ns() */
@@ -175,8 +200,10 @@ struct frag_value {
 /* echoes: ICMP echo requests a policy will see answered (conntrack's kfuncs look up TCP and
  * UDP only). ECHO_SENT: the requester's program let it out (its ingress takes the reply);
  * ECHO_RCVD: it was delivered to the responder (its egress lets the reply out). */
-#define ECHO_SENT 1
-#define ECHO_RCVD 2
+enum echo_kind {
+	ECHO_SENT = 1,
+	ECHO_RCVD = 2,
+};
 
 struct echo_key {
 	__u32 family;
@@ -194,9 +221,11 @@ struct echo_key {
 
 /* events (ring buffer): a new flow, a drop, a TCP flow's end; written only while a reader
  * has said, in the observer map, that it reads. */
-#define EV_NEW 1
-#define EV_DROP 2
-#define EV_END 3
+enum event_kind {
+	EV_NEW = 1,
+	EV_DROP = 2,
+	EV_END = 3,
+};
 
 struct flow_event {
 	__u64 time_ns;
@@ -206,14 +235,53 @@ struct flow_event {
 };
 
 /* observer: an array of __u64 at these indexes. */
-#define OBS_READER 0    /* a reader reads events until this bpf_ktime_get_ns() */
-#define OBS_LOST 1      /* events the ring buffer had no room for */
-#define OBS_CONF 2      /* OBS_CONF_OFF: keep no flows, emit no events */
-#define OBS_CONF_OFF 1
-#define OBS_RECORD_TTL 3 /* validity of echo and fragment records in ns; 0: RECORD_TTL_NS */
+enum obs_index {
+	OBS_READER = 0,    /* a reader reads events until this bpf_ktime_get_ns() */
+	OBS_LOST = 1,      /* events the ring buffer had no room for */
+	OBS_CONF = 2,      /* OBS_CONF_OFF: keep no flows, emit no events */
+	OBS_RECORD_TTL = 3, /* validity of echo and fragment records in ns; 0: RECORD_TTL_NS */
+};
+
+enum obs_conf {
+	OBS_CONF_OFF = 1,
+};
 
 /* Loader-patched field offset: the program reads nf_conn.status at this marker offset and
  * the loader rewrites it with the running kernel's offset, read from its BTF. */
-#define TWILL_CT_STATUS_MARKER 0x7ee8
+enum ct_marker {
+	TWILL_CT_STATUS_MARKER = 0x7ee8,
+};
+
+/* Every type above the loader reads, in one struct: its BTF carries them (with their enums)
+ * into the object for the generator. Never instantiated; bpf/lib/maps.h points at it. */
+struct twill_abi {
+	enum twill_family family;
+	enum ep_flags ep_flags;
+	enum identity identity;
+	enum ipc_flags ipc_flags;
+	enum pol_dir pol_dir;
+	enum pol_key_bits pol_key_bits;
+	enum flow_verdict flow_verdict;
+	enum reason reason;
+	enum obs_point obs_point;
+	enum echo_kind echo_kind;
+	enum event_kind event_kind;
+	enum obs_index obs_index;
+	enum obs_conf obs_conf;
+	enum ct_marker ct_marker;
+	struct ep_key ep_key;
+	struct ep_value ep_value;
+	struct ep_counters ep_counters;
+	struct ipc_key ipc_key;
+	struct ipc_value ipc_value;
+	struct pol_key pol_key;
+	struct pol_value pol_value;
+	struct flow_key flow_key;
+	struct flow_value flow_value;
+	struct flow_event flow_event;
+	struct frag_key frag_key;
+	struct frag_value frag_value;
+	struct echo_key echo_key;
+};
 
 #endif

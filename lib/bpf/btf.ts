@@ -8,7 +8,7 @@ const BTF_MAGIC = 0xeb9f;
 const KIND_STRUCT = 4, KIND_FUNC = 12;
 
 /** Bytes that follow the 12-byte type header, per kind (see include/uapi/linux/btf.h). */
-function tailSize(kind: number, vlen: number): number {
+export function tailSize(kind: number, vlen: number): number {
   switch (kind) {
     case 1: case 14: case 17: return 4; // INT, VAR, DECL_TAG
     case 3: return 12; // ARRAY

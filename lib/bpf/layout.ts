@@ -1,34 +1,29 @@
-// Byte layouts of the map keys and values in bpf/twill_maps.h.
+// Byte layouts of the map keys and values in bpf/twill_maps.h. Their sizes and constants are
+// C's, generated from the object's BTF (abi.generated.ts); the encoders below write at the
+// offsets a unit test checks against the generated layouts.
 import { addrBytes, addrFromBytes, bits, type Addr } from '../net/ip.js';
 import { macBytes, macString } from '../net/mac.js';
+import { LAYOUTS, TWILL_CT_STATUS_MARKER } from './abi.generated.js';
 
-export const EP_KEY_SIZE = 20;
-export const EP_VALUE_SIZE = 24;
-export const COUNTERS_SIZE = 96;
-export const EP_F_NO_FAST = 0x1;
-export const EP_F_PENDING = 0x2;
-export const EP_F_POL_IN = 0x4;
-export const EP_F_POL_OUT = 0x8;
-export const IPC_KEY_SIZE = 24;
-export const IPC_VALUE_SIZE = 12;
-export const POL_KEY_SIZE = 16;
-export const POL_VALUE_SIZE = 8;
+export {
+  CLASS_CLUSTER_POD, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EV_DROP, EV_END, EV_NEW, FLOW_DROPPED, FLOW_FORWARDED, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD,
+  IPC_F_HOST, IPC_F_POD, OBS_CONF, OBS_CONF_OFF, OBS_LOST, OBS_READER, OBS_RECORD_TTL, POL_EGRESS, POL_INGRESS,
+} from './abi.generated.js';
+
+export const EP_KEY_SIZE = LAYOUTS.ep_key.size;
+export const EP_VALUE_SIZE = LAYOUTS.ep_value.size;
+export const COUNTERS_SIZE = LAYOUTS.ep_counters.size;
+export const IPC_KEY_SIZE = LAYOUTS.ipc_key.size;
+export const IPC_VALUE_SIZE = LAYOUTS.ipc_value.size;
+export const POL_KEY_SIZE = LAYOUTS.pol_key.size;
+export const POL_VALUE_SIZE = LAYOUTS.pol_value.size;
 /** A policy trie entry stored for ADD: key, then value. */
 export const ALLOW_RECORD = POL_KEY_SIZE + POL_VALUE_SIZE;
-export const ID_ANY = 0;
-export const ID_HOST = 1;
-export const ID_WORLD = 2;
-export const ID_UNKNOWN = 3;
-export const CLASS_CLUSTER_POD = 4;
-export const IPC_F_HOST = 0x1;
-export const IPC_F_POD = 0x2;
-export const POL_INGRESS = 1;
-export const POL_EGRESS = 2;
 /** The maps of twill_tc.c, by their pin names. */
 export const MAP_NAMES = ['endpoints', 'counters', 'ipcache', 'policy', 'flows', 'events', 'observer', 'frags', 'echoes'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 /** Marker offset the loader replaces with nf_conn.status's (TWILL_CT_STATUS_MARKER). */
-export const CT_STATUS_MARKER = 0x7ee8;
+export const CT_STATUS_MARKER = TWILL_CT_STATUS_MARKER;
 
 export function epKey(a: Addr): Buffer {
   const k = Buffer.alloc(EP_KEY_SIZE);
@@ -168,25 +163,14 @@ export const ifindexKey = (ifindex: number): Buffer => {
 };
 
 /** Later fragments' transport fields, from the first (struct frag_key / frag_value). */
-export const FRAG_KEY_SIZE = 48;
-export const FRAG_VALUE_SIZE = 16;
+export const FRAG_KEY_SIZE = LAYOUTS.frag_key.size;
+export const FRAG_VALUE_SIZE = LAYOUTS.frag_value.size;
 /** Echo requests whose replies may pass (struct echo_key; value: __u64, valid until). */
-export const ECHO_KEY_SIZE = 44;
+export const ECHO_KEY_SIZE = LAYOUTS.echo_key.size;
 export const ECHO_VALUE_SIZE = 8;
-export const FLOW_KEY_SIZE = 44;
-export const FLOW_VALUE_SIZE = 56;
-export const FLOW_EVENT_SIZE = 112;
-export const FLOW_FORWARDED = 1;
-export const FLOW_DROPPED = 2;
-export const EV_NEW = 1;
-export const EV_DROP = 2;
-export const EV_END = 3;
-export const OBS_READER = 0;
-export const OBS_LOST = 1;
-export const OBS_CONF = 2;
-export const OBS_CONF_OFF = 1;
-/** Observer index: the validity of echo and fragment records in ns (0: 30 s). */
-export const OBS_RECORD_TTL = 3;
+export const FLOW_KEY_SIZE = LAYOUTS.flow_key.size;
+export const FLOW_VALUE_SIZE = LAYOUTS.flow_value.size;
+export const FLOW_EVENT_SIZE = LAYOUTS.flow_event.size;
 
 export const obsIndex = (i: number): Buffer => ifindexKey(i);
 export const u64 = (n: number | bigint): Buffer => {

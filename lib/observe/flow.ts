@@ -3,14 +3,19 @@
 // `hubble observe -o json`; what Hubble has no field for sits under "twill".
 import { formatAddr } from '../net/ip.js';
 import { EV_DROP, EV_END, EV_NEW, FLOW_DROPPED, POL_EGRESS, POL_INGRESS } from '../bpf/layout.js';
+import {
+  POINT_TO_ENDPOINT, POINT_TO_STACK, REASON_BAD_EXT_HDR, REASON_FRAG_NOT_FOUND, REASON_INVALID_PACKET, REASON_INVALID_SOURCE_IP, REASON_POLICY_DENIED, REASON_UNKNOWN_L4,
+  REASON_UNROUTABLE_IP, REASON_UNSUPPORTED_L3,
+} from '../bpf/abi.generated.js';
 import type { FlowEntry } from '../bpf/flows.js';
 import type { Namer, Peer, PolicyRef } from './names.js';
 
 export const DROP_REASONS: Record<number, string> = {
-  132: 'INVALID_SOURCE_IP', 133: 'POLICY_DENIED', 134: 'INVALID_PACKET_DROPPED', 139: 'UNSUPPORTED_L3_PROTOCOL', 142: 'UNKNOWN_L4_PROTOCOL', 151: 'STALE_OR_UNROUTABLE_IP',
-  156: 'INVALID_IPV6_EXTENSION_HEADER', 165: 'FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND',
+  [REASON_INVALID_SOURCE_IP]: 'INVALID_SOURCE_IP', [REASON_POLICY_DENIED]: 'POLICY_DENIED', [REASON_INVALID_PACKET]: 'INVALID_PACKET_DROPPED', [REASON_UNSUPPORTED_L3]: 'UNSUPPORTED_L3_PROTOCOL',
+  [REASON_UNKNOWN_L4]: 'UNKNOWN_L4_PROTOCOL', [REASON_UNROUTABLE_IP]: 'STALE_OR_UNROUTABLE_IP', [REASON_BAD_EXT_HDR]: 'INVALID_IPV6_EXTENSION_HEADER',
+  [REASON_FRAG_NOT_FOUND]: 'FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND',
 };
-const POINTS: Record<number, string> = { 3: 'TO_STACK', 101: 'TO_ENDPOINT' };
+const POINTS: Record<number, string> = { [POINT_TO_STACK]: 'TO_STACK', [POINT_TO_ENDPOINT]: 'TO_ENDPOINT' };
 const EVENTS: Record<number, string> = { [EV_NEW]: 'new', [EV_DROP]: 'drop', [EV_END]: 'end' };
 /** TCP header bits (FIN = 1 … CWR = 128), in the order hubble prints them. */
 const TCP_FLAGS: [string, number][] = [['SYN', 2], ['ACK', 16], ['FIN', 1], ['RST', 4], ['PSH', 8], ['URG', 32], ['ECE', 64], ['CWR', 128]];
@@ -96,11 +101,11 @@ export function describe(e: FlowEntry, names: Namer, clock: Clock, opts: { netwo
   const reason = DROP_REASONS[rec.reason] ?? (rec.reason ? `REASON_${rec.reason}` : undefined);
   // A packet judged at a pod's host veth on its way out (a sender's) is its egress; at the
   // receiver's veth, its ingress. A forged source is the sender's egress, whoever it names.
-  const egress = rec.reason === 132 || names.servedBy(rec.ifindex, key.src) || (!names.servedBy(rec.ifindex, key.dst) && rec.dir === POL_EGRESS);
-  const sentBy = rec.reason === 132 ? names.podOfVeth(rec.ifindex) : undefined;
+  const egress = rec.reason === REASON_INVALID_SOURCE_IP || names.servedBy(rec.ifindex, key.src) || (!names.servedBy(rec.ifindex, key.dst) && rec.dir === POL_EGRESS);
+  const sentBy = rec.reason === REASON_INVALID_SOURCE_IP ? names.podOfVeth(rec.ifindex) : undefined;
   const source = sentBy ? names.podPeer(sentBy) : names.peer(key.src);
   const destination = names.peer(key.dst);
-  const denied = dropped && rec.reason === 133 ? names.denying(rec.slot, rec.dir, names.pod(rec.dir === POL_EGRESS ? key.src : key.dst)) : undefined;
+  const denied = dropped && rec.reason === REASON_POLICY_DENIED ? names.denying(rec.slot, rec.dir, names.pod(rec.dir === POL_EGRESS ? key.src : key.dst)) : undefined;
   const time = clock(opts.timeNs ?? rec.lastNs);
   const l4 = l4Of(e);
   const flow: HubbleFlow = {
@@ -132,10 +137,10 @@ export function describe(e: FlowEntry, names: Namer, clock: Clock, opts: { netwo
   if (!dropped) {
     const by = [...(flow.egress_allowed_by ?? []), ...(flow.ingress_allowed_by ?? [])].map(policyName);
     why = `${(POINTS[rec.point] ?? 'forwarded').toLowerCase().replace('_', '-')}${by.length ? ` allowed-by ${[...new Set(by)].join(',')}` : ''}`;
-  } else if (rec.reason === 133) {
+  } else if (rec.reason === REASON_POLICY_DENIED) {
     const ps = denied?.policies.map(policyName) ?? [];
     why = `policy ${ps.length ? ps.join(',') : `(${rec.dir === POL_EGRESS ? 'egress' : 'ingress'}: pod unknown to the last sync)`}`;
-  } else if (rec.reason === 132) {
+  } else if (rec.reason === REASON_INVALID_SOURCE_IP) {
     why = `invalid-source-ip${sentBy ? ` sent-by ${sentBy}` : ''}`;
   } else {
     why = (reason ?? 'dropped').toLowerCase().replace(/_/g, '-');

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, it } from 'node:test';
 import { linkMaps, parseElf } from '../../lib/bpf/elf.js';
+import { LAYOUTS, POL_KEY_BITS, TWILL_CT_STATUS_MARKER } from '../../lib/bpf/abi.generated.js';
+import { abiSourceOf, btfSection, parseAbi } from '../../lib/bpf/btf-abi.js';
 import {
   COUNTERS_SIZE, CT_STATUS_MARKER, EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, EP_KEY_SIZE, EP_VALUE_SIZE, ID_ANY, ID_HOST, ID_UNKNOWN, ID_WORLD, IPC_F_HOST, IPC_KEY_SIZE, IPC_VALUE_SIZE,
-  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, ECHO_VALUE_SIZE, OBS_RECORD_TTL, sumCounters, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, ipcValue, parseIpcValue, IPC_F_POD, CLASS_CLUSTER_POD, parseEpValue, parseIpcKey, parsePolKey, polKey,
+  MAP_NAMES, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, ECHO_VALUE_SIZE, OBS_RECORD_TTL, sumCounters, POL_EGRESS, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, flowKey, parseFlowKey, parseFlowValue, POL_INGRESS, POL_KEY_SIZE, POL_VALUE_SIZE, epKey, epKeyAddr, epValue, ipcKey, ipcValue, parseIpcValue, IPC_F_POD, CLASS_CLUSTER_POD, parseEpValue, parseIpcKey, parsePolKey, polKey, polValue,
 } from '../../lib/bpf/layout.js';
 import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
@@ -70,7 +72,7 @@ describe('the committed tc object', () => {
     assert.throws(() => parseElf(wrongMachine), /e_machine/);
   });
 
-  it('matches its source (rebuilt with clang)', (t) => {
+  it('matches its source (rebuilt with clang as `make bpf` builds it)', (t) => {
     const clang = spawnSync('clang', ['--version']);
     if (clang.status !== 0) {
       t.skip('clang is not installed: cannot rebuild bpf/twill_tc.o to compare');
@@ -79,96 +81,110 @@ describe('the committed tc object', () => {
     const dir = mkdtempSync(`${tmpdir()}/twill-bpf-`);
     try {
       const arch = spawnSync('uname', ['-m'], { encoding: 'utf8' }).stdout.trim();
-      const r = spawnSync('clang', ['-O2', '-g0', '-target', 'bpf', '-Wall', '-Werror', `-I/usr/include/${arch}-linux-gnu`, '-c', `${ROOT}/bpf/twill_tc.c`, '-o', `${dir}/t.o`], { encoding: 'utf8' });
+      const root = realpathSync(ROOT);
+      const r = spawnSync('clang', ['-O2', '-g', `-fdebug-prefix-map=${root}=.`, '-target', 'bpf', '-Wall', '-Werror', `-I/usr/include/${arch}-linux-gnu`, '-c', 'bpf/twill_tc.c', '-o', `${dir}/t.o`], { encoding: 'utf8', cwd: root });
       assert.equal(r.status, 0, r.stderr);
       assert.ok(readFileSync(`${dir}/t.o`).equals(object), 'bpf/twill_tc.o is stale: run `make bpf` and commit it');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('carries BTF the loader skips, and no path of the machine that built it', () => {
+    assert.ok(btfSection(object), 'built with -g: it has a .BTF section');
+    assert.equal(object.indexOf(realpathSync(ROOT)), -1);
+  });
+});
+
+describe('the ABI generated from the object (lib/bpf/abi.generated.ts)', () => {
+  it('is the generator\'s output on the committed object (else: make abi)', () => {
+    assert.equal(readFileSync(`${ROOT}/lib/bpf/abi.generated.ts`, 'utf8'), abiSourceOf(object, 'bpf/twill_tc.o'));
+  });
+
+  it('holds every enum and struct of struct twill_abi, with C\'s values', () => {
+    const abi = parseAbi(btfSection(object)!);
+    const value = (n: string): number | undefined => abi.enums.flatMap((e) => e.values).find((v) => v.name === n)?.value;
+    // Hubble's DropReason and TraceObservationPoint numbers.
+    assert.deepEqual([value('REASON_INVALID_SOURCE_IP'), value('REASON_POLICY_DENIED'), value('REASON_FRAG_NOT_FOUND'), value('POINT_TO_STACK'), value('POINT_TO_ENDPOINT')], [132, 133, 165, 3, 101]);
+    assert.equal(value('TWILL_CT_STATUS_MARKER'), 0x7ee8);
+    assert.deepEqual(abi.structs.map((x) => x.name).sort(), ['echo_key', 'ep_counters', 'ep_key', 'ep_value', 'flow_event', 'flow_key', 'flow_value', 'frag_key', 'frag_value', 'ipc_key', 'ipc_value', 'pol_key', 'pol_value']);
+  });
+
+  it('refuses an object without BTF', () => {
+    const noBtf = Buffer.from(object);
+    // Section names share their tails (.rel.BTF holds .BTF's): rename every one that ends so.
+    for (let at = noBtf.indexOf('.BTF\0'); at >= 0; at = noBtf.indexOf('.BTF\0', at + 1)) noBtf.write('X', at + 1, 'latin1');
+    assert.equal(btfSection(noBtf), undefined);
+    assert.throws(() => abiSourceOf(noBtf, 'x.o'), /no \.BTF section: build it with -g/);
+  });
 });
 
 describe('map key and value layouts', () => {
-  it('agree with bpf/twill_maps.h (compiled, sizes and offsets printed by the C compiler)', (t) => {
-    const cc = spawnSync('cc', ['--version']);
-    if (cc.status !== 0) {
-      t.skip('no C compiler');
-      return;
-    }
-    const dir = mkdtempSync(`${tmpdir()}/twill-layout-`);
-    try {
-      writeFileSync(`${dir}/l.c`, `#include <stdio.h>
-#include <stddef.h>
-#include "twill_maps.h"
-int main(void) {
-  printf("%zu %zu %zu %zu %zu %zu %zu %d %d %d\\n", sizeof(struct ep_key), sizeof(struct ep_value), sizeof(struct ep_counters),
-    offsetof(struct ep_value, flags), offsetof(struct ep_value, pod_mac), offsetof(struct ep_value, host_mac),
-    offsetof(struct ep_counters, spoofed_packets), EP_F_NO_FAST, EP_F_PENDING, TWILL_CT_STATUS_MARKER);
-  printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %d %d %d %d %d %d %d %d %d %d %zu\\n", sizeof(struct ipc_key), sizeof(struct ipc_value), sizeof(struct pol_key), sizeof(struct pol_value),
-    offsetof(struct ipc_key, family), offsetof(struct ipc_key, addr), offsetof(struct pol_key, slot), offsetof(struct pol_key, identity), offsetof(struct pol_key, dir), offsetof(struct pol_key, port),
-    EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, POL_KEY_BITS, offsetof(struct ep_counters, policy_out_bytes));
-  printf("%zu\\n", offsetof(struct ep_value, policy_slot));
-  printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu\\n", sizeof(struct flow_key), sizeof(struct flow_value), sizeof(struct flow_event),
-    offsetof(struct flow_key, proto), offsetof(struct flow_key, sport), offsetof(struct flow_key, dport), offsetof(struct flow_key, saddr), offsetof(struct flow_key, daddr),
-    offsetof(struct flow_value, packets), offsetof(struct flow_value, bytes), offsetof(struct flow_value, allowed_out), offsetof(struct flow_value, allowed_in), offsetof(struct flow_value, slot),
-    offsetof(struct flow_value, verdict), offsetof(struct flow_value, reason), offsetof(struct flow_value, point), offsetof(struct flow_value, tcp_flags), offsetof(struct flow_value, reply),
-    offsetof(struct flow_value, dir), offsetof(struct flow_value, ifindex), offsetof(struct flow_event, value));
-  printf("%d %d %d %d %d %d %d %d %d %d %d\\n", FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, (int)offsetof(struct flow_event, kind), (int)offsetof(struct flow_event, key));
-  printf("%zu %zu %zu %zu %zu %zu %zu %d\\n", sizeof(struct frag_key), sizeof(struct frag_value), sizeof(struct echo_key),
-    offsetof(struct ep_counters, records_suppressed), offsetof(struct ep_counters, budget_tat), offsetof(struct frag_key, ifindex), offsetof(struct echo_key, ifindex), OBS_RECORD_TTL);
-  printf("%zu %zu %d %d\\n", offsetof(struct ipc_value, flags), offsetof(struct ipc_value, ns), IPC_F_POD, CLASS_CLUSTER_POD);
-  return 0;
-}
-`);
-      const r = spawnSync('cc', [`-I${ROOT}/bpf`, '-o', `${dir}/l`, `${dir}/l.c`], { encoding: 'utf8' });
-      assert.equal(r.status, 0, r.stderr);
-      const [line1, line2, line3, line4, line5, line6, line7] = spawnSync(`${dir}/l`, { encoding: 'utf8' }).stdout.trim().split('\n').map((l) => l.split(' ').map(Number));
-      assert.deepEqual(line6, [FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE, 80, 88, FRAG_KEY_SIZE - 4, ECHO_KEY_SIZE - 4, OBS_RECORD_TTL]);
-      // records_suppressed is the last field sumCounters reads; budget_tat (the budget's state) is not summed.
-      const cv = Buffer.alloc(COUNTERS_SIZE * 2);
-      cv.writeBigUInt64LE(3n, 80);
-      cv.writeBigUInt64LE(4n, COUNTERS_SIZE + 80);
-      cv.writeBigUInt64LE(99n, 88);
-      assert.equal(sumCounters(cv, 2).recordsSuppressed, 7n);
-      assert.equal(Object.keys(sumCounters(cv, 2)).length, 11);
-      assert.deepEqual(line3, [epValue({ ifindex: 0, flags: 0, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x01020304 }).indexOf(Buffer.from([4, 3, 2, 1]))]);
-      const v = epValue({ ifindex: 1, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02' });
-      assert.deepEqual(line1, [EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), 32, EP_F_NO_FAST, EP_F_PENDING, CT_STATUS_MARKER]);
-      // The byte positions polKey writes, found by value: slot 0x0a0b0c0d, identity 0x01020304, dir 7, port 0x1234.
-      const k = polKey({ slot: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 6, protoBits: 8, port: 0x1234, portBits: 16 });
-      assert.deepEqual(line2, [IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, 4, 8, k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(Buffer.from([0x12, 0x34])),
-        EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, IPC_F_HOST, POL_INGRESS, POL_EGRESS, k.readUInt32LE(0), 72]);
-      // The flow layouts, checked by what the parsers read back from bytes put where the C compiler puts each field.
-      const [fk, fv, fe, proto, sport, dport, saddr, daddr, packets, bytes, aOut, aIn, slot, verdict, reason, point, flags, reply, fdir, ifindex, evValue] = line4!;
-      assert.deepEqual([fk, fv, fe, evValue], [FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FLOW_EVENT_SIZE - FLOW_VALUE_SIZE]);
-      const kb = Buffer.alloc(FLOW_KEY_SIZE);
-      kb.writeUInt32LE(6, 0);
-      kb[proto!] = 17;
-      kb.writeUInt16BE(1234, sport!);
-      kb.writeUInt16BE(80, dport!);
-      addrBytes(parseAddr('fd00::1')!).copy(kb, saddr!);
-      addrBytes(parseAddr('fd00::2')!).copy(kb, daddr!);
-      const pk = parseFlowKey(kb);
-      assert.deepEqual([formatAddr(pk.src), formatAddr(pk.dst), pk.proto, pk.sport, pk.dport], ['fd00::1', 'fd00::2', 17, 1234, 80]);
-      assert.ok(flowKey(pk).equals(kb));
-      const vb = Buffer.alloc(FLOW_VALUE_SIZE);
-      vb.writeBigUInt64LE(5n, 8);
-      vb.writeBigUInt64LE(7n, packets!);
-      vb.writeBigUInt64LE(9n, bytes!);
-      vb.writeUInt32LE(3, aOut!);
-      vb.writeUInt32LE(4, aIn!);
-      vb.writeUInt32LE(11, slot!);
-      vb[verdict!] = 2; vb[reason!] = 133; vb[point!] = 101; vb[flags!] = 0x12; vb[reply!] = 2; vb[fdir!] = 1;
-      vb.writeUInt32LE(42, ifindex!);
-      assert.deepEqual(parseFlowValue(vb), { firstNs: 0n, lastNs: 5n, packets: 7n, bytes: 9n, allowedOut: 2, allowedIn: 3, slot: 11, verdict: 2, reason: 133, point: 101, tcpFlags: 0x12, reply: true, dir: 1, ifindex: 42 });
-      assert.deepEqual(line5, [FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, 8, 12]);
-      // The ipcache value: flags and the namespace class where ipcValue writes them.
-      const iv = ipcValue({ identity: 1, flags: 0x01020304, ns: 0x05060708 });
-      assert.deepEqual(line7, [iv.indexOf(Buffer.from([4, 3, 2, 1])), iv.indexOf(Buffer.from([8, 7, 6, 5])), IPC_F_POD, CLASS_CLUSTER_POD]);
-      assert.deepEqual(parseIpcValue(iv), { identity: 1, flags: 0x01020304, ns: 0x05060708 });
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  it('agree with the generated layouts: the encoders write each field at its C offset', () => {
+    const L = LAYOUTS;
+    assert.deepEqual([EP_KEY_SIZE, EP_VALUE_SIZE, COUNTERS_SIZE, IPC_KEY_SIZE, IPC_VALUE_SIZE, POL_KEY_SIZE, POL_VALUE_SIZE, FLOW_KEY_SIZE, FLOW_VALUE_SIZE, FLOW_EVENT_SIZE, FRAG_KEY_SIZE, FRAG_VALUE_SIZE, ECHO_KEY_SIZE],
+      [L.ep_key.size, L.ep_value.size, L.ep_counters.size, L.ipc_key.size, L.ipc_value.size, L.pol_key.size, L.pol_value.size, L.flow_key.size, L.flow_value.size, L.flow_event.size, L.frag_key.size, L.frag_value.size, L.echo_key.size]);
+    assert.equal(CT_STATUS_MARKER, TWILL_CT_STATUS_MARKER);
+    // The endpoint key and value, found by value where epKey/epValue wrote them.
+    const ek = epKey(parseAddr('fd00::1:2')!);
+    assert.equal(ek.readUInt32LE(L.ep_key.offsets.family), 6);
+    assert.equal(ek.indexOf(addrBytes(parseAddr('fd00::1:2')!)), L.ep_key.offsets.addr);
+    const v = epValue({ ifindex: 0x0a0b0c0d, flags: 0x01020304, podMac: '02:00:00:00:00:01', hostMac: '02:00:00:00:00:02', policySlot: 0x05060708 });
+    assert.deepEqual([v.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), v.indexOf(Buffer.from([4, 3, 2, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 1])), v.indexOf(Buffer.from([2, 0, 0, 0, 0, 2])), v.indexOf(Buffer.from([8, 7, 6, 5]))],
+      [L.ep_value.offsets.ifindex, L.ep_value.offsets.flags, L.ep_value.offsets.pod_mac, L.ep_value.offsets.host_mac, L.ep_value.offsets.policy_slot]);
+    // The counters sumCounters reads, in C's order; budget_tat (the budget's state) is not summed.
+    const names = ['redirectPackets', 'redirectBytes', 'passPackets', 'passBytes', 'spoofedPackets', 'spoofedBytes', 'policyInPackets', 'policyInBytes', 'policyOutPackets', 'policyOutBytes', 'recordsSuppressed'] as const;
+    const cOrder = ['redirect_packets', 'redirect_bytes', 'pass_packets', 'pass_bytes', 'spoofed_packets', 'spoofed_bytes', 'policy_in_packets', 'policy_in_bytes', 'policy_out_packets', 'policy_out_bytes', 'records_suppressed'] as const;
+    const cv = Buffer.alloc(COUNTERS_SIZE * 2);
+    cOrder.forEach((f, i) => {
+      cv.writeBigUInt64LE(BigInt(i + 1), L.ep_counters.offsets[f]);
+      cv.writeBigUInt64LE(BigInt(100 * (i + 1)), COUNTERS_SIZE + L.ep_counters.offsets[f]);
+    });
+    cv.writeBigUInt64LE(99n, L.ep_counters.offsets.budget_tat);
+    const sum = sumCounters(cv, 2);
+    assert.deepEqual(names.map((n) => sum[n]), names.map((_, i) => BigInt(101 * (i + 1))));
+    assert.equal(Object.keys(sum).length, names.length);
+    // ipcache key and value.
+    const ik = ipcKey(parseAddr('10.1.0.0')!, 16);
+    assert.deepEqual([ik.readUInt32LE(L.ipc_key.offsets.prefixlen), ik.readUInt32LE(L.ipc_key.offsets.family), ik.indexOf(Buffer.from([10, 1, 0, 0]))], [48, 4, L.ipc_key.offsets.addr]);
+    const iv = ipcValue({ identity: 0x0a0b0c0d, flags: 0x01020304, ns: 0x05060708 });
+    assert.deepEqual([iv.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), iv.indexOf(Buffer.from([4, 3, 2, 1])), iv.indexOf(Buffer.from([8, 7, 6, 5]))], [L.ipc_value.offsets.identity, L.ipc_value.offsets.flags, L.ipc_value.offsets.ns]);
+    assert.deepEqual(parseIpcValue(iv), { identity: 0x0a0b0c0d, flags: 0x01020304, ns: 0x05060708 });
+    // The policy key: slot 0x0a0b0c0d, identity 0x01020304, dir 7, proto 0x2f, port 0x1234; a whole key's prefix is POL_KEY_BITS.
+    const k = polKey({ slot: 0x0a0b0c0d, identity: 0x01020304, dir: 7, proto: 0x2f, protoBits: 8, port: 0x1234, portBits: 16 });
+    assert.deepEqual([k.readUInt32LE(L.pol_key.offsets.prefixlen), k.indexOf(Buffer.from([0x0d, 0x0c, 0x0b, 0x0a])), k.indexOf(Buffer.from([4, 3, 2, 1])), k.indexOf(7), k.indexOf(0x2f), k.indexOf(Buffer.from([0x12, 0x34]))],
+      [POL_KEY_BITS, L.pol_key.offsets.slot, L.pol_key.offsets.identity, L.pol_key.offsets.dir, L.pol_key.offsets.proto, L.pol_key.offsets.port]);
+    assert.equal(polValue(0x01020304).indexOf(Buffer.from([4, 3, 2, 1])), L.pol_value.offsets.policy);
+    // The flow layouts, checked by what the parsers read back from bytes put at C's offsets.
+    const fo = L.flow_key.offsets;
+    const kb = Buffer.alloc(FLOW_KEY_SIZE);
+    kb.writeUInt32LE(6, fo.family);
+    kb[fo.proto] = 17;
+    kb.writeUInt16BE(1234, fo.sport);
+    kb.writeUInt16BE(80, fo.dport);
+    addrBytes(parseAddr('fd00::1')!).copy(kb, fo.saddr);
+    addrBytes(parseAddr('fd00::2')!).copy(kb, fo.daddr);
+    const pk = parseFlowKey(kb);
+    assert.deepEqual([formatAddr(pk.src), formatAddr(pk.dst), pk.proto, pk.sport, pk.dport], ['fd00::1', 'fd00::2', 17, 1234, 80]);
+    assert.ok(flowKey(pk).equals(kb));
+    const vo = L.flow_value.offsets;
+    const vb = Buffer.alloc(FLOW_VALUE_SIZE);
+    vb.writeBigUInt64LE(3n, vo.first_ns);
+    vb.writeBigUInt64LE(5n, vo.last_ns);
+    vb.writeBigUInt64LE(7n, vo.packets);
+    vb.writeBigUInt64LE(9n, vo.bytes);
+    vb.writeUInt32LE(3, vo.allowed_out);
+    vb.writeUInt32LE(4, vo.allowed_in);
+    vb.writeUInt32LE(11, vo.slot);
+    vb[vo.verdict] = 2; vb[vo.reason] = 133; vb[vo.point] = 101; vb[vo.tcp_flags] = 0x12; vb[vo.reply] = 2; vb[vo.dir] = 1;
+    vb.writeUInt32LE(42, vo.ifindex);
+    assert.deepEqual(parseFlowValue(vb), { firstNs: 3n, lastNs: 5n, packets: 7n, bytes: 9n, allowedOut: 2, allowedIn: 3, slot: 11, verdict: 2, reason: 133, point: 101, tcpFlags: 0x12, reply: true, dir: 1, ifindex: 42 });
+    // An event is its time, kind, key and value: parseFlowKey/parseFlowValue read it at these offsets.
+    assert.deepEqual([L.flow_event.offsets.key, L.flow_event.offsets.value, L.flow_event.offsets.kind], [12, FLOW_EVENT_SIZE - FLOW_VALUE_SIZE, 8]);
+    assert.deepEqual([L.frag_key.offsets.ifindex, L.echo_key.offsets.ifindex], [FRAG_KEY_SIZE - 4, ECHO_KEY_SIZE - 4]);
+    // The values themselves are pinned: maps pinned by the previous version hold them.
+    assert.deepEqual([FLOW_FORWARDED, FLOW_DROPPED, EV_NEW, EV_DROP, EV_END, OBS_READER, OBS_LOST, OBS_CONF, OBS_CONF_OFF, OBS_RECORD_TTL], [1, 2, 1, 2, 3, 0, 1, 2, 1, 3]);
+    assert.deepEqual([EP_F_NO_FAST, EP_F_PENDING, EP_F_POL_IN, EP_F_POL_OUT, ID_ANY, ID_HOST, ID_WORLD, ID_UNKNOWN, CLASS_CLUSTER_POD, IPC_F_HOST, IPC_F_POD, POL_INGRESS, POL_EGRESS], [1, 2, 4, 8, 0, 1, 2, 3, 4, 1, 2, 1, 2]);
   });
 
   it('round-trip endpoint keys and values', () => {
