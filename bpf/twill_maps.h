@@ -110,7 +110,7 @@ enum pol_dir {
 };
 
 enum pol_key_bits {
-	POL_KEY_BITS = 96, /* slot, identity and direction: the prefix every lookup asks for whole */
+	POL_KEY_BITS = 96, /* the whole key (slot, identity, direction, protocol, port): every lookup asks for all of it; the trie's entries are shorter where they wildcard port or protocol */
 };
 
 struct pol_value {

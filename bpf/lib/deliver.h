@@ -54,7 +54,9 @@ static __always_inline int act_from_pod(struct __sk_buff *skb, struct pkt *p, st
 		o->point = POINT_TO_ENDPOINT;
 		return bpf_redirect_peer(c->redirect_to, 0);
 	}
-	if (r < REASON_REDIRECT) {
+	/* Only an explicit pass passes: a stage that ended the pipeline without a verdict
+	 * (REASON_CONTINUE) or a reason this code does not know is a drop. */
+	if (r == REASON_PASS) {
 		count(skb, COUNT_PASS);
 		o->verdict = FLOW_FORWARDED;
 		o->point = POINT_TO_STACK;
@@ -70,7 +72,7 @@ static __always_inline int act_from_pod(struct __sk_buff *skb, struct pkt *p, st
  * was counted by the program that sent it. */
 static __always_inline int act_to_pod(struct __sk_buff *skb, struct pkt *p, enum reason r)
 {
-	if (r <= REASON_REDIRECT)
+	if (r == REASON_PASS || r == REASON_REDIRECT)
 		return TC_PASS;
 	count(skb, COUNT_DENY_IN);
 	p->o.verdict = FLOW_DROPPED;
