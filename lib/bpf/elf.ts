@@ -83,6 +83,7 @@ const R_BPF_64_64 = 1;
 const R_BPF_64_32 = 10;
 const SHN_UNDEF = 0;
 const STT_FUNC = 2;
+const STB_GLOBAL = 1;
 const MAP_DEF_SIZE = 20;
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_F_RDONLY_PROG = 1 << 7;
@@ -277,11 +278,13 @@ export function parseElf(b: Buffer): ElfObject {
     return { insns: Buffer.concat(order.map((f) => placed.get(f)!.code)), mapRefs, kfuncRefs };
   };
 
+  // Every global function of a code section other than .text is a program; a section without one is one.
   const programs: ElfProgram[] = [];
   sections.forEach((s, idx) => {
     if (!(s.flags & SHF_EXECINSTR) || s.size === 0 || s.name === '.text') return;
-    const fn = symbols.find((sym) => sym.shndx === idx && (sym.info & 0xf) === STT_FUNC && sym.value === 0);
-    programs.push({ name: fn?.name ?? s.name, section: s.name, ...link(fnAt(idx, 0)) });
+    const entries = symbols.filter((sym) => sym.shndx === idx && (sym.info & 0xf) === STT_FUNC && sym.info >> 4 === STB_GLOBAL);
+    if (entries.length === 0) programs.push({ name: s.name, section: s.name, ...link(fnAt(idx, 0)) });
+    for (const e of entries) programs.push({ name: e.name, section: s.name, ...link(fnAt(idx, e.value / INSN)) });
   });
 
   const lic = sections.find((s) => s.name === 'license');

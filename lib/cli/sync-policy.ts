@@ -104,6 +104,16 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   }
 }
 
+/** The network's pinned maps when the policy maps are among them (an upgrade may not have made them yet). */
+function openPolicyMaps(conf: NetConf): ReturnType<typeof openNetwork> {
+  const net = openPolicyMaps(conf);
+  if (net && (net.missing.includes('policy') || net.missing.includes('ipcache'))) {
+    net.close();
+    return undefined;
+  }
+  return net;
+}
+
 /** The id and max_entries (bpf_map_info) of the pinned maps a policy state fills, each read once. */
 function budgetMaps(maps: ReadonlyMap<string, number>): { ids: Record<BudgetMap, number>; sizes: Record<BudgetMap, number> } {
   const policy = objInfo(maps.get('policy')!), ipcache = objInfo(maps.get('ipcache')!);
@@ -114,7 +124,7 @@ const configuredSizes = (conf: NetConf): Record<BudgetMap, number> => ({ policy:
 
 /** max_entries of the network's pinned maps, or the configured sizes before the first ADD made them. */
 function mapSizes(conf: NetConf): Record<BudgetMap, number> {
-  const net = openNetwork(conf.bpffsRoot, conf.name);
+  const net = openPolicyMaps(conf);
   if (!net) return configuredSizes(conf);
   try {
     return budgetMaps(net.maps).sizes;
@@ -157,7 +167,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   let ids: { policy: number; ipcache: number } | undefined;
   let written: Written | undefined;
   let use: BudgetRecord['maps'];
-  const net = openNetwork(conf.bpffsRoot, conf.name);
+  const net = openPolicyMaps(conf);
   if (net) {
     try {
       const info = budgetMaps(net.maps);
@@ -212,7 +222,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
  */
 export function applyRemotePod(conf: NetConf, view: PolicyView, pod: PodObj | undefined, oldIps: string[]): number {
   return withNetworkLock(conf.stateDir, conf.name, () => {
-    const net = openNetwork(conf.bpffsRoot, conf.name);
+    const net = openPolicyMaps(conf);
     if (!net) return 0;
     try {
       const delta = pod ? view.compiled.remotePod(pod) : undefined;
