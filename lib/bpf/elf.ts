@@ -98,9 +98,13 @@ const isDataSection = (name: string): boolean => /^\.(rodata|data|bss)(\..+)?$/.
 function btfMaps(btf: ObjectBtf, mapsData: Buffer, mapSyms: Symbol[]): ElfMap[] {
   const sec = btf.datasec('.maps');
   if (!sec) throw new Error('the object has a .maps section but its BTF does not describe it');
-  const byOffset = new Map(mapSyms.map((s) => [s.value, s.name]));
+  // In an object file the DATASEC's offsets are not filled in yet (libbpf fixes them up from the
+  // symbols): a map is its variable's name, placed by its symbol.
+  const syms = new Map(mapSyms.map((s) => [s.name, s]));
   return btf.members(sec).map((v) => {
-    const name = byOffset.get(v.offset) ?? v.name;
+    const name = v.name;
+    const sym = syms.get(name);
+    if (!sym) throw new Error(`map ${name}: no symbol in the .maps section`);
     const def = btf.resolve(v.type);
     if (def.kind !== Kind.Struct) throw new Error(`map ${name}: its BTF definition is not a struct`);
     const m: ElfMap = { name, type: 0, keySize: 0, valueSize: 0, maxEntries: 0, flags: 0 };
@@ -120,7 +124,7 @@ function btfMaps(btf: ObjectBtf, mapsData: Buffer, mapSyms: Symbol[]): ElfMap[] 
         default: throw new Error(`map ${name}: field ${f.name} is not supported`);
       }
     }
-    if (v.offset + (v.size ?? 0) > mapsData.length) throw new Error(`map ${name} lies outside the .maps section`);
+    if (sym.value + sym.size > mapsData.length) throw new Error(`map ${name} lies outside the .maps section`);
     return m;
   });
 }
