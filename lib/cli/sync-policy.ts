@@ -106,7 +106,7 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
 
 /** The network's pinned maps when the policy maps are among them (an upgrade may not have made them yet). */
 function openPolicyMaps(conf: NetConf): ReturnType<typeof openNetwork> {
-  const net = openPolicyMaps(conf);
+  const net = openNetwork(conf.bpffsRoot, conf.name);
   if (net && (net.missing.includes('policy') || net.missing.includes('ipcache'))) {
     net.close();
     return undefined;
