@@ -114,9 +114,9 @@ function migrateEntries(name: string, oldFd: number, newFd: number, spec: MapSpe
   const v = Buffer.alloc(valueLen);
   for (const key of [...mapKeys(oldFd, from.keySize)]) {
     if (!mapLookup(oldFd, key, v)) continue;
-    const e = spec.migrate({ key, value: Buffer.from(v) }, { version: versionOfName(from.name), keySize: from.keySize, valueSize: from.valueSize });
-    if (!e) continue;
     try {
+      const e = spec.migrate({ key, value: Buffer.from(v) }, { version: versionOfName(from.name), keySize: from.keySize, valueSize: from.valueSize });
+      if (!e) continue;
       mapUpdate(newFd, e.key, e.value);
       n++;
     } catch (err) {
