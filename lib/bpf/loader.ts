@@ -225,13 +225,13 @@ export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObject
     maps.clear();
     progs.clear();
   };
-  const freshNetwork = t.network !== undefined && readdirSync(home).every((f) => f === 'links');
+  // Programs pinned for this very object: nothing to load unless a map must change.
+  for (const p of spec.programs) {
+    const fd = openPin(`${scopeDir(t.root, t.network, p.scope)}/${progPin(p, obj.sha256)}`);
+    if (fd !== undefined) progs.set(p.name, fd);
+  }
+  const freshNetwork = t.network !== undefined && progs.size === 0 && readdirSync(home).every((f) => f === 'links');
   try {
-    // Programs pinned for this very object: nothing to load unless a map must change.
-    for (const p of spec.programs) {
-      const fd = openPin(`${scopeDir(t.root, t.network, p.scope)}/${progPin(p, obj.sha256)}`);
-      if (fd !== undefined) progs.set(p.name, fd);
-    }
     let elf: ElfObject | undefined;
     const elfOf = (): ElfObject => (elf ??= parseElf(obj.bytes));
     const defOf = (name: string): ElfMap => {
@@ -291,6 +291,11 @@ export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObject
     // Older programs' pins, and pins of maps the object no longer has, go.
     const keep = new Set<string>(['links', ...mapNames(spec), ...spec.programs.map((p) => progPin(p, obj.sha256))]);
     if (t.network !== undefined) for (const f of readdirSync(home)) if (!keep.has(f)) unlinkSync(`${home}/${f}`);
+    // The node's directory is shared by objects: only this object's older program pins go.
+    for (const p of spec.programs.filter((x) => x.scope === 'node')) {
+      const older = new RegExp(`^${p.pin.replace('{hash}', '[0-9a-f]{16}')}$`);
+      for (const f of readdirSync(nodeDir(t.root))) if (older.test(f) && f !== progPin(p, obj.sha256)) unlinkSync(`${nodeDir(t.root)}/${f}`);
+    }
     return { dir: home, programs: progs, maps, report, close: closeAll };
   } catch (e) {
     closeAll();

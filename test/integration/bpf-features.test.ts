@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { loadObject, type LoadedObject } from '../../lib/bpf/loader.js';
 import { attachCgroup, cgroup2Mount, detachCgroup } from '../../lib/bpf/attach/cgroup.js';
-import { mapLookup, progTestRun } from '../../lib/bpf/sys.js';
+import { mapLookup, mapUpdate, progTestRun } from '../../lib/bpf/sys.js';
 import { compileBpf, featuresSpec, hasClang } from '../helpers/bpf-objects.js';
 import { tempBpffs } from '../helpers/traffic.js';
 
@@ -41,6 +41,10 @@ describe('BPF features the loader links', { skip: !hasClang() && 'clang is not i
 
   it('a tail call through the prog array reaches its target (the manifest filled the slot)', () => {
     assert.equal(progTestRun(l.programs.get('tail_entry')!, PACKET).retval, 77);
+  });
+
+  it('an error names the map and the stage', () => {
+    assert.throws(() => mapUpdate(l.maps.get('results')!, Buffer.from([9, 0, 0, 0]), Buffer.alloc(8)), /^Error: map results update: /);
   });
 
   it('pins the node-scoped map and program under twill-node/, the others under the network', () => {
