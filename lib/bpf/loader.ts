@@ -288,6 +288,11 @@ export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObject
       repin(progs.get(p.name)!, path);
     }
     onSwitch?.(progs, maps, home);
+    // Cgroup links of node-scoped programs (attach/cgroup.ts cgroupLinkPin) follow their program.
+    const cgroupProgs = spec.programs.filter((p) => p.scope === 'node' && p.attach.kind === 'cgroup');
+    if (cgroupProgs.length > 0) {
+      switchLinks(linksDir(nodeDir(t.root)), (pin) => progs.get(pin.slice(0, pin.indexOf(':')))!, (pin) => cgroupProgs.some((p) => pin.startsWith(`${p.name}:`)));
+    }
     // Older programs' pins, and pins of maps the object no longer has, go.
     const keep = new Set<string>(['links', ...mapNames(spec), ...spec.programs.map((p) => progPin(p, obj.sha256))]);
     if (t.network !== undefined) for (const f of readdirSync(home)) if (!keep.has(f)) unlinkSync(`${home}/${f}`);

@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { loadObject, type LoadedObject } from '../../lib/bpf/loader.js';
-import { attachCgroup, cgroup2Mount, detachCgroup } from '../../lib/bpf/attach/cgroup.js';
-import { mapLookup, mapUpdate, progTestRun } from '../../lib/bpf/sys.js';
+import { attachCgroup, cgroup2Mount, cgroupLinkPin, detachCgroup } from '../../lib/bpf/attach/cgroup.js';
+import { closeFd, mapLookup, mapUpdate, objGet, objInfo, progTestRun } from '../../lib/bpf/sys.js';
 import { compileBpf, featuresSpec, hasClang } from '../helpers/bpf-objects.js';
 import { tempBpffs } from '../helpers/traffic.js';
 
@@ -62,7 +62,7 @@ describe('BPF features the loader links', { skip: !hasClang() && 'clang is not i
     }
     const cg = `${mount}/twill-bpf-features-${process.pid}`;
     mkdirSync(cg);
-    const pin = `${bpffs.root}/twill-node/links/connect4-${process.pid}`;
+    const pin = cgroupLinkPin(`${bpffs.root}/twill-node/links`, 'connect4', `bpffeat${process.pid}`);
     try {
       attachCgroup(l.programs.get('connect4')!, cg, 'connect4', pin);
       const count = (): bigint => {
@@ -76,6 +76,18 @@ describe('BPF features the loader links', { skip: !hasClang() && 'clang is not i
       assert.equal(count() - before, 2n);
       assert.equal(connectFrom(undefined, 9), 'ECONNREFUSED', 'outside the cgroup the program does not run');
       assert.equal(count() - before, 2n);
+      // A new version of the object: the pinned link follows the program loaded anew.
+      const next = loadObject(featuresSpec(), { ...compileBpf('test/bpf/features.c'), sha256: 'f'.repeat(64) }, { root: bpffs.root, network: 'bpffeat', sizes: { endpoints: 1 } });
+      try {
+        const link = objGet(pin)!;
+        const progId = objInfo(link).readUInt32LE(8); // bpf_link_info.prog_id
+        closeFd(link);
+        assert.equal(progId, objInfo(next.programs.get('connect4')!).readUInt32LE(4));
+        assert.notEqual(progId, objInfo(l.programs.get('connect4')!).readUInt32LE(4));
+      } finally {
+        next.close();
+      }
+      assert.equal(connectFrom(cg, 9), 'EPERM', 'the new program refuses too');
       assert.equal(detachCgroup(pin), true);
       assert.equal(existsSync(pin), false);
       assert.equal(connectFrom(cg, 9), 'ECONNREFUSED', 'detached: nothing refuses');

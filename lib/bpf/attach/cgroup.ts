@@ -4,6 +4,13 @@ import { closeSync, constants, openSync, readFileSync, unlinkSync } from '../../
 import { closeFd, linkCreateCgroup, linkDetach, linkUpdate, objGet, objPin } from '../sys.js';
 import { CGROUP_HOOKS, type CgroupHook } from '../manifest.js';
 
+/**
+ * Where a cgroup link of a node-scoped program is pinned: <node dir>/links/<program>:<tag>
+ * (the tag names the cgroup). The loader switches every link so named when it loads the
+ * program anew; a colon is in no program name.
+ */
+export const cgroupLinkPin = (nodeLinksDir: string, program: string, tag: string): string => `${nodeLinksDir}/${program}:${tag}`;
+
 /** The cgroup v2 mount point, from /proc/self/mountinfo (undefined: none mounted). */
 export function cgroup2Mount(mountinfo = '/proc/self/mountinfo'): string | undefined {
   for (const line of readFileSync(mountinfo, 'utf8').split('\n')) {

@@ -21,9 +21,10 @@ export function attachTcx(progFd: number, ifindex: number, dir: 'ingress' | 'egr
   }
 }
 
-/** Points every link pinned in dir at the program progFor(pin name) gives. */
-export function switchLinks(dir: string, progFor: (pin: string) => number): void {
+/** Points every link pinned in dir (those which() picks) at the program progFor(pin name) gives. */
+export function switchLinks(dir: string, progFor: (pin: string) => number, which: (pin: string) => boolean = () => true): void {
   for (const name of readdirSync(dir)) {
+    if (!which(name)) continue;
     const fd = objGet(`${dir}/${name}`);
     if (fd === undefined) continue;
     try {
