@@ -1,15 +1,16 @@
 // An object's own BTF (its .BTF section): the type table by id, enough to read what a
 // BTF-defined map declares (type, key and value sizes, max_entries, flags) from its struct.
-import { BtfError } from './btf.js';
+/** BTF that cannot be read, or lacks what is asked of it. */
+export class BtfError extends Error {}
 
-const BTF_MAGIC = 0xeb9f;
+export const BTF_MAGIC = 0xeb9f;
 export const Kind = {
   Int: 1, Ptr: 2, Array: 3, Struct: 4, Union: 5, Enum: 6, Fwd: 7, Typedef: 8, Volatile: 9, Const: 10, Restrict: 11,
   Func: 12, FuncProto: 13, Var: 14, Datasec: 15, Float: 16, DeclTag: 17, TypeTag: 18, Enum64: 19,
 } as const;
 
 /** Bytes that follow the 12-byte type header, per kind (include/uapi/linux/btf.h). */
-function tailSize(kind: number, vlen: number): number {
+export function tailSize(kind: number, vlen: number): number {
   switch (kind) {
     case Kind.Int: case Kind.Var: case Kind.DeclTag: return 4;
     case Kind.Array: return 12;

@@ -53,7 +53,7 @@ interface Section {
   info: number;
 }
 
-interface Symbol {
+interface ElfSymbol {
   name: string;
   info: number;
   shndx: number;
@@ -63,7 +63,7 @@ interface Symbol {
 
 interface Rel {
   offset: number;
-  sym: Symbol;
+  sym: ElfSymbol;
   type: number;
 }
 
@@ -95,7 +95,7 @@ const cstrAt = (b: Buffer, off: number): string => b.toString('latin1', off, b.i
 const isDataSection = (name: string): boolean => /^\.(rodata|data|bss)(\..+)?$/.test(name);
 
 /** type, max_entries, … of a BTF-defined map: `int (*name)[value]` (__uint) or `T *name` (__type). */
-function btfMaps(btf: ObjectBtf, mapsData: Buffer, mapSyms: Symbol[]): ElfMap[] {
+function btfMaps(btf: ObjectBtf, mapsData: Buffer, mapSyms: ElfSymbol[]): ElfMap[] {
   const sec = btf.datasec('.maps');
   if (!sec) throw new Error('the object has a .maps section but its BTF does not describe it');
   // In an object file the DATASEC's offsets are not filled in yet (libbpf fixes them up from the
@@ -155,11 +155,11 @@ export function parseElf(b: Buffer): ElfObject {
   const symtab = sections.find((s) => s.type === SHT_SYMTAB);
   if (!symtab) throw new Error('BPF object has no symbol table');
   const strtab = sections[symtab.link]!;
-  const symbols: Symbol[] = Array.from({ length: symtab.size / 24 }, (_, i) => {
+  const symbols: ElfSymbol[] = Array.from({ length: symtab.size / 24 }, (_, i) => {
     const o = symtab.offset + i * 24;
     return { name: cstrAt(b, strtab.offset + b.readUInt32LE(o)), info: b[o + 4]!, shndx: b.readUInt16LE(o + 6), value: Number(b.readBigUInt64LE(o + 8)), size: Number(b.readBigUInt64LE(o + 16)) };
   });
-  const named = (idx: number): Symbol[] => symbols.filter((s) => s.shndx === idx && s.name !== '' && (s.info & 0xf) !== 3 /* STT_SECTION */);
+  const named = (idx: number): ElfSymbol[] => symbols.filter((s) => s.shndx === idx && s.name !== '' && (s.info & 0xf) !== 3 /* STT_SECTION */);
 
   // Maps, and how a relocation's symbol names one.
   const maps: ElfMap[] = [];

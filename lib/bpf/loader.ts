@@ -10,9 +10,9 @@ import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
 import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';
-import { tcObject, type BpfObjectBytes } from './object.js';
+import { bpfObject, tcObject, type BpfObjectBytes } from './object.js';
 import { closeFd, mapCreate, mapFreeze, mapKeys, mapLookup, mapUpdate, MapType, named, possibleCpus, progLoad } from './sys.js';
-import { CGROUP_HOOKS, kernelMapName, mapNames, PROG_TYPES, TC_OBJECT, versionOfName, type MapSizes, type MapSpec, type ObjectSpec, type ProgramSpec } from './manifest.js';
+import { CGROUP_HOOKS, kernelMapName, mapNames, mapSize, PROG_TYPES, TC_OBJECT, versionOfName, type MapSizes, type MapSpec, type ObjectSpec, type ProgramSpec } from './manifest.js';
 import { linksDir, mapLayout, networkDir, nodeDir, openPin, pinOrAdopt, repin, scopeDir } from './pins.js';
 import { switchTcAttachments } from './attach/tc.js';
 import { switchLinks } from './attach/tcx.js';
@@ -71,13 +71,6 @@ export interface LoadTarget {
   sizes: MapSizes;
 }
 
-const maxEntriesOf = (spec: MapSpec, m: ElfMap, sizes: MapSizes): number => {
-  if (spec.size.from === 'object') return m.maxEntries;
-  const n = sizes[spec.size.field];
-  if (n === undefined) return m.maxEntries;
-  return n === 0 && spec.size.whenZero !== undefined ? spec.size.whenZero : n;
-};
-
 /** Why a pinned map cannot serve the object as it is now, or undefined when it can (max_entries may differ: kept until released). */
 function layoutChange(fd: number, m: ElfMap, spec: MapSpec): string | undefined {
   const got = mapLayout(fd);
@@ -91,7 +84,7 @@ function layoutChange(fd: number, m: ElfMap, spec: MapSpec): string | undefined 
 }
 
 function createMap(name: string, m: ElfMap, spec: MapSpec, sizes: MapSizes): number {
-  const fd = mapCreate(kernelMapName(name, spec.version), { ...m, maxEntries: maxEntriesOf(spec, m, sizes) });
+  const fd = mapCreate(kernelMapName(name, spec.version), { ...m, maxEntries: mapSize(spec, m.maxEntries, sizes) });
   named(fd, name);
   try {
     spec.init?.(fd, sizes);
@@ -275,9 +268,19 @@ export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObject
     const loaded = loadPrograms(spec, elfOf(), use);
     for (const [k, v] of loaded) progs.set(k, v);
     report.reloaded = true;
-    // Swap the changed maps' pins: from here on the pins are the new object's.
+    // Swap the changed maps' pins: from here on the pins are the new object's. A swap that
+    // fails half way puts the old maps back: the pins never mix versions.
+    const done: typeof swaps = [];
+    try {
+      for (const s of swaps) {
+        repin(s.fd, s.path);
+        done.push(s);
+      }
+    } catch (e) {
+      for (const s of done) repin(maps.get(s.name)!, s.path);
+      throw e;
+    }
     for (const s of swaps) {
-      repin(s.fd, s.path);
       closeFd(maps.get(s.name)!);
       maps.set(s.name, s.fd);
       report.replaced.push({ name: s.name, why: s.why, migrated: s.migrated });
@@ -316,6 +319,9 @@ export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObject
     throw e;
   }
 }
+
+/** Loads a manifest entry from its object file (an asset of the executable, bpf/ in a checkout). */
+export const loadManifestObject = <M extends string>(spec: ObjectSpec<M>, t: LoadTarget): LoadedObject<M> & { report: LoadReport } => loadObject(spec, bpfObject(spec.file), t);
 
 /** Opens an object's pinned maps by name, reporting the missing ones; undefined when none is pinned. */
 export function openObject<M extends string>(spec: ObjectSpec<M>, root: string, network?: string): OpenedNetwork<M> | undefined {

@@ -102,6 +102,14 @@ export interface ObjectSpec<M extends string = string> {
   fields?: FieldPatch[];
 }
 
+/** max_entries of a map: the configured size its source names, else the object's (objectSize). */
+export function mapSize(spec: MapSpec, objectSize: number, sizes: MapSizes): number {
+  if (spec.size.from === 'object') return objectSize;
+  const n = sizes[spec.size.field];
+  if (n === undefined) return objectSize;
+  return n === 0 && spec.size.whenZero !== undefined ? spec.size.whenZero : n;
+}
+
 const networkMap = (size: SizeSource = { from: 'object' }): MapSpec => ({ scope: 'network', size, version: 1 });
 
 /** twill's tc object: the two host-veth programs and the network's maps. */

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { linkMaps, parseElf, type ElfProgram } from '../../lib/bpf/elf.js';
-import { kernelMapName, mapNames, TC_OBJECT, versionOfName } from '../../lib/bpf/manifest.js';
+import { kernelMapName, mapNames, mapSize, TC_OBJECT, versionOfName } from '../../lib/bpf/manifest.js';
 import { MAP_NAMES } from '../../lib/bpf/layout.js';
 import { MapType } from '../../lib/bpf/sys.js';
 import { compileBpf, hasClang } from '../helpers/bpf-objects.js';
@@ -86,6 +86,17 @@ describe('the manifest', () => {
   it('lists exactly the tc object\'s maps (layout.ts MAP_NAMES), its two programs by section', () => {
     assert.deepEqual(mapNames(TC_OBJECT).sort(), [...MAP_NAMES].sort());
     assert.deepEqual(TC_OBJECT.programs.map((p) => [p.name, p.section, p.type, p.attach.kind === 'tc' ? p.attach.direction : '']), [['twill_from_pod', 'tc/from_pod', 'sched_cls', 'ingress'], ['twill_to_pod', 'tc/to_pod', 'sched_cls', 'egress']]);
+  });
+
+  it('sizes the tc maps from the network\'s configuration, the others from the object', () => {
+    const sizes = { endpoints: 300, flows: 0, ipcache: 5000 };
+    assert.equal(mapSize(TC_OBJECT.maps.endpoints, 1024, sizes), 300);
+    assert.equal(mapSize(TC_OBJECT.maps.counters, 1024, sizes), 300);
+    assert.equal(mapSize(TC_OBJECT.maps.ipcache, 65536, sizes), 5000);
+    assert.equal(mapSize(TC_OBJECT.maps.policy, 65536, sizes), 65536, 'not configured: the object\'s');
+    assert.equal(mapSize(TC_OBJECT.maps.flows, 8192, sizes), 1, 'flows off: an LRU map needs an entry');
+    assert.equal(mapSize(TC_OBJECT.maps.flows, 8192, { endpoints: 1, flows: 100 }), 100);
+    assert.equal(mapSize(TC_OBJECT.maps.frags, 4096, sizes), 4096);
   });
 
   it('names a map\'s kernel object by its layout version, within the kernel\'s 15 bytes', () => {
