@@ -9,7 +9,7 @@ import { linkPinNames, linksDir, loadNetwork, openNetwork, pinnedNetworks, pinOw
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, ipcKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
 import { mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, possibleCpus } from '../bpf/sys.js';
 import { attachTcx as attachTcxLink } from '../bpf/attach/tcx.js';
-import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../sys/tc.js';
+import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../bpf/attach/tc.js';
 import { installEndpointPolicy } from './policy.js';
 import type { PodStart } from './policy-state.js';
 import { crashPoint } from '../crash.js';
