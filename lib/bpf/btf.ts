@@ -3,23 +3,9 @@
 import { readFileSync } from '../sys/fs.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { bootId } from '../sys/boot.js';
+import { BTF_MAGIC, BtfError, Kind, tailSize } from './btf-types.js';
 
-const BTF_MAGIC = 0xeb9f;
-const KIND_STRUCT = 4, KIND_FUNC = 12;
-
-/** Bytes that follow the 12-byte type header, per kind (see include/uapi/linux/btf.h). */
-export function tailSize(kind: number, vlen: number): number {
-  switch (kind) {
-    case 1: case 14: case 17: return 4; // INT, VAR, DECL_TAG
-    case 3: return 12; // ARRAY
-    case 4: case 5: return vlen * 12; // STRUCT, UNION
-    case 6: return vlen * 8; // ENUM
-    case 13: return vlen * 8; // FUNC_PROTO
-    case 15: return vlen * 12; // DATASEC
-    case 19: return vlen * 12; // ENUM64
-    default: return 0; // PTR, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FLOAT, TYPE_TAG
-  }
-}
+const KIND_STRUCT = Kind.Struct, KIND_FUNC = Kind.Func;
 
 export interface KernelBtf {
   /** BTF id of the kernel function name (a kfunc), or undefined. */
@@ -28,7 +14,7 @@ export interface KernelBtf {
   memberOffset(struct: string, member: string): number | undefined;
 }
 
-export class BtfError extends Error {}
+export { BtfError };
 
 export function parseBtf(b: Buffer): KernelBtf {
   if (b.length < 24 || b.readUInt16LE(0) !== BTF_MAGIC) throw new BtfError('not a little-endian BTF blob');

@@ -1,35 +1,49 @@
-// Load once, reuse: the first ADD of a network creates and pins its maps and program under
-// <root>/twill/<network>/; later calls only open the pins. A program whose object hash
-// changed (an upgrade) is loaded anew and every pinned link is switched to it. The last
-// endpoint to go takes the network's maps and program with it (releaseNetwork).
+// Loads what the manifest (bpf/manifest.ts) lists. Load once, reuse: the first load of an
+// object creates and pins its maps and programs (a network's under <root>/twill/<network>/, the
+// node's under <root>/twill-node/); later calls only open the pins. A program whose object hash
+// changed (an upgrade) is loaded anew and every attachment is switched to it. A map the
+// manifest adds is created beside the pinned ones; a pinned map whose layout changed is
+// migrated (or recreated) and swapped in with programs that use it. Callers hold the lock of
+// what they load (the network's, datapath/netlock.ts). The last endpoint of a network takes its
+// maps and programs with it (releaseNetwork).
 import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
 import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';
-import { tcObject } from './object.js';
-import { closeFd, linkUpdate, mapCreate, mapKeys, mapLookup, mapUpdate, objGet, objInfo, objPin, progLoad, ProgType } from './sys.js';
-import { CT_STATUS_MARKER, EP_KEY_SIZE, EP_VALUE_SIZE, MAP_NAMES, OBS_CONF, OBS_CONF_OFF, obsIndex, parseEpValue, u64, type MapName } from './layout.js';
-import { attachClsact, hasFilter } from '../sys/tc.js';
-import { EEXIST, SysError } from '../sys/libc.js';
+import { bpfObject, tcObject, type BpfObjectBytes } from './object.js';
+import { closeFd, mapCreate, mapFreeze, mapKeys, mapLookup, mapUpdate, MapType, named, possibleCpus, progLoad } from './sys.js';
+import { CGROUP_HOOKS, kernelMapName, mapNames, mapSize, PROG_TYPES, TC_OBJECT, versionOfName, type MapSizes, type MapSpec, type ObjectSpec, type ProgramSpec } from './manifest.js';
+import { linksDir, mapLayout, networkDir, nodeDir, openPin, pinOrAdopt, repin, scopeDir } from './pins.js';
+import { switchTcAttachments } from './attach/tc.js';
+import { switchLinks } from './attach/tcx.js';
+import { EP_KEY_SIZE, EP_VALUE_SIZE, parseEpValue, type MapName } from './layout.js';
 import { mkdirs } from '../fsx.js';
 
-export interface Loaded {
+export { linksDir, networkDir, nodeDir } from './pins.js';
+export type { MapSizes } from './manifest.js';
+
+/** An object's programs and maps, open; close() drops this process's fds (the pins stay). */
+export interface LoadedObject<M extends string = string> {
+  /** The network's pin directory (node-scoped objects: the node's). */
   dir: string;
-  /** twill_from_pod (veth ingress) and twill_to_pod (veth egress, networks that enforce policy). */
-  progFd: number;
-  toProgFd: number;
-  maps: Map<MapName, number>;
+  programs: Map<string, number>;
+  maps: Map<M, number>;
   close(): void;
 }
 
-export interface MapSizes {
-  /** max_entries of the endpoint and counter maps. */
-  endpoints: number;
-  /** max_entries of the ipcache and policy tries (default: the object's). */
-  ipcache?: number;
-  policy?: number;
-  /** Flow history entries; 0 turns the flow record and its events off. */
-  flows?: number;
+export interface Loaded extends LoadedObject<MapName> {
+  /** twill_from_pod (veth ingress) and twill_to_pod (veth egress, networks that enforce policy). */
+  progFd: number;
+  toProgFd: number;
+}
+
+/** A network's pinned maps, opened by name: those that exist, and the names of those that do not. */
+export interface OpenedNetwork<M extends string = MapName> {
+  dir: string;
+  maps: Map<M, number>;
+  /** Maps the manifest lists that are not pinned (an upgrade added them; the next ADD creates them). */
+  missing: M[];
+  close(): void;
 }
 
 /**
@@ -50,162 +64,300 @@ export function pinOwner(pin: string): { hostName: string; toPod: boolean } {
   return s ? { hostName: pin.slice(0, -s.length), toPod: true } : { hostName: pin, toPod: false };
 }
 
-export const networkDir = (root: string, network: string): string => `${root}/twill/${network}`;
-export const linksDir = (dir: string): string => `${dir}/links`;
+/** Where the loader is asked to load: the bpffs root, the network (network-scoped pins), the sizes. */
+export interface LoadTarget {
+  root: string;
+  network?: string;
+  sizes: MapSizes;
+}
 
-const isErrno = (e: unknown, errno: number): boolean => e instanceof SysError && e.errno === errno;
+/** Why a pinned map cannot serve the object as it is now, or undefined when it can (max_entries may differ: kept until released). */
+function layoutChange(fd: number, m: ElfMap, spec: MapSpec): string | undefined {
+  const got = mapLayout(fd);
+  const version = versionOfName(got.name);
+  const diffs = [
+    got.type !== m.type && `type ${got.type} → ${m.type}`, got.keySize !== m.keySize && `key ${got.keySize} → ${m.keySize}`,
+    got.valueSize !== m.valueSize && `value ${got.valueSize} → ${m.valueSize}`, got.flags !== m.flags && `flags ${got.flags} → ${m.flags}`,
+    version !== spec.version && `version ${version} → ${spec.version}`,
+  ].filter((x): x is string => typeof x === 'string');
+  return diffs.length ? diffs.join(', ') : undefined;
+}
 
-/** Pins fd at path, or, when another process won the race, adopts the object pinned there. */
-function pinOrAdopt(fd: number, path: string): number {
+function createMap(name: string, m: ElfMap, spec: MapSpec, sizes: MapSizes): number {
+  const fd = mapCreate(kernelMapName(name, spec.version), { ...m, maxEntries: mapSize(spec, m.maxEntries, sizes) });
+  named(fd, name);
   try {
-    objPin(fd, path);
-    return fd;
+    spec.init?.(fd, sizes);
   } catch (e) {
-    if (!isErrno(e, EEXIST)) throw e;
     closeFd(fd);
-    const other = objGet(path);
-    if (other === undefined) throw new Error(`${path} vanished while pinning`);
-    return other;
+    throw e;
+  }
+  return fd;
+}
+
+const PERCPU = new Set<number>([MapType.PercpuHash, MapType.PercpuArray, 10 /* LRU_PERCPU_HASH */]);
+const NOT_ITERABLE = new Set<number>([MapType.RingBuf, MapType.ProgArray, 12 /* PERF_EVENT_ARRAY */]);
+
+/** Copies the old map's entries into the new one through spec.migrate; returns how many. */
+function migrateEntries(name: string, oldFd: number, newFd: number, spec: MapSpec): number {
+  const from = mapLayout(oldFd);
+  if (!spec.migrate || NOT_ITERABLE.has(from.type)) return 0;
+  const valueLen = PERCPU.has(from.type) ? Math.ceil(from.valueSize / 8) * 8 * possibleCpus() : from.valueSize;
+  let n = 0;
+  const v = Buffer.alloc(valueLen);
+  for (const key of [...mapKeys(oldFd, from.keySize)]) {
+    if (!mapLookup(oldFd, key, v)) continue;
+    try {
+      const e = spec.migrate({ key, value: Buffer.from(v) }, { version: versionOfName(from.name), keySize: from.keySize, valueSize: from.valueSize });
+      if (!e) continue;
+      mapUpdate(newFd, e.key, e.value);
+      n++;
+    } catch (err) {
+      throw new Error(`map ${name} migrate: ${(err as Error).message}`);
+    }
+  }
+  return n;
+}
+
+/** A data section's map (.rodata, …): made for each load, held by the programs, never pinned. */
+function dataMap(m: ElfMap): number {
+  const fd = named(mapCreate(m.name, m), m.name);
+  try {
+    const zero = Buffer.alloc(4);
+    mapUpdate(fd, zero, m.data!);
+    if (m.frozen) mapFreeze(fd, m.name);
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+  return fd;
+}
+
+function expectedAttach(p: ProgramSpec): number | undefined {
+  if (p.expectedAttach !== undefined) return p.expectedAttach;
+  return p.attach.kind === 'cgroup' ? CGROUP_HOOKS[p.attach.hook] : undefined;
+}
+
+/** Loads every program of the object against maps (data maps are made here); fds by program name. */
+function loadPrograms(spec: ObjectSpec, elf: ElfObject, maps: ReadonlyMap<string, number>): Map<string, number> {
+  const all = new Map(maps);
+  const data: number[] = [];
+  const progs = new Map<string, number>();
+  try {
+    for (const m of elf.maps) if (m.data) {
+      const fd = dataMap(m);
+      data.push(fd);
+      all.set(m.name, fd);
+    }
+    const kfuncs = [...new Set(elf.programs.flatMap((p) => p.kfuncRefs.map((r) => r.name)))];
+    const fields = (spec.fields ?? []).map((f): [string, string] => [f.struct, f.member]);
+    const facts = kfuncs.length || fields.length ? kernelFacts(kfuncs, fields) : { funcs: {}, fields: {} };
+    for (const p of spec.programs) {
+      const prog = elf.programs.find((x) => x.name === p.name && x.section === p.section);
+      if (!prog) throw new Error(`object ${spec.name} has no program ${p.name} in section ${p.section}`);
+      const insns = linkMaps(prog, all);
+      linkKfuncs(insns, prog, { funcId: (n) => facts.funcs[n] });
+      for (const f of spec.fields ?? []) {
+        const n = patchFieldOffset(insns, f.marker, facts.fields[`${f.struct}.${f.member}`]!);
+        if (n === 0 && f.required) throw new Error(`program ${p.name} reads no ${f.struct}.${f.member}`);
+      }
+      const ea = expectedAttach(p);
+      progs.set(p.name, progLoad(p.name, PROG_TYPES[p.type], insns, elf.license, ea === undefined ? {} : { expectedAttachType: ea }));
+    }
+    // Tail calls: each target in its prog array slot.
+    for (const p of spec.programs) {
+      if (p.attach.kind !== 'tail-call') continue;
+      const arr = all.get(p.attach.map);
+      if (arr === undefined) throw new Error(`program ${p.name}: no prog array ${p.attach.map}`);
+      const k = Buffer.alloc(4), v = Buffer.alloc(4);
+      k.writeUInt32LE(p.attach.index);
+      v.writeUInt32LE(progs.get(p.name)!);
+      mapUpdate(arr, k, v);
+    }
+    return progs;
+  } catch (e) {
+    for (const fd of progs.values()) closeFd(fd);
+    throw e;
+  } finally {
+    for (const fd of data) closeFd(fd);
   }
 }
 
-/** Type, key and value must match; a different size is kept until the network is released. */
-function checkCompatible(fd: number, m: ElfMap, path: string): void {
-  const info = objInfo(fd);
-  const got = { type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12) };
-  if (got.type !== m.type || got.keySize !== m.keySize || got.valueSize !== m.valueSize) {
-    throw new Error(`pinned map ${path} has an incompatible layout ${JSON.stringify(got)}; remove it (twill sync --cleanup or rm) to recreate`);
-  }
-}
+const progPin = (p: ProgramSpec, hash: string): string => p.pin.replace('{hash}', hash.slice(0, 16));
 
-function openMap(dir: string, m: ElfMap, sizes: MapSizes): number {
-  const path = `${dir}/${m.name}`;
-  const pinned = objGet(path);
-  if (pinned !== undefined) {
-    checkCompatible(pinned, m, path);
-    return pinned;
-  }
-  const maxEntries = {
-    endpoints: sizes.endpoints, counters: sizes.endpoints, ipcache: sizes.ipcache, policy: sizes.policy,
-    // An LRU map needs an entry at least: with flows off, the programs never write it.
-    flows: sizes.flows === 0 ? 1 : sizes.flows,
-  }[m.name as string] ?? m.maxEntries;
-  const fd = mapCreate(m.name, { ...m, maxEntries });
-  // Before the pin: no program sees the observer map without its setting.
-  if (m.name === 'observer' && sizes.flows === 0) mapUpdate(fd, obsIndex(OBS_CONF), u64(OBS_CONF_OFF));
-  return pinOrAdopt(fd, path);
-}
-
-/** A program's instructions, linked to its maps and to the running kernel. */
-function linkProgram(elf: ElfObject, name: string, maps: ReadonlyMap<string, number>): { insns: Buffer; license: string } {
-  const prog = elf.programs.find((p) => p.name === name);
-  if (!prog) throw new Error(`object has no ${name} program`);
-  const insns = linkMaps(prog, maps);
-  const facts = kernelFacts([...new Set(prog.kfuncRefs.map((r) => r.name))], [['nf_conn', 'status']]);
-  linkKfuncs(insns, prog, { funcId: (n) => facts.funcs[n] });
-  if (patchFieldOffset(insns, CT_STATUS_MARKER, facts.fields['nf_conn.status']!) === 0) throw new Error(`${name} reads no nf_conn.status`);
-  return { insns, license: elf.license };
+/** What a load found and made, for the caller's attachment switch. */
+export interface LoadReport {
+  /** Programs were loaded by this call (first load, upgrade, or maps swapped). */
+  reloaded: boolean;
+  /** Maps created because they were not pinned. */
+  created: string[];
+  /** Maps whose pinned layout changed, swapped for new ones (migrated where the manifest says how). */
+  replaced: { name: string; why: string; migrated: number }[];
 }
 
 /**
- * Switches every attachment of the network to progFd — pinned tcx links by LINK_UPDATE,
- * legacy filters by replacing them on each endpoint's veth — and removes older program pins
- * and the pins of maps the new object no longer has.
+ * Loads (or opens) the object for target: maps by the manifest, programs pinned by the
+ * object's hash. onSwitch runs when programs were loaded while others may be attached: it
+ * moves every attachment to the new programs.
  */
-function replaceStale(dir: string, current: string[], progFd: number, toProgFd: number, endpointsFd: number): void {
-  const ifindexes = new Set<number>();
-  const v = Buffer.alloc(EP_VALUE_SIZE);
-  for (const k of mapKeys(endpointsFd, EP_KEY_SIZE)) if (mapLookup(endpointsFd, k, v)) ifindexes.add(parseEpValue(v).ifindex);
-  for (const ifindex of ifindexes) {
-    if (hasFilter(ifindex, 'ingress')) attachClsact(ifindex, progFd, 'twill', true, 'ingress');
-    if (hasFilter(ifindex, 'egress')) attachClsact(ifindex, toProgFd, 'twill', true, 'egress');
-  }
-  for (const name of readdirSync(linksDir(dir))) {
-    const fd = objGet(`${linksDir(dir)}/${name}`);
-    if (fd === undefined) continue;
-    try {
-      linkUpdate(fd, pinOwner(name).toPod ? toProgFd : progFd);
-    } finally {
-      closeFd(fd);
-    }
-  }
-  const keep = new Set<string>([...current, 'links', ...MAP_NAMES]);
-  for (const f of readdirSync(dir)) if (!keep.has(f)) unlinkSync(`${dir}/${f}`);
-}
-
-function openPinnedMaps(dir: string): Map<MapName, number> | undefined {
-  const maps = new Map<MapName, number>();
-  for (const name of MAP_NAMES) {
-    let fd: number | undefined;
-    try {
-      fd = objGet(`${dir}/${name}`);
-    } catch {
-      fd = undefined;
-    }
-    if (fd === undefined) {
-      for (const f of maps.values()) closeFd(f);
-      return undefined;
-    }
-    maps.set(name, fd);
-  }
-  return maps;
-}
-
-export function loadNetwork(root: string, network: string, sizes: MapSizes): Loaded {
-  ensureBpffs(root);
-  const dir = networkDir(root, network);
-  mkdirs(linksDir(dir), 0o700);
-  const obj = tcObject();
-  const progName = `prog_${obj.sha256.slice(0, 16)}`;
-  const toProgName = `${progName}_to`;
-  let maps = new Map<MapName, number>();
-  const close = (): void => {
+export function loadObject<M extends string>(spec: ObjectSpec<M>, obj: BpfObjectBytes, t: LoadTarget, onSwitch?: (progs: ReadonlyMap<string, number>, maps: ReadonlyMap<M, number>, dir: string) => void): LoadedObject<M> & { report: LoadReport } {
+  ensureBpffs(t.root);
+  const dirs = new Set<string>();
+  for (const s of [...spec.programs.map((p) => p.scope), ...Object.values<MapSpec>(spec.maps).map((m) => m.scope)]) dirs.add(scopeDir(t.root, t.network, s));
+  for (const d of dirs) mkdirs(linksDir(d), 0o700);
+  const home = t.network !== undefined ? networkDir(t.root, t.network) : nodeDir(t.root);
+  const maps = new Map<M, number>();
+  const progs = new Map<string, number>();
+  const fresh: string[] = [];
+  const swaps: { name: M; path: string; fd: number; why: string; migrated: number }[] = [];
+  const report: LoadReport = { reloaded: false, created: [], replaced: [] };
+  const closeAll = (): void => {
     for (const fd of maps.values()) closeFd(fd);
+    for (const fd of progs.values()) closeFd(fd);
+    for (const s of swaps) closeFd(s.fd);
+    maps.clear();
+    progs.clear();
   };
-  let fresh = false;
+  // Programs pinned for this very object: nothing to load unless a map must change.
+  for (const p of spec.programs) {
+    const fd = openPin(`${scopeDir(t.root, t.network, p.scope)}/${progPin(p, obj.sha256)}`);
+    if (fd !== undefined) progs.set(p.name, fd);
+  }
+  const freshNetwork = t.network !== undefined && progs.size === 0 && readdirSync(home).every((f) => f === 'links');
   try {
-    let progFd = objGet(`${dir}/${progName}`);
-    let toProgFd = progFd === undefined ? undefined : objGet(`${dir}/${toProgName}`);
-    if (progFd !== undefined && toProgFd === undefined) {
-      closeFd(progFd); // an ADD died between the two pins: load both again
-      progFd = undefined;
-    }
-    if (progFd === undefined || toProgFd === undefined) {
-      fresh = readdirSync(dir).every((f) => f === 'links');
-      const elf = parseElf(obj.bytes);
-      for (const m of elf.maps) {
-        if (!(MAP_NAMES as readonly string[]).includes(m.name)) throw new Error(`object declares an unknown map ${m.name}`);
-        maps.set(m.name as MapName, openMap(dir, m, sizes));
+    let elf: ElfObject | undefined;
+    const elfOf = (): ElfObject => (elf ??= parseElf(obj.bytes));
+    const defOf = (name: string): ElfMap => {
+      const m = elfOf().maps.find((x) => x.name === name);
+      if (!m) throw new Error(`object ${spec.name} declares no map ${name}`);
+      return m;
+    };
+    for (const name of mapNames(spec)) {
+      const ms: MapSpec = spec.maps[name];
+      const path = `${scopeDir(t.root, t.network, ms.scope)}/${name}`;
+      const pinned = openPin(path);
+      if (pinned === undefined) {
+        const fd = pinOrAdopt(createMap(name, defOf(name), ms, t.sizes), path);
+        named(fd, name);
+        maps.set(name, fd);
+        fresh.push(path);
+        report.created.push(name);
+        continue;
       }
-      const from = linkProgram(elf, 'twill_from_pod', maps);
-      const to = linkProgram(elf, 'twill_to_pod', maps);
-      progFd = pinOrAdopt(progLoad('twill_from_pod', ProgType.SchedCls, from.insns, from.license), `${dir}/${progName}`);
-      toProgFd = pinOrAdopt(progLoad('twill_to_pod', ProgType.SchedCls, to.insns, to.license), `${dir}/${toProgName}`);
-      replaceStale(dir, [progName, toProgName], progFd, toProgFd, maps.get('endpoints')!);
-    } else {
-      const pinned = openPinnedMaps(dir);
-      if (!pinned) {
-        closeFd(progFd);
-        throw new Error(`pinned maps of ${dir} are missing while the program is pinned`);
-      }
-      maps = pinned;
+      named(pinned, name);
+      maps.set(name, pinned);
+      // Checking the layout needs the ELF; with the programs of this object pinned, the maps are theirs.
+      if (progs.size === spec.programs.length) continue;
+      const why = layoutChange(pinned, defOf(name), ms);
+      if (why === undefined) continue;
+      const fd = createMap(name, defOf(name), ms, t.sizes);
+      swaps.push({ name, path, fd, why, migrated: 0 });
+      swaps[swaps.length - 1]!.migrated = migrateEntries(name, pinned, fd, ms);
     }
-    const fd = progFd, toFd = toProgFd;
-    return { dir, progFd: fd, toProgFd: toFd, maps, close: () => { close(); closeFd(fd); closeFd(toFd); } };
+    if (elf === undefined && progs.size === spec.programs.length && report.created.length === 0) {
+      return { dir: home, programs: progs, maps, report, close: closeAll };
+    }
+    if (elf === undefined) elfOf();
+    for (const name of mapNames(spec)) if (!elfOf().maps.some((m) => m.name === name)) throw new Error(`object ${spec.name} declares no map ${name}`);
+    for (const m of elfOf().maps) if (!m.data && !(m.name in spec.maps)) throw new Error(`object ${spec.name} declares a map the manifest does not list: ${m.name}`);
+    // The programs run against the maps as they will be pinned: the swapped ones new.
+    const use = new Map<string, number>(maps);
+    for (const s of swaps) use.set(s.name, s.fd);
+    for (const fd of progs.values()) closeFd(fd);
+    progs.clear();
+    const loaded = loadPrograms(spec, elfOf(), use);
+    for (const [k, v] of loaded) progs.set(k, v);
+    report.reloaded = true;
+    // Swap the changed maps' pins: from here on the pins are the new object's. A swap that
+    // fails half way puts the old maps back: the pins never mix versions.
+    const done: typeof swaps = [];
+    try {
+      for (const s of swaps) {
+        repin(s.fd, s.path);
+        done.push(s);
+      }
+    } catch (e) {
+      for (const s of done) repin(maps.get(s.name)!, s.path);
+      throw e;
+    }
+    for (const s of swaps) {
+      closeFd(maps.get(s.name)!);
+      maps.set(s.name, s.fd);
+      report.replaced.push({ name: s.name, why: s.why, migrated: s.migrated });
+    }
+    swaps.length = 0;
+    for (const p of spec.programs) {
+      const path = `${scopeDir(t.root, t.network, p.scope)}/${progPin(p, obj.sha256)}`;
+      repin(progs.get(p.name)!, path);
+    }
+    onSwitch?.(progs, maps, home);
+    // Cgroup links of node-scoped programs (attach/cgroup.ts cgroupLinkPin) follow their program.
+    const cgroupProgs = spec.programs.filter((p) => p.scope === 'node' && p.attach.kind === 'cgroup');
+    if (cgroupProgs.length > 0) {
+      switchLinks(linksDir(nodeDir(t.root)), (pin) => progs.get(pin.slice(0, pin.indexOf(':')))!, (pin) => cgroupProgs.some((p) => pin.startsWith(`${p.name}:`)));
+    }
+    // Older programs' pins, and pins of maps the object no longer has, go.
+    const keep = new Set<string>(['links', ...mapNames(spec), ...spec.programs.map((p) => progPin(p, obj.sha256))]);
+    if (t.network !== undefined) for (const f of readdirSync(home)) if (!keep.has(f)) unlinkSync(`${home}/${f}`);
+    // The node's directory is shared by objects: only this object's older program pins go.
+    for (const p of spec.programs.filter((x) => x.scope === 'node')) {
+      const older = new RegExp(`^${p.pin.replace('{hash}', '[0-9a-f]{16}')}$`);
+      for (const f of readdirSync(nodeDir(t.root))) if (older.test(f) && f !== progPin(p, obj.sha256)) unlinkSync(`${nodeDir(t.root)}/${f}`);
+    }
+    return { dir: home, programs: progs, maps, report, close: closeAll };
   } catch (e) {
-    close();
+    closeAll();
     // A network this call began pinning and could not finish is not left half there.
-    if (fresh) releaseNetwork(root, network);
+    if (freshNetwork) releaseNetwork(t.root, t.network!);
+    else for (const p of fresh) {
+      try {
+        unlinkSync(p);
+      } catch {
+        // already gone
+      }
+    }
     throw e;
   }
 }
 
-/** Opens an existing network's maps without loading anything; undefined when none are pinned. */
-export function openNetwork(root: string, network: string): { dir: string; maps: Map<MapName, number>; close(): void } | undefined {
-  const dir = networkDir(root, network);
-  const maps = openPinnedMaps(dir);
-  if (!maps) return undefined;
-  return { dir, maps, close: () => { for (const f of maps.values()) closeFd(f); } };
+/** Loads a manifest entry from its object file (an asset of the executable, bpf/ in a checkout). */
+export const loadManifestObject = <M extends string>(spec: ObjectSpec<M>, t: LoadTarget): LoadedObject<M> & { report: LoadReport } => loadObject(spec, bpfObject(spec.file), t);
+
+/** Opens an object's pinned maps by name, reporting the missing ones; undefined when none is pinned. */
+export function openObject<M extends string>(spec: ObjectSpec<M>, root: string, network?: string): OpenedNetwork<M> | undefined {
+  const maps = new Map<M, number>();
+  const missing: M[] = [];
+  for (const name of mapNames(spec)) {
+    const fd = openPin(`${scopeDir(root, network, spec.maps[name].scope)}/${name}`);
+    if (fd === undefined) missing.push(name);
+    else maps.set(name, named(fd, name));
+  }
+  if (maps.size === 0) return undefined;
+  return { dir: network !== undefined ? networkDir(root, network) : nodeDir(root), maps, missing, close: () => { for (const f of maps.values()) closeFd(f); } };
+}
+
+/** The tc programs' attachments on the network's endpoints, moved to the new programs. */
+function switchTc(progs: ReadonlyMap<string, number>, maps: ReadonlyMap<MapName, number>, dir: string): void {
+  const from = progs.get('twill_from_pod')!, to = progs.get('twill_to_pod')!;
+  const eps = maps.get('endpoints')!;
+  const ifindexes = new Set<number>();
+  const v = Buffer.alloc(EP_VALUE_SIZE);
+  for (const k of mapKeys(eps, EP_KEY_SIZE)) if (mapLookup(eps, k, v)) ifindexes.add(parseEpValue(v).ifindex);
+  switchTcAttachments(ifindexes, { ingress: from, egress: to }, 'twill');
+  switchLinks(linksDir(dir), (pin) => (pinOwner(pin).toPod ? to : from));
+}
+
+export function loadNetwork(root: string, network: string, sizes: MapSizes): Loaded {
+  const l = loadObject(TC_OBJECT, tcObject(), { root, network, sizes }, switchTc);
+  return { ...l, progFd: l.programs.get('twill_from_pod')!, toProgFd: l.programs.get('twill_to_pod')! };
+}
+
+/**
+ * Opens an existing network's maps without loading anything: those pinned, and the names of
+ * those missing (an upgrade added them; the next ADD creates them). Undefined when none is pinned.
+ */
+export function openNetwork(root: string, network: string): OpenedNetwork | undefined {
+  return openObject(TC_OBJECT, root, network);
 }
 
 /**

@@ -7,12 +7,22 @@ const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the
 
 const Cmd = {
   MapCreate: 0, MapLookup: 1, MapUpdate: 2, MapDelete: 3, MapNextKey: 4, ProgLoad: 5, ObjPin: 6, ObjGet: 7,
-  ObjInfo: 15, LinkCreate: 28, LinkUpdate: 29,
+  ProgTestRun: 10, ObjInfo: 15, MapFreeze: 22, LinkCreate: 28, LinkUpdate: 29, LinkDetach: 34,
 } as const;
 
-export const MapType = { Hash: 1, Array: 2, PercpuHash: 5, LruHash: 9 } as const;
-export const ProgType = { SchedCls: 3 } as const;
-export const AttachType = { TcxIngress: 46, TcxEgress: 47 } as const;
+export const MapType = { Hash: 1, Array: 2, ProgArray: 3, PercpuHash: 5, PercpuArray: 6, LruHash: 9, LpmTrie: 11, RingBuf: 27 } as const;
+export const ProgType = { SocketFilter: 1, SchedCls: 3, SchedAct: 4, CgroupSkb: 8, CgroupSock: 9, CgroupSockAddr: 18 } as const;
+/** enum bpf_attach_type: the cgroup hooks a sock or sock_addr program is loaded for, and tcx. */
+export const AttachType = {
+  CgroupInetIngress: 0, CgroupInetEgress: 1, CgroupInetSockCreate: 2,
+  CgroupInet4Bind: 8, CgroupInet6Bind: 9, CgroupInet4Connect: 10, CgroupInet6Connect: 11,
+  CgroupInet4PostBind: 12, CgroupInet6PostBind: 13, CgroupUdp4Sendmsg: 14, CgroupUdp6Sendmsg: 15,
+  CgroupUdp4Recvmsg: 19, CgroupUdp6Recvmsg: 20, CgroupInet4Getpeername: 29, CgroupInet6Getpeername: 30,
+  CgroupInet4Getsockname: 31, CgroupInet6Getsockname: 32, CgroupInetSockRelease: 34,
+  TcxIngress: 46, TcxEgress: 47,
+} as const;
+/** Map flags (BPF_F_*) the loader sets itself. */
+export const MapFlag = { NoPrealloc: 1, RdonlyProg: 1 << 7 } as const;
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 
@@ -40,8 +50,20 @@ export function mapCreate(name: string, d: MapDef): number {
   a.writeUInt32LE(d.maxEntries, 12);
   a.writeUInt32LE(d.flags, 16);
   a.write(name.slice(0, 15), 28, 'latin1');
-  return bpf(`create map ${name}`, Cmd.MapCreate, a);
+  return named(bpf(`map ${name} create`, Cmd.MapCreate, a), name);
 }
+
+/** The names of the maps this process opened through the loader: errors say `map policy update: ENOSPC`. */
+const fdNames = new Map<number, string>();
+/** Records fd's map name for error messages; returns fd. */
+export function named(fd: number, name: string): number {
+  fdNames.set(fd, name);
+  return fd;
+}
+const mapLabel = (fd: number): string => {
+  const n = fdNames.get(fd);
+  return n === undefined ? 'map' : `map ${n}`;
+};
 
 function elemAttr(fd: number, key: Buffer, value: Buffer | undefined, flags: number): Buffer {
   const a = attr();
@@ -53,7 +75,7 @@ function elemAttr(fd: number, key: Buffer, value: Buffer | undefined, flags: num
 }
 
 export function mapUpdate(fd: number, key: Buffer, value: Buffer, flags = BPF_ANY): void {
-  bpf('map update', Cmd.MapUpdate, elemAttr(fd, key, value, flags));
+  bpf(`${mapLabel(fd)} update`, Cmd.MapUpdate, elemAttr(fd, key, value, flags));
 }
 
 /** Runs a bpf(2) command whose ENOENT means "absent": true when it succeeded. */
@@ -68,8 +90,8 @@ function unlessAbsent(name: string, cmd: number, a: Buffer): boolean {
 }
 
 /** Fills value and returns true, or false when the key is absent. */
-export const mapLookup = (fd: number, key: Buffer, value: Buffer): boolean => unlessAbsent('map lookup', Cmd.MapLookup, elemAttr(fd, key, value, 0));
-export const mapDelete = (fd: number, key: Buffer): boolean => unlessAbsent('map delete', Cmd.MapDelete, elemAttr(fd, key, undefined, 0));
+export const mapLookup = (fd: number, key: Buffer, value: Buffer): boolean => unlessAbsent(`${mapLabel(fd)} lookup`, Cmd.MapLookup, elemAttr(fd, key, value, 0));
+export const mapDelete = (fd: number, key: Buffer): boolean => unlessAbsent(`${mapLabel(fd)} delete`, Cmd.MapDelete, elemAttr(fd, key, undefined, 0));
 
 export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
   let prev: Buffer | undefined;
@@ -79,7 +101,7 @@ export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
     a.writeUInt32LE(fd, 0);
     if (prev) a.writeBigUInt64LE(ptr(prev), 8);
     a.writeBigUInt64LE(ptr(next), 16);
-    if (!unlessAbsent('map next key', Cmd.MapNextKey, a)) return;
+    if (!unlessAbsent(`${mapLabel(fd)} next key`, Cmd.MapNextKey, a)) return;
     yield next;
     prev = next;
   }
@@ -98,7 +120,12 @@ const LOG_FIRST = 1 << 20;
 // The kernel refuses a log_size above UINT_MAX >> 2; past 256 MiB the tail is reported as is.
 const LOG_MAX = 1 << 28;
 
-function loadOnce(name: string, type: number, insns: Buffer, license: string, log?: Buffer): number {
+export interface LoadOpts {
+  /** expected_attach_type: required by cgroup sock_addr (which hook) and cgroup sock programs. */
+  expectedAttachType?: number;
+}
+
+function loadOnce(name: string, type: number, insns: Buffer, license: string, opts: LoadOpts, log?: Buffer): number {
   const a = attr();
   const lic = Buffer.from(`${license}\0`);
   a.writeUInt32LE(type, 0);
@@ -111,6 +138,7 @@ function loadOnce(name: string, type: number, insns: Buffer, license: string, lo
     a.writeBigUInt64LE(ptr(log), 32);
   }
   a.write(name.slice(0, 15), 48, 'latin1');
+  if (opts.expectedAttachType !== undefined) a.writeUInt32LE(opts.expectedAttachType, 68);
   try {
     return bpf(`program ${name} load`, Cmd.ProgLoad, a);
   } finally {
@@ -123,10 +151,10 @@ function loadOnce(name: string, type: number, insns: Buffer, license: string, lo
  * overflows its buffer, fails a valid program (ENOSPC). Only a failure loads again with a log,
  * grown until it fits, to report the verifier's reason.
  */
-export function progLoad(name: string, type: number, insns: Buffer, license: string): number {
+export function progLoad(name: string, type: number, insns: Buffer, license: string, opts: LoadOpts = {}): number {
   let first: SysError;
   try {
-    return loadOnce(name, type, insns, license);
+    return loadOnce(name, type, insns, license, opts);
   } catch (e) {
     if (!(e instanceof SysError)) throw e;
     first = e;
@@ -135,7 +163,7 @@ export function progLoad(name: string, type: number, insns: Buffer, license: str
     const log = Buffer.alloc(size);
     try {
       // A failure that does not repeat (memory the kernel lacked a moment ago): the program loads.
-      return loadOnce(name, type, insns, license, log);
+      return loadOnce(name, type, insns, license, opts, log);
     } catch (e) {
       if (!(e instanceof SysError)) throw e;
       if (e.errno === ENOSPC && size < LOG_MAX) continue;
@@ -192,6 +220,47 @@ export function linkCreateTcx(progFd: number, ifindex: number, attachType: numbe
   return bpf(`tcx attach to ifindex ${ifindex}`, Cmd.LinkCreate, a);
 }
 
+/** A bpf_link of progFd on the cgroup v2 directory open as cgroupFd, for one cgroup hook. */
+export function linkCreateCgroup(progFd: number, cgroupFd: number, attachType: number): number {
+  const a = attr();
+  a.writeUInt32LE(progFd, 0);
+  a.writeUInt32LE(cgroupFd, 4);
+  a.writeUInt32LE(attachType, 8);
+  return bpf(`cgroup attach (type ${attachType})`, Cmd.LinkCreate, a);
+}
+
+/** Detaches a link from its hook; its fd (and pins) then hold a defunct link. */
+export function linkDetach(linkFd: number): void {
+  const a = attr();
+  a.writeUInt32LE(linkFd, 0);
+  bpf('link detach', Cmd.LinkDetach, a);
+}
+
+/** Makes a map read-only to user space from now on (the programs' view is set by its flags). */
+export function mapFreeze(fd: number, name: string): void {
+  const a = attr();
+  a.writeUInt32LE(fd, 0);
+  bpf(`map ${name} freeze`, Cmd.MapFreeze, a);
+}
+
+/** BPF_PROG_TEST_RUN: runs the program once on data (a packet for tc programs); its return value. */
+export function progTestRun(progFd: number, data: Buffer, ctx?: Buffer): { retval: number; data: Buffer } {
+  const out = Buffer.alloc(data.length + 256);
+  const a = attr();
+  a.writeUInt32LE(progFd, 0);
+  a.writeUInt32LE(data.length, 8);
+  a.writeUInt32LE(out.length, 12);
+  a.writeBigUInt64LE(ptr(data), 16);
+  a.writeBigUInt64LE(ptr(out), 24);
+  a.writeUInt32LE(1, 32);
+  if (ctx) {
+    a.writeUInt32LE(ctx.length, 40);
+    a.writeBigUInt64LE(ptr(ctx), 48);
+  }
+  bpf('program test run', Cmd.ProgTestRun, a);
+  return { retval: a.readUInt32LE(4), data: out.subarray(0, a.readUInt32LE(12)) };
+}
+
 export function linkUpdate(linkFd: number, progFd: number): void {
   const a = attr();
   a.writeUInt32LE(linkFd, 0);
@@ -206,6 +275,7 @@ export function mapMemlock(fd: number): number {
 }
 
 export function closeFd(fd: number): void {
+  fdNames.delete(fd);
   libc().close(fd);
 }
 

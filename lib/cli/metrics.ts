@@ -90,10 +90,11 @@ function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[], links: 
   const maps = conf.datapath === 'routed' ? undefined : openNetwork(conf.bpffsRoot, conf.name);
   if (maps) {
     try {
-      r.add('twill_events_lost_total', 'counter', 'Flow events the ring buffer had no room for while a reader was attached.', net, lostEvents(maps.maps.get('observer')!));
+      const observer = maps.maps.get('observer'), flows = maps.maps.get('flows');
+      if (observer !== undefined) r.add('twill_events_lost_total', 'counter', 'Flow events the ring buffer had no room for while a reader was attached.', net, lostEvents(observer));
       let n = 0;
-      for (const _k of mapKeys(maps.maps.get('flows')!, FLOW_KEY_SIZE)) n++;
-      r.add('twill_flows', 'gauge', 'Flows in the kernel\'s flow history (twill observe).', net, n);
+      if (flows !== undefined) for (const _k of mapKeys(flows, FLOW_KEY_SIZE)) n++;
+      if (flows !== undefined) r.add('twill_flows', 'gauge', 'Flows in the kernel\'s flow history (twill observe).', net, n);
     } finally {
       maps.close();
     }

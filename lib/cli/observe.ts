@@ -73,6 +73,13 @@ function openSources(o: ObserveOpts): Source[] {
   for (const conf of pick) {
     const net = openNetwork(conf.bpffsRoot, conf.name);
     if (!net) continue;
+    const lacking = net.missing.filter((m) => m === 'flows' || m === 'observer' || m === 'events');
+    if (lacking.length > 0) {
+      // An upgrade added them and no ADD has made them yet: said, not skipped silently.
+      process.stderr.write(`twill observe: network ${conf.name} has no ${lacking.join(', ')} map pinned yet (the next pod's ADD creates it)\n`);
+      net.close();
+      continue;
+    }
     out.push({ conf, maps: net.maps, names: new Namer(nameSources(conf), host), node: conf.nodeName ?? hostname(), close: net.close });
   }
   if (out.length === 0) throw new Problem(`no pod of ${pick.map((c) => c.name).join(', ')} is attached on this host: the kernel holds no flows for it`);

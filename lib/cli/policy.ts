@@ -91,6 +91,11 @@ type Maps = ReadonlyMap<MapName, number>;
 function withMaps<T>(conf: NetConf, fn: (m: Maps) => T): T {
   const net = openNetwork(conf.bpffsRoot, conf.name);
   if (!net) throw new Problem(`network ${conf.name} has no pod attached on this host (nothing pinned under ${conf.bpffsRoot}/twill/${conf.name})`);
+  const lacking = net.missing.filter((m) => m === 'endpoints' || m === 'ipcache' || m === 'policy');
+  if (lacking.length > 0) {
+    net.close();
+    throw new Problem(`network ${conf.name} has no ${lacking.join(', ')} map pinned yet (the next pod's ADD creates it)`);
+  }
   try {
     return fn(net.maps);
   } finally {

@@ -106,6 +106,16 @@ export function syncNetworkPolicyView(conf: NetConf, objects: ClusterObjects, so
   }
 }
 
+/** The network's pinned maps when the policy maps are among them (an upgrade may not have made them yet). */
+function openPolicyMaps(conf: NetConf): ReturnType<typeof openNetwork> {
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (net && (net.missing.includes('policy') || net.missing.includes('ipcache'))) {
+    net.close();
+    return undefined;
+  }
+  return net;
+}
+
 /** max_entries (bpf_map_info) of the pinned maps a policy state fills. */
 function budgetMaps(maps: ReadonlyMap<string, number>): { sizes: Record<BudgetMap, number> } {
   const policy = objInfo(maps.get('policy')!), ipcache = objInfo(maps.get('ipcache')!);
@@ -116,7 +126,7 @@ const configuredSizes = (conf: NetConf): Record<BudgetMap, number> => ({ policy:
 
 /** max_entries of the network's pinned maps, or the configured sizes before the first ADD made them. */
 function mapSizes(conf: NetConf): Record<BudgetMap, number> {
-  const net = openNetwork(conf.bpffsRoot, conf.name);
+  const net = openPolicyMaps(conf);
   if (!net) return configuredSizes(conf);
   try {
     return budgetMaps(net.maps).sizes;
@@ -157,7 +167,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
   const byPolicy = entriesByPolicy(compiled.pods.values());
   let applied: ApplyReport | undefined;
   let use: BudgetRecord['maps'];
-  const net = openNetwork(conf.bpffsRoot, conf.name);
+  const net = openPolicyMaps(conf);
   if (net) {
     try {
       const size = budgetMaps(net.maps).sizes;
@@ -209,7 +219,7 @@ function applyCompiled(conf: NetConf, compiled: Compiled, records: ReadonlyMap<s
  */
 export function applyRemotePod(conf: NetConf, view: PolicyView, pod: PodObj | undefined, oldIps: string[]): number {
   return withNetworkLock(conf.stateDir, conf.name, () => {
-    const net = openNetwork(conf.bpffsRoot, conf.name);
+    const net = openPolicyMaps(conf);
     if (!net) return 0;
     try {
       const delta = pod ? view.compiled.remotePod(pod) : undefined;

@@ -7,11 +7,11 @@ import type { Addr } from '../net/ip.js';
 import { formatAddr } from '../net/ip.js';
 import { linkPinNames, linksDir, loadNetwork, openNetwork, pinnedNetworks, pinOwner, releaseNetwork, TO_POD_SUFFIX, type Loaded } from '../bpf/loader.js';
 import { COUNTERS_SIZE, EP_F_NO_FAST, EP_F_PENDING, EP_KEY_SIZE, EP_VALUE_SIZE, epKey, epKeyAddr, epValue, ifindexKey, ipcKey, parseEpValue, sumCounters, type Counters, type Endpoint } from '../bpf/layout.js';
-import { AttachType, closeFd, linkCreateTcx, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, objPin, possibleCpus } from '../bpf/sys.js';
-import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../sys/tc.js';
+import { mapDelete, mapKeys, mapLookup, mapUpdate, objInfo, possibleCpus } from '../bpf/sys.js';
+import { attachTcx as attachTcxLink } from '../bpf/attach/tcx.js';
+import { attachClsact, attachClsactFilters, hasFilter, type TcDirection } from '../bpf/attach/tc.js';
 import { installEndpointPolicy } from './policy.js';
 import type { PodStart } from './policy-state.js';
-import { EEXIST, SysError } from '../sys/libc.js';
 import { crashPoint } from '../crash.js';
 
 export type AttachMode = 'auto' | 'tcx' | 'legacy';
@@ -49,19 +49,7 @@ export interface EndpointSpec {
 const linkPin = (dir: string, hostName: string, dir2: TcDirection = 'ingress'): string => `${linksDir(dir)}/${hostName}${dir2 === 'egress' ? TO_POD_SUFFIX : ''}`;
 
 function attachTcx(l: Loaded, hostName: string, hostIndex: number, dir: TcDirection = 'ingress'): void {
-  const fd = linkCreateTcx(dir === 'ingress' ? l.progFd : l.toProgFd, hostIndex, dir === 'ingress' ? AttachType.TcxIngress : AttachType.TcxEgress);
-  const pin = linkPin(l.dir, hostName, dir);
-  try {
-    try {
-      objPin(fd, pin);
-    } catch (e) {
-      if (!(e instanceof SysError) || e.errno !== EEXIST) throw e;
-      unlinkSync(pin); // left by an earlier attempt for this attachment
-      objPin(fd, pin);
-    }
-  } finally {
-    closeFd(fd); // the pin keeps the link alive after we exit
-  }
+  attachTcxLink(dir === 'ingress' ? l.progFd : l.toProgFd, hostIndex, dir, linkPin(l.dir, hostName, dir));
 }
 
 /**
@@ -185,7 +173,9 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
   const net = openNetwork(n.root, n.network);
   if (!net) return [];
   try {
-    const eps = net.maps.get('endpoints')!;
+    // A map an upgrade added and no ADD has made yet is missing: the others still serve the DEL.
+    const eps = net.maps.get('endpoints');
+    if (eps === undefined) return [];
     const v = Buffer.alloc(EP_VALUE_SIZE);
     // Without addresses (a DEL retried after the IPAM already released them, and no
     // prevResult) the map is searched for entries pointing at this veth.
@@ -202,12 +192,11 @@ export function ebpfDel(n: EbpfNet, hostName: string, hostIndex: number | undefi
       if (!mapLookup(eps, k, v) || !ours(parseEpValue(v).ifindex)) continue;
       mapDelete(eps, k);
       // The address is free again: it names no pod until the next one's ADD says which.
-      if (n.policy) {
-        const a = epKeyAddr(k);
-        mapDelete(net.maps.get('ipcache')!, ipcKey(a));
-      }
+      const ipc = net.maps.get('ipcache');
+      if (n.policy && ipc !== undefined) mapDelete(ipc, ipcKey(epKeyAddr(k)));
     }
-    if (hostIndex !== undefined) mapDelete(net.maps.get('counters')!, ifindexKey(hostIndex));
+    const ctr = net.maps.get('counters');
+    if (hostIndex !== undefined && ctr !== undefined) mapDelete(ctr, ifindexKey(hostIndex));
     if (isEmpty(eps)) {
       // The last endpoint: the network's maps and program go with it.
       releaseNetwork(n.root, n.network);
@@ -239,7 +228,8 @@ export function ebpfRead(n: EbpfNet, hostName: string, hostIndex: number, addrs:
   const net = openNetwork(n.root, n.network);
   if (!net) return undefined;
   try {
-    const eps = net.maps.get('endpoints')!;
+    const eps = net.maps.get('endpoints');
+    if (eps === undefined) return undefined;
     const entries: EbpfState['entries'] = [];
     const v = Buffer.alloc(EP_VALUE_SIZE);
     for (const a of addrs) if (mapLookup(eps, epKey(a), v)) entries.push({ addr: a, ep: parseEpValue(v) });
@@ -258,7 +248,8 @@ export function listEndpoints(root: string, network: string): MapEntry[] | undef
   const net = openNetwork(root, network);
   if (!net) return undefined;
   try {
-    const eps = net.maps.get('endpoints')!;
+    const eps = net.maps.get('endpoints');
+    if (eps === undefined) return undefined;
     const out: MapEntry[] = [];
     const v = Buffer.alloc(EP_VALUE_SIZE);
     for (const k of mapKeys(eps, EP_KEY_SIZE)) if (mapLookup(eps, k, v)) out.push({ addr: epKeyAddr(k), ep: parseEpValue(v) });
@@ -277,7 +268,9 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
   if (!net) return [];
   const removed: string[] = [];
   try {
-    const eps = net.maps.get('endpoints')!;
+    const eps = net.maps.get('endpoints');
+    if (eps === undefined) return [];
+    const ctr = net.maps.get('counters');
     const v = Buffer.alloc(EP_VALUE_SIZE);
     for (const k of [...mapKeys(eps, EP_KEY_SIZE)]) {
       if (!mapLookup(eps, k, v)) continue;
@@ -285,7 +278,7 @@ export function ebpfGc(n: EbpfNet, keepNames: ReadonlySet<string>, liveIndexes: 
       const name = liveIndexes.get(ifindex);
       if (name === undefined || !keepNames.has(name)) {
         mapDelete(eps, k);
-        mapDelete(net.maps.get('counters')!, ifindexKey(ifindex));
+        if (ctr !== undefined) mapDelete(ctr, ifindexKey(ifindex));
         removed.push(formatAddr(epKeyAddr(k)));
       }
     }
@@ -333,8 +326,9 @@ export function endpointTable(root: string, links: { index: number; name: string
     const net = openNetwork(root, network);
     if (!net) continue;
     try {
-      const eps = net.maps.get('endpoints')!;
-      const ctr = net.maps.get('counters')!;
+      const eps = net.maps.get('endpoints');
+      const ctr = net.maps.get('counters');
+      if (eps === undefined) continue;
       const v = Buffer.alloc(EP_VALUE_SIZE);
       const cv = Buffer.alloc(COUNTERS_SIZE * possibleCpus());
       for (const k of mapKeys(eps, EP_KEY_SIZE)) {
@@ -347,7 +341,7 @@ export function endpointTable(root: string, links: { index: number; name: string
           network, addr: formatAddr(epKeyAddr(k)), hostIfName: link?.name ?? '(gone)', hostIndex: ep.ifindex,
           podIfName, containerId: id.join(':'), podMac: ep.podMac, fastPath: (ep.flags & (EP_F_NO_FAST | EP_F_PENDING)) === 0,
           ...(ep.flags & EP_F_PENDING ? { pending: true } : {}),
-          ...(mapLookup(ctr, ifindexKey(ep.ifindex), cv) ? { counters: sumCounters(cv, possibleCpus()) } : {}),
+          ...(ctr !== undefined && mapLookup(ctr, ifindexKey(ep.ifindex), cv) ? { counters: sumCounters(cv, possibleCpus()) } : {}),
         });
       }
     } finally {
