@@ -34,7 +34,7 @@ build/.stamp-tools: $(call sources,tools)
 	$(TSC) -p tools
 	@touch $@
 
-build/.stamp-bench: $(call sources,bench testkit test/helpers)
+build/.stamp-bench: $(call sources,bench testkit)
 	$(TSC) -p bench
 	@touch $@
 

@@ -1,6 +1,6 @@
 // Pod to pod across (simulated) nodes: vxlan and hostgw, each on the routed and the eBPF
 // data path, against two bare namespaces joined by the same underlay (the ceiling).
-import { makeCluster, podEnv, type Cluster } from '../test/helpers/cluster.js';
+import { makeCluster, podEnv, type Cluster } from '../testkit/cluster.js';
 import { iperf, iperfServer } from '../testkit/traffic.js';
 import { cleanupNetns, makeNetns } from '../testkit/twill.js';
 import { fmt, median, ratio, table, type Target } from './stats.js';

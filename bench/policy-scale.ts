@@ -195,7 +195,7 @@ function failure(r: Run): string {
 
 /** `twill sync --watch` against a test API server holding the cluster; one remote pod's labels change. */
 async function watchRemoteChange(net: PolicyNet, items: Obj[]): Promise<{ fullMs?: number; changeMs?: number; outcome: string }> {
-  const { FakeKube } = await import('../test/helpers/fake-kube.js');
+  const { FakeKube } = await import('../testkit/fake-kube.js');
   const dir = mkdtempSync(`${net.ws.dir}/kube-scale-`);
   const kube = new FakeKube('bench-token');
   await kube.start(dir);

@@ -161,7 +161,7 @@ function dataPath(ws: Workspace, say: (s: string) => void, out: Record<string, u
 
 /** `twill sync --watch` against a test API server holding the objects; one remote pod's labels change. */
 async function watchLabelChange(net: PolicyNet, objects: { items: object[] }): Promise<{ fullMs: number; labelMs: number }> {
-  const { FakeKube } = await import('../test/helpers/fake-kube.js');
+  const { FakeKube } = await import('../testkit/fake-kube.js');
   const dir = mkdtempSync(`${net.ws.dir}/kube-`);
   const kube = new FakeKube('bench-token');
   await kube.start(dir);
