@@ -117,7 +117,7 @@ function flagsOf(m: Maps, a: Addr): { ifindex: number; flags: number; slot: numb
   return { ifindex: e.ifindex, flags: e.flags, slot: e.policySlot ?? 0 };
 }
 
-/** The lookups the data path makes (twill_tc.c allowed()): the allowing policy's index and the identity or class its entry names. */
+/** The lookups the data path makes (bpf/lib/policy.h allowed()): the allowing policy's index and the identity or class its entry names. */
 function lookup(m: Maps, slot: number, dir: number, peer: { identity: number; ns: number }, proto: number, port: number): { policy: number; identity: number } | undefined {
   const v = Buffer.alloc(POL_VALUE_SIZE);
   for (const id of [peer.identity, ...(peer.ns ? [peer.ns, CLASS_CLUSTER_POD] : []), ID_ANY]) {
