@@ -3,7 +3,7 @@
 // the running kernel's offsets) and run from user space in a netns this test makes: a connected
 // UDP socket to a target gets ECONNABORTED (v4 and v6), a connected TCP socket to a target is
 // aborted and its peer sees a reset; sockets to other destinations and an unconnected UDP socket
-// that sent to the target are untouched; the iterator reports the destroyed sockets' cookies;
+// that sent to the target are untouched, and so is a TCP socket to the target in CLOSE_WAIT; the iterator reports the destroyed sockets' cookies;
 // an iterator created in the host netns sees none of the netns's sockets.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -61,8 +61,10 @@ for p in (${TCP_TARGET}, ${TCP_OTHER}):
   l = socket.socket(); l.bind(('${V4}', p)); l.listen(); lst[p] = l
 t1 = socket.create_connection(('${V4}', ${TCP_TARGET})); a1, _ = lst[${TCP_TARGET}].accept()
 t2 = socket.create_connection(('${V4}', ${TCP_OTHER})); a2, _ = lst[${TCP_OTHER}].accept()
+t3 = socket.create_connection(('${V4}', ${TCP_TARGET})); a3, _ = lst[${TCP_TARGET}].accept(); a3.close()
+import time; time.sleep(0.1)  # the FIN arrives: t3 is in CLOSE_WAIT, connected to the target but not established
 c3port = c3.getsockname()[1]
-print(json.dumps({'c1': cookie(c1), 'c2': cookie(c2), 'c3': cookie(c3), 'c6': cookie(c6), 't1': cookie(t1), 't2': cookie(t2)}), flush=True)
+print(json.dumps({'c1': cookie(c1), 'c2': cookie(c2), 'c3': cookie(c3), 'c6': cookie(c6), 't1': cookie(t1), 't2': cookie(t2), 't3': cookie(t3)}), flush=True)
 sys.stdin.readline()
 def err(f):
   try:
@@ -73,7 +75,7 @@ def err(f):
     return errno.errorcode.get(e.errno, str(e.errno))
 def udp_roundtrip(c, server):
   c.send(b'x'); server.settimeout(2); server.recvfrom(16)
-for s in (c1, c6, t1, a1): s.settimeout(2)
+for s in (c1, c6, t1, a1, t3): s.settimeout(2)
 out = {
   'c1_recv': err(lambda: c1.recv(16)), 'c1_send': err(lambda: c1.send(b'x')),
   'c6_recv': err(lambda: c6.recv(16)),
@@ -81,6 +83,7 @@ out = {
   'c3': err(lambda: c3.sendto(b'v', ('${V4}', ${TARGET}))), 'c3_port_kept': c3.getsockname()[1] == c3port,
   't1_recv': err(lambda: t1.recv(16)), 'a1_recv': err(lambda: a1.recv(16)),
   't2': err(lambda: (t2.send(b'y'), a2.settimeout(2), a2.recv(16))),
+  't3': err(lambda: t3.recv(16)),
 }
 print(json.dumps(out), flush=True)
 `;
@@ -143,6 +146,7 @@ describe('BPF socket iterators destroy chosen sockets', { skip: !hasClang() && '
     assert.equal(seen.t1_recv, 'ECONNABORTED', 'the destroyed TCP socket reports the abort');
     assert.equal(seen.a1_recv, 'ECONNRESET', 'its peer sees a reset');
     assert.equal(seen.t2, 'OK', 'a TCP connection to another port is untouched');
+    assert.equal(seen.t3, 'OK', 'a TCP socket to the target that is no longer established (CLOSE_WAIT) is untouched: it reads its EOF');
     await once(py, 'close');
     py = undefined;
   });
