@@ -125,6 +125,7 @@ describe('BPF socket iterators destroy chosen sockets', { skip: !hasClang() && '
     // Created in the host netns, the iterators see none of the netns's sockets.
     assert.deepEqual(cookies(runIterator(l.programs.get('destroy_udp')!)), []);
     assert.deepEqual(cookies(runIterator(l.programs.get('destroy_tcp')!)), []);
+    assert.deepEqual(cookies(runIterator(l.programs.get('destroy_udp')!, '/proc/self/ns/net')), [], 'the own netns named by path: run where we are');
 
     const udp = cookies(runIterator(l.programs.get('destroy_udp')!, netnsPath(ns)));
     const tcp = cookies(runIterator(l.programs.get('destroy_tcp')!, netnsPath(ns)));

@@ -2,7 +2,7 @@
 // its end. The program runs once per object as the reads go; what it bpf_seq_write()s is the
 // text read. A socket iterator walks only the network namespace its creator was in when
 // BPF_ITER_CREATE ran, so one run serves one namespace.
-import { readSync } from '../../sys/fs.js';
+import { readSync, statSync } from '../../sys/fs.js';
 import { inNetns, openNetns } from '../../sys/netns.js';
 import { closeFd, iterCreate, linkCreateIter } from '../sys.js';
 
@@ -19,6 +19,12 @@ function readAll(fd: number): Buffer {
   }
 }
 
+/** netnsPath names the namespace the calling thread is in (entering it is needless, and openNetns refuses it). */
+function isOwnNetns(netnsPath: string): boolean {
+  const a = statSync(netnsPath), b = statSync('/proc/thread-self/ns/net');
+  return a.ino === b.ino && a.dev === b.dev;
+}
+
 /**
  * Runs the iterator program progFd once over every object of its kind in netnsPath's network
  * namespace (default: the caller's own), and returns what the program wrote. The thread enters
@@ -28,7 +34,7 @@ export function runIterator(progFd: number, netnsPath?: string): Buffer {
   const link = linkCreateIter(progFd);
   try {
     let it: number;
-    if (netnsPath === undefined) it = iterCreate(link);
+    if (netnsPath === undefined || isOwnNetns(netnsPath)) it = iterCreate(link);
     else {
       const ns = openNetns(netnsPath);
       try {
