@@ -5,7 +5,7 @@ import { mkdirs, writeAtomic } from '../fsx.js';
 import { bootId } from '../sys/boot.js';
 import { BTF_MAGIC, BtfError, Kind, tailSize } from './btf-types.js';
 
-const KIND_STRUCT = Kind.Struct, KIND_FUNC = Kind.Func;
+const KIND_STRUCT = Kind.Struct, KIND_UNION = Kind.Union, KIND_FUNC = Kind.Func;
 
 export interface KernelBtf {
   /** BTF id of the kernel function name (a kfunc), or undefined. */
@@ -24,8 +24,10 @@ export function parseBtf(b: Buffer): KernelBtf {
   const name = (off: number): string => b.toString('latin1', strOff + off, b.indexOf(0, strOff + off));
   const funcs = new Map<string, number>();
   const structs = new Map<string, number>(); // name → byte offset of the type header
+  const at: number[] = []; // type id → byte offset of its header
   let id = 1;
   for (let o = typeOff; o < typeOff + typeLen; id++) {
+    at[id] = o;
     const info = b.readUInt32LE(o + 4);
     const kind = (info >>> 24) & 0x1f, vlen = info & 0xffff;
     if (kind === KIND_FUNC || kind === KIND_STRUCT) {
@@ -38,20 +40,31 @@ export function parseBtf(b: Buffer): KernelBtf {
     }
     o += 12 + tailSize(kind, vlen);
   }
+  // A member may sit in an anonymous struct or union (sock_common's skc_daddr does): searched through, offsets added.
+  const find = (o: number, member: string): number | undefined => {
+    const info = b.readUInt32LE(o + 4);
+    const bitfields = (info >>> 31) === 1;
+    for (let i = 0; i < (info & 0xffff); i++) {
+      const m = o + 12 + i * 12;
+      const bits = b.readUInt32LE(m + 8);
+      const off = (bitfields ? bits & 0xffffff : bits) / 8;
+      if (b.readUInt32LE(m) !== 0) {
+        if (name(b.readUInt32LE(m)) === member) return off;
+        continue;
+      }
+      const t = at[b.readUInt32LE(m + 4)];
+      const kind = t === undefined ? 0 : (b.readUInt32LE(t + 4) >>> 24) & 0x1f;
+      if (t === undefined || (kind !== KIND_STRUCT && kind !== KIND_UNION)) continue;
+      const inner = find(t, member);
+      if (inner !== undefined) return off + inner;
+    }
+    return undefined;
+  };
   return {
     funcId: (n) => funcs.get(n),
     memberOffset: (struct, member) => {
       const o = structs.get(struct);
-      if (o === undefined) return undefined;
-      const info = b.readUInt32LE(o + 4);
-      const bitfields = (info >>> 31) === 1;
-      for (let i = 0; i < (info & 0xffff); i++) {
-        const m = o + 12 + i * 12;
-        if (name(b.readUInt32LE(m)) !== member) continue;
-        const bits = b.readUInt32LE(m + 8);
-        return (bitfields ? bits & 0xffffff : bits) / 8;
-      }
-      return undefined;
+      return o === undefined ? undefined : find(o, member);
     },
   };
 }

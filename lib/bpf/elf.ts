@@ -354,3 +354,24 @@ export function patchFieldOffset(insns: Buffer, marker: number, offset: number):
   }
   return n;
 }
+
+const LDX_MEM_SIZES = new Set([0x61, 0x69, 0x71, 0x79]); // BPF_LDX | BPF_MEM | W, H, B, DW
+
+/**
+ * Rewrites loads of any width at [marker, marker + span) to the kernel's field offset (plus
+ * their distance from marker): a 16-byte address read as two words moves as one. Returns how many.
+ */
+export function patchFieldLoads(insns: Buffer, marker: number, span: number, offset: number): number {
+  let n = 0;
+  for (let o = 0; o + 8 <= insns.length; o += 8) {
+    if (insns[o] === LD_IMM64) {
+      o += 8;
+      continue;
+    }
+    const off = insns.readInt16LE(o + 2);
+    if (!LDX_MEM_SIZES.has(insns[o]!) || off < marker || off >= marker + span) continue;
+    insns.writeInt16LE(offset + off - marker, o + 2);
+    n++;
+  }
+  return n;
+}

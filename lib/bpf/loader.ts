@@ -7,11 +7,11 @@
 // what they load (the network's, datapath/netlock.ts). The last endpoint of a network takes its
 // maps and programs with it (releaseNetwork).
 import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
-import { parseElf, linkKfuncs, linkMaps, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
+import { parseElf, linkKfuncs, linkMaps, patchFieldLoads, patchFieldOffset, type ElfMap, type ElfObject } from './elf.js';
 import { ensureBpffs } from './bpffs.js';
 import { kernelFacts } from './btf.js';
 import { bpfObject, tcObject, type BpfObjectBytes } from './object.js';
-import { closeFd, mapCreate, mapFreeze, mapKeys, mapLookup, mapUpdate, MapType, named, possibleCpus, progLoad } from './sys.js';
+import { AttachType, closeFd, mapCreate, mapFreeze, mapKeys, mapLookup, mapUpdate, MapType, named, possibleCpus, progLoad, type LoadOpts } from './sys.js';
 import { CGROUP_HOOKS, kernelMapName, mapNames, mapSize, PROG_TYPES, TC_OBJECT, versionOfName, type MapSizes, type MapSpec, type ObjectSpec, type ProgramSpec } from './manifest.js';
 import { linksDir, mapLayout, networkDir, nodeDir, openPin, pinOrAdopt, repin, scopeDir } from './pins.js';
 import { switchTcAttachments } from './attach/tc.js';
@@ -135,8 +135,12 @@ function dataMap(m: ElfMap): number {
 
 function expectedAttach(p: ProgramSpec): number | undefined {
   if (p.expectedAttach !== undefined) return p.expectedAttach;
+  if (p.attach.kind === 'iter') return AttachType.TraceIter;
   return p.attach.kind === 'cgroup' ? CGROUP_HOOKS[p.attach.hook] : undefined;
 }
+
+/** The vmlinux function an iterator program is loaded for (its attach_btf_id). */
+const iterTarget = (p: ProgramSpec): string | undefined => (p.attach.kind === 'iter' ? `bpf_iter_${p.attach.target}` : undefined);
 
 /** Loads every program of the object against maps (data maps are made here); fds by program name. */
 function loadPrograms(spec: ObjectSpec, elf: ElfObject, maps: ReadonlyMap<string, number>): Map<string, number> {
@@ -149,7 +153,7 @@ function loadPrograms(spec: ObjectSpec, elf: ElfObject, maps: ReadonlyMap<string
       data.push(fd);
       all.set(m.name, fd);
     }
-    const kfuncs = [...new Set(elf.programs.flatMap((p) => p.kfuncRefs.map((r) => r.name)))];
+    const kfuncs = [...new Set([...elf.programs.flatMap((p) => p.kfuncRefs.map((r) => r.name)), ...spec.programs.flatMap((p) => iterTarget(p) ?? [])])];
     const fields = (spec.fields ?? []).map((f): [string, string] => [f.struct, f.member]);
     const facts = kfuncs.length || fields.length ? kernelFacts(kfuncs, fields) : { funcs: {}, fields: {} };
     for (const p of spec.programs) {
@@ -158,11 +162,16 @@ function loadPrograms(spec: ObjectSpec, elf: ElfObject, maps: ReadonlyMap<string
       const insns = linkMaps(prog, all);
       linkKfuncs(insns, prog, { funcId: (n) => facts.funcs[n] });
       for (const f of spec.fields ?? []) {
-        const n = patchFieldOffset(insns, f.marker, facts.fields[`${f.struct}.${f.member}`]!);
+        const off = facts.fields[`${f.struct}.${f.member}`]!;
+        const n = f.span === undefined ? patchFieldOffset(insns, f.marker, off) : patchFieldLoads(insns, f.marker, f.span, off);
         if (n === 0 && f.required) throw new Error(`program ${p.name} reads no ${f.struct}.${f.member}`);
       }
+      const opts: LoadOpts = {};
       const ea = expectedAttach(p);
-      progs.set(p.name, progLoad(p.name, PROG_TYPES[p.type], insns, elf.license, ea === undefined ? {} : { expectedAttachType: ea }));
+      if (ea !== undefined) opts.expectedAttachType = ea;
+      const target = iterTarget(p);
+      if (target !== undefined) opts.attachBtfId = facts.funcs[target];
+      progs.set(p.name, progLoad(p.name, PROG_TYPES[p.type], insns, elf.license, opts));
     }
     // Tail calls: each target in its prog array slot.
     for (const p of spec.programs) {

@@ -38,11 +38,13 @@ export type AttachPoint =
   | { kind: 'cgroup'; hook: CgroupHook }
   /** Entered by bpf_tail_call through that prog array map, at that index. */
   | { kind: 'tail-call'; map: string; index: number }
+  /** A BPF iterator over the kernel's objects of target (bpf_iter_<target>), run by attach/iter.ts runIterator. */
+  | { kind: 'iter'; target: 'udp' | 'tcp' }
   /** Loaded only (run by BPF_PROG_TEST_RUN, or attached by its caller). */
   | { kind: 'none' };
 
-export type ProgKind = 'sched_cls' | 'cgroup_sock_addr' | 'cgroup_sock';
-export const PROG_TYPES: Record<ProgKind, number> = { sched_cls: ProgType.SchedCls, cgroup_sock_addr: ProgType.CgroupSockAddr, cgroup_sock: ProgType.CgroupSock };
+export type ProgKind = 'sched_cls' | 'cgroup_sock_addr' | 'cgroup_sock' | 'tracing_iter';
+export const PROG_TYPES: Record<ProgKind, number> = { sched_cls: ProgType.SchedCls, cgroup_sock_addr: ProgType.CgroupSockAddr, cgroup_sock: ProgType.CgroupSock, tracing_iter: ProgType.Tracing };
 
 export interface ProgramSpec {
   /** The ELF function (the program's name in errors: `program from_pod load: …`). */
@@ -65,6 +67,11 @@ export interface FieldPatch {
   member: string;
   /** Every program of the object must read it (a program that reads none was built wrong). */
   required: boolean;
+  /**
+   * Set: loads of any width in [marker, marker + span) are moved (a field read in parts, or a
+   * byte of it). Unset: 64-bit loads at marker only.
+   */
+  span?: number;
 }
 
 /** Where a map's max_entries comes from: the object's definition, or a size of the network's configuration. */

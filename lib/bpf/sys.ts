@@ -7,11 +7,11 @@ const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the
 
 const Cmd = {
   MapCreate: 0, MapLookup: 1, MapUpdate: 2, MapDelete: 3, MapNextKey: 4, ProgLoad: 5, ObjPin: 6, ObjGet: 7,
-  ProgTestRun: 10, ObjInfo: 15, MapFreeze: 22, LinkCreate: 28, LinkUpdate: 29, LinkDetach: 34,
+  ProgTestRun: 10, ObjInfo: 15, MapFreeze: 22, LinkCreate: 28, LinkUpdate: 29, IterCreate: 33, LinkDetach: 34,
 } as const;
 
 export const MapType = { Hash: 1, Array: 2, ProgArray: 3, PercpuHash: 5, PercpuArray: 6, LruHash: 9, LpmTrie: 11, RingBuf: 27 } as const;
-export const ProgType = { SocketFilter: 1, SchedCls: 3, SchedAct: 4, CgroupSkb: 8, CgroupSock: 9, CgroupSockAddr: 18 } as const;
+export const ProgType = { SocketFilter: 1, SchedCls: 3, SchedAct: 4, CgroupSkb: 8, CgroupSock: 9, CgroupSockAddr: 18, Tracing: 26 } as const;
 /** enum bpf_attach_type: the cgroup hooks a sock or sock_addr program is loaded for, and tcx. */
 export const AttachType = {
   CgroupInetIngress: 0, CgroupInetEgress: 1, CgroupInetSockCreate: 2,
@@ -19,7 +19,7 @@ export const AttachType = {
   CgroupInet4PostBind: 12, CgroupInet6PostBind: 13, CgroupUdp4Sendmsg: 14, CgroupUdp6Sendmsg: 15,
   CgroupUdp4Recvmsg: 19, CgroupUdp6Recvmsg: 20, CgroupInet4Getpeername: 29, CgroupInet6Getpeername: 30,
   CgroupInet4Getsockname: 31, CgroupInet6Getsockname: 32, CgroupInetSockRelease: 34,
-  TcxIngress: 46, TcxEgress: 47,
+  TraceIter: 28, TcxIngress: 46, TcxEgress: 47,
 } as const;
 /** Map flags (BPF_F_*) the loader sets itself. */
 export const MapFlag = { NoPrealloc: 1, RdonlyProg: 1 << 7 } as const;
@@ -123,6 +123,8 @@ const LOG_MAX = 1 << 28;
 export interface LoadOpts {
   /** expected_attach_type: required by cgroup sock_addr (which hook) and cgroup sock programs. */
   expectedAttachType?: number;
+  /** attach_btf_id: a tracing program's target in vmlinux's BTF (an iterator: the FUNC bpf_iter_<target>). */
+  attachBtfId?: number;
 }
 
 function loadOnce(name: string, type: number, insns: Buffer, license: string, opts: LoadOpts, log?: Buffer): number {
@@ -139,6 +141,8 @@ function loadOnce(name: string, type: number, insns: Buffer, license: string, op
   }
   a.write(name.slice(0, 15), 48, 'latin1');
   if (opts.expectedAttachType !== undefined) a.writeUInt32LE(opts.expectedAttachType, 68);
+  // attach_btf_obj_fd (112) stays 0: the target is in vmlinux, not a module or another program.
+  if (opts.attachBtfId !== undefined) a.writeUInt32LE(opts.attachBtfId, 108);
   try {
     return bpf(`program ${name} load`, Cmd.ProgLoad, a);
   } finally {
@@ -227,6 +231,21 @@ export function linkCreateCgroup(progFd: number, cgroupFd: number, attachType: n
   a.writeUInt32LE(cgroupFd, 4);
   a.writeUInt32LE(attachType, 8);
   return bpf(`cgroup attach (type ${attachType})`, Cmd.LinkCreate, a);
+}
+
+/** A bpf_link of an iterator program (tcp, udp: no iterator parameters); BPF_ITER_CREATE opens runs of it. */
+export function linkCreateIter(progFd: number): number {
+  const a = attr();
+  a.writeUInt32LE(progFd, 0);
+  a.writeUInt32LE(AttachType.TraceIter, 8);
+  return bpf('iterator link create', Cmd.LinkCreate, a);
+}
+
+/** BPF_ITER_CREATE: a readable fd; each read runs the program over the next objects of the creator's namespace. */
+export function iterCreate(linkFd: number): number {
+  const a = attr();
+  a.writeUInt32LE(linkFd, 0);
+  return bpf('iterator create', Cmd.IterCreate, a);
 }
 
 /** Detaches a link from its hook; its fd (and pins) then hold a defunct link. */
