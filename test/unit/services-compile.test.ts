@@ -87,7 +87,7 @@ describe('services: endpoints of a Service port (the slice cache)', () => {
   it('only addresses[0]; duplicates across slices once (a local copy wins); FQDN and foreign-family slices ignored', () => {
     const m = compile([svc('web', { internalTrafficPolicy: 'Local' })], [
       slice('web-a', 'web', [{ ip: ['10.0.0.1', '10.0.0.100'], node: 'n2' }, { ip: '10.0.0.2', node: 'n2' }]),
-      slice('web-b', 'web', [{ ip: '10.0.0.2', node: 'n1' }, { ip: 'not-an-ip' }, { ip: 'fd00::1' }]),
+      slice('web-b', 'web', [{ ip: '10.0.0.2', node: 'n1' }, { ip: 'not-an-ip' }, { ip: 'fd00::1' }, { ip: ['fd00::9', '10.0.0.8'], node: 'n1' }]),
       slice('web-f', 'web', [{ ip: 'web.example.com' }, { ip: '10.0.0.7', node: 'n1' }], [{ name: 'http', port: 8080 }], 'FQDN'),
       slice('web-6', 'web', [{ ip: 'fd00::2' }], [{ name: 'http', port: 8080 }], 'IPv6'),
     ]);
