@@ -17,6 +17,8 @@ class Maps {
   readonly fe = new Map<string, Placement>();
   /** Ranges a reader may still be in: live ones are read from fe; retired ones until released. */
   private readonly retired = new Map<number, [number, number][]>();
+  /** What a reader still in a retired range could pick: its ids and the backends they named then. */
+  private readonly inFlight = new Map<number, [number, BackendRef][]>();
   checks = 0;
 
   constructor(size: number) {
@@ -32,6 +34,12 @@ class Maps {
   /** What a reader sees now: every frontend's backends valid, and the same refs as the frontend was placed with. */
   private check(nonEmpty: Set<string>): void {
     this.checks++;
+    for (const l of this.inFlight.values()) {
+      for (const [id, ref] of l) {
+        const b = this.backends.get(id);
+        assert.ok(!b || !b.valid || (b.ref.address === ref.address && b.ref.port === ref.port), `backend id ${id}, still in a retired range, now names another backend before its release`);
+      }
+    }
     for (const [k, p] of this.fe) {
       const n = p.count + p.term;
       if (nonEmpty.has(k)) assert.ok(n > 0, `${k} looks empty mid-update`);
@@ -61,15 +69,25 @@ class Maps {
       });
     }
     const gone: [number, number][] = [];
+    const flight: [number, BackendRef][] = [];
+    const note = (p: Placement): void => {
+      for (let i = 0; i < p.count + p.term; i++) flight.push([this.slots[p.base + i]!, this.backends.get(this.slots[p.base + i]!)!.ref]);
+    };
     for (const { key, placement } of r.switched) {
       const old = this.fe.get(key);
-      if (old && old.cap) gone.push([old.base, old.cap]);
+      if (old && old.cap) {
+        gone.push([old.base, old.cap]);
+        note(old);
+      }
       this.fe.set(key, placement);
       this.check(stays);
     }
     for (const k of r.goneFrontends) {
       const old = this.fe.get(k)!;
-      if (old.cap) gone.push([old.base, old.cap]);
+      if (old.cap) {
+        gone.push([old.base, old.cap]);
+        note(old);
+      }
       this.fe.delete(k);
       this.check(stays);
     }
@@ -78,6 +96,7 @@ class Maps {
       this.check(stays);
     }
     this.retired.set(r.generation, gone);
+    this.inFlight.set(r.generation, flight);
     // What is wanted is what a reader finds.
     for (const [k, w] of after) {
       const p = this.fe.get(k)!;
@@ -91,12 +110,14 @@ class Maps {
   release(a: SlotAllocator, generation: number): void {
     a.release(generation);
     for (const g of [...this.retired.keys()]) if (g <= generation) this.retired.delete(g);
+    for (const g of [...this.inFlight.keys()]) if (g <= generation) this.inFlight.delete(g);
     for (const [id, b] of this.backends) if (!b.valid) this.backends.delete(id);
   }
 
   /** A restart takes far longer than a reader's grace period: whatever a dead sync retired is free. */
   restarted(): void {
     this.retired.clear();
+    this.inFlight.clear();
   }
 
   held(): { frontends: Iterable<[string, Placement]>; slot: (i: number) => number; backends: Iterable<[number, BackendRef]> } {
