@@ -165,6 +165,8 @@ export class SlotAllocator {
   private readonly pending = new Map<string, { id: number; gen: number }>();
   /** Ids in the backend table that nothing names (found at adoption): reported gone by the next round. */
   private orphans: number[] = [];
+  /** How many slots of live placements name each id: an id at 0 after a round is gone. */
+  private readonly refcount = new Map<number, number>();
   private generation = 0;
 
   /** slots: the slot array's length; backends: the backend table's (id 0 is never used). */
@@ -205,24 +207,33 @@ export class SlotAllocator {
       for (let i = 0; i < n; i++) ids.push(held.slot(p.base + i));
       if (!ids.every((id) => a.refs.has(id)) || (p.cap > 0 && !a.buddy.carve(p.base, p.cap))) { stale(key); continue; }
       a.placed.set(key, { base: p.cap ? p.base : 0, count: p.count, term: p.term, cap: p.cap, ids });
+      for (const id of ids) a.refcount.set(id, (a.refcount.get(id) ?? 0) + 1);
     }
+    // In the table but named by no frontend (a sync that died before deleting it): gone next round unless wanted again.
+    for (const id of a.refs.keys()) if (!a.refcount.has(id)) a.orphans.push(id);
     return a;
   }
 
-  /** The ids and placements a set of wanted frontends needs; throws SlotsFull with nothing changed. */
+  /** Every wanted frontend (the others go): the ids and placements they need; throws SlotsFull with nothing changed. */
   plan(want: ReadonlyMap<string, WantedFrontend>): SlotRound {
+    const changes = new Map<string, WantedFrontend | undefined>(want);
+    for (const k of this.placed.keys()) if (!want.has(k)) changes.set(k, undefined);
+    return this.update(changes);
+  }
+
+  /**
+   * Only the frontends named (undefined: the frontend goes; the others stay as they are), so a
+   * change costs what it touches; throws SlotsFull with nothing changed.
+   */
+  update(changes: ReadonlyMap<string, WantedFrontend | undefined>): SlotRound {
     const gen = this.generation + 1;
     const undo: (() => void)[] = [];
     const round: SlotRound = { generation: gen, newBackends: [], writes: [], switched: [], goneFrontends: [], goneBackends: [] };
     const freeBefore = this.buddy.freeSlots;
-    const named = new Set<number>();
     const idOf = (b: BackendRef): number => {
       const k = backendKey(b);
       let id = this.ids.get(k);
-      if (id !== undefined) {
-        named.add(id);
-        return id;
-      }
+      if (id !== undefined) return id;
       const back = this.pending.get(k);
       if (back) {
         // Retired by an earlier round, not yet released, and wanted again: the same id comes back (its entry is rewritten valid).
@@ -236,7 +247,6 @@ export class SlotAllocator {
           this.pending.set(k, back);
           r.ids.splice(at, 0, back.id);
         });
-        named.add(back.id);
         round.newBackends.push({ id: back.id, backend: this.refs.get(back.id)! });
         return back.id;
       }
@@ -251,7 +261,6 @@ export class SlotAllocator {
         if (got === this.nextId - 1) this.nextId--;
         else this.freeIds.push(got);
       });
-      named.add(got);
       round.newBackends.push({ id: got, backend: b });
       return got;
     };
@@ -259,7 +268,8 @@ export class SlotAllocator {
     try {
       let need = 0;
       const failed: string[] = [];
-      for (const [key, w] of want) {
+      for (const [key, w] of changes) {
+        if (!w) continue;
         const ids = [...w.ready.map(idOf), ...w.terminating.map(idOf)];
         const cur = this.placed.get(key);
         if (cur && !cur.stale && cur.count === w.ready.length && cur.term === w.terminating.length && cur.ids.every((id, i) => id === ids[i])) continue;
@@ -285,27 +295,37 @@ export class SlotAllocator {
 
     // Committed from here: nothing below can fail.
     const retire: { ranges: [number, number][]; ids: number[] } = { ranges: [], ids: [] };
+    const dropped = new Set<number>(this.orphans);
+    const unref = (p: PlacedFrontend): void => {
+      if (p.cap > 0) retire.ranges.push([p.base, p.cap]);
+      for (const id of p.ids) {
+        this.refcount.set(id, this.refcount.get(id)! - 1);
+        dropped.add(id);
+      }
+    };
     for (const [key, p] of fresh) {
       const old = this.placed.get(key);
-      if (old && old.cap > 0) retire.ranges.push([old.base, old.cap]);
+      if (old) unref(old);
+      for (const id of p.ids) this.refcount.set(id, (this.refcount.get(id) ?? 0) + 1);
       this.placed.set(key, p);
       if (p.ids.length) round.writes.push({ base: p.base, ids: p.ids });
       round.switched.push({ key, placement: { base: p.base, count: p.count, term: p.term, cap: p.cap } });
     }
-    for (const [key, p] of this.placed) {
-      if (want.has(key)) continue;
-      if (p.cap > 0) retire.ranges.push([p.base, p.cap]);
+    for (const [key, w] of changes) {
+      const old = w ? undefined : this.placed.get(key);
+      if (!old) continue;
+      unref(old);
       this.placed.delete(key);
       round.goneFrontends.push(key);
     }
-    for (const [k, id] of this.ids) {
-      if (named.has(id)) continue;
-      this.ids.delete(k);
-      this.pending.set(k, { id, gen });
-      retire.ids.push(id);
-      round.goneBackends.push(id);
-    }
-    for (const id of this.orphans) {
+    for (const id of dropped) {
+      if ((this.refcount.get(id) ?? 0) > 0) continue;
+      this.refcount.delete(id);
+      const b = this.refs.get(id);
+      if (b && this.ids.get(backendKey(b)) === id) {
+        this.ids.delete(backendKey(b));
+        this.pending.set(backendKey(b), { id, gen });
+      }
       retire.ids.push(id);
       round.goneBackends.push(id);
     }
