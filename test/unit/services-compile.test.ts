@@ -168,6 +168,14 @@ describe('services: traffic policies', () => {
     assert.deepEqual(addrs(one(m, { kind: 'nodePort', scope: 'internal', family: 4 }).backends.ready), ['10.0.0.1:8080', '10.0.0.2:8080']);
   });
 
+  it('externalTrafficPolicy Local applies to a ClusterIP Service\'s external IPs too (it is externally accessible), with no health check', () => {
+    const m = compile([svc('web', { externalIPs: ['198.51.100.7'], externalTrafficPolicy: 'Local', healthCheckNodePort: 31000 })], [remote, withLocal]);
+    assert.deepEqual(addrs(one(m, { kind: 'externalIP', scope: 'external' }).backends.ready), ['10.0.1.1:8080']);
+    assert.equal(one(m, { kind: 'externalIP', scope: 'internal' }).backends.ready.length, 3);
+    assert.deepEqual(m.health, []);
+    assert.ok(m.frontends.every((f) => f.healthCheckNodePort === 0));
+  });
+
   it('externalTrafficPolicy Cluster: every external frontend uses every endpoint', () => {
     const s = svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }] });
     const m = compile([s], [remote, withLocal]);
