@@ -1,7 +1,8 @@
 // The cluster objects twill reads beyond policy's own (policy/objects.ts): Nodes (the node
 // table), Services and EndpointSlices (load balancing). Each parser keeps only the fields
 // twill uses; the raw JSON is not kept.
-import type { Labels, Protocol } from '../policy/objects.js';
+import type { Protocol } from '../policy/objects.js';
+import type { EndpointSliceObj, ServiceObj } from '../services/objects.js';
 
 type Obj = Record<string, unknown>;
 const obj = (x: unknown): Obj => (typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Obj) : {});
@@ -33,25 +34,15 @@ export function parseNode(x: unknown): NodeObj | undefined {
   return { name, podCIDRs, internalIPs };
 }
 
-export interface ServicePort {
-  name: string;
-  protocol: Protocol;
-  port: number;
-  /** A number or a container port's name; undefined: the same as port. */
-  targetPort?: number | string;
-  nodePort?: number;
-}
+export type { EndpointSliceObj, ServiceObj, ServicePort, SliceEndpoint, SlicePort } from '../services/objects.js';
 
-export interface ServiceObj {
-  namespace: string;
-  name: string;
-  /** spec.type: ClusterIP, NodePort, LoadBalancer, ExternalName. */
-  type: string;
-  /** spec.clusterIPs (or clusterIP); "None" for a headless Service. */
-  clusterIPs: string[];
-  ports: ServicePort[];
-  selector: Labels;
-}
+const LABEL_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
+const LABEL_HEADLESS = 'service.kubernetes.io/headless';
+/** The API server's default for sessionAffinityConfig.clientIP.timeoutSeconds (3 hours). */
+const AFFINITY_DEFAULT_SECONDS = 10800;
+
+const policy = (x: unknown): 'Cluster' | 'Local' => (x === 'Local' ? 'Local' : 'Cluster');
+const num = (x: unknown): number => (typeof x === 'number' && Number.isInteger(x) && x > 0 ? x : 0);
 
 export function parseService(x: unknown): ServiceObj | undefined {
   const o = obj(x);
@@ -61,32 +52,27 @@ export function parseService(x: unknown): ServiceObj | undefined {
   if (!name) return undefined;
   const ips = arr(spec.clusterIPs).map(str).filter(Boolean);
   if (ips.length === 0 && str(spec.clusterIP)) ips.push(str(spec.clusterIP));
+  const l = labels(m.labels);
+  const timeout = num(obj(obj(spec.sessionAffinityConfig).clientIP).timeoutSeconds);
   return {
     namespace: str(m.namespace) || 'default', name, type: str(spec.type) || 'ClusterIP', clusterIPs: ips,
+    ipFamilies: arr(spec.ipFamilies).map(str).filter(Boolean),
     ports: arr(spec.ports).map(obj).filter((p) => typeof p.port === 'number').map((p) => ({
       name: str(p.name), protocol: protocol(p.protocol), port: p.port as number,
       ...(typeof p.targetPort === 'number' || (typeof p.targetPort === 'string' && p.targetPort) ? { targetPort: p.targetPort } : {}),
       ...(typeof p.nodePort === 'number' ? { nodePort: p.nodePort } : {}),
     })),
-    selector: labels(spec.selector),
+    sessionAffinity: spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None',
+    affinityTimeoutSeconds: timeout || AFFINITY_DEFAULT_SECONDS,
+    internalTrafficPolicy: policy(spec.internalTrafficPolicy),
+    externalTrafficPolicy: policy(spec.externalTrafficPolicy),
+    healthCheckNodePort: num(spec.healthCheckNodePort),
+    externalIPs: arr(spec.externalIPs).map(str).filter(Boolean),
+    loadBalancerIngress: arr(obj(obj(o.status).loadBalancer).ingress).map(obj).filter((i) => str(i.ip)).map((i) => ({ ip: str(i.ip), ipMode: str(i.ipMode) || 'VIP' })),
+    loadBalancerSourceRanges: arr(spec.loadBalancerSourceRanges).map((r) => str(r).trim()).filter(Boolean),
+    ...(LABEL_PROXY_NAME in l ? { proxyName: l[LABEL_PROXY_NAME] } : {}),
+    headlessLabel: LABEL_HEADLESS in l,
   };
-}
-
-export interface SliceEndpoint {
-  addresses: string[];
-  /** conditions.ready; unset means ready (the API's rule). */
-  ready: boolean;
-  nodeName?: string;
-}
-
-export interface EndpointSliceObj {
-  namespace: string;
-  name: string;
-  /** The kubernetes.io/service-name label: the Service the slice belongs to. */
-  service: string;
-  addressType: string;
-  endpoints: SliceEndpoint[];
-  ports: { name: string; protocol: Protocol; port: number }[];
 }
 
 export function parseEndpointSlice(x: unknown): EndpointSliceObj | undefined {
@@ -96,11 +82,16 @@ export function parseEndpointSlice(x: unknown): EndpointSliceObj | undefined {
   if (!name) return undefined;
   return {
     namespace: str(m.namespace) || 'default', name, service: labels(m.labels)['kubernetes.io/service-name'] ?? '', addressType: str(o.addressType),
-    endpoints: arr(o.endpoints).map(obj).map((e) => ({
-      addresses: arr(e.addresses).map(str).filter(Boolean),
-      ready: obj(e.conditions).ready !== false,
-      ...(str(e.nodeName) ? { nodeName: str(e.nodeName) } : {}),
-    })),
+    endpoints: arr(o.endpoints).map(obj).map((e) => {
+      const c = obj(e.conditions);
+      // kube-proxy's slice cache: ready nil → true, serving nil → true, terminating nil → false.
+      const ready = c.ready !== false;
+      return {
+        addresses: arr(e.addresses).map(str).filter(Boolean),
+        ready, serving: c.serving !== false, terminating: c.terminating === true,
+        ...(str(e.nodeName) ? { nodeName: str(e.nodeName) } : {}),
+      };
+    }),
     ports: arr(o.ports).map(obj).filter((p) => typeof p.port === 'number').map((p) => ({ name: str(p.name), protocol: protocol(p.protocol), port: p.port as number })),
   };
 }

@@ -21,12 +21,14 @@ describe('cluster cache', () => {
     assert.deepEqual(skipped, ['Pod host: no name, host network or finished', 'ConfigMap c: kind not used']);
     assert.deepEqual(cache.store('Namespace').items.get('x')!.labels, { team: 'a', 'kubernetes.io/metadata.name': 'x' });
     assert.deepEqual(cache.store('Service').items.get('x/web'), {
-      namespace: 'x', name: 'web', type: 'NodePort', clusterIPs: ['10.96.0.10', 'fd00::10'], selector: { app: 'web' },
+      namespace: 'x', name: 'web', type: 'NodePort', clusterIPs: ['10.96.0.10', 'fd00::10'], ipFamilies: [],
       ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 'http', nodePort: 30080 }, { name: '', protocol: 'UDP', port: 53 }],
+      sessionAffinity: 'None', affinityTimeoutSeconds: 10800, internalTrafficPolicy: 'Cluster', externalTrafficPolicy: 'Cluster', healthCheckNodePort: 0,
+      externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [], headlessLabel: false,
     });
     assert.deepEqual(cache.store('EndpointSlice').items.get('x/web-abc'), {
       namespace: 'x', name: 'web-abc', service: 'web', addressType: 'IPv4',
-      endpoints: [{ addresses: ['10.0.0.2'], ready: true, nodeName: 'n1' }, { addresses: ['10.0.0.3'], ready: false }],
+      endpoints: [{ addresses: ['10.0.0.2'], ready: true, serving: true, terminating: false, nodeName: 'n1' }, { addresses: ['10.0.0.3'], ready: false, serving: true, terminating: false }],
       ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
     });
     assert.deepEqual(nodeTable(cache.store('Node').items.values()), { nodes: [{ name: 'n1', ip: '192.0.2.1', podCIDRs: ['10.244.1.0/24'] }], pending: [] });

@@ -28,7 +28,7 @@ export const LAYERS: Layer[] = [
   { name: 'apply', paths: ['lib/datapath/', 'lib/ipam/', 'lib/mirror/'], may: ['state', 'compile', 'protocol', 'support', 'kernel', 'values'] },
   { name: 'observe', paths: ['lib/observe/'], may: ['compile', 'kernel', 'values'] },
   { name: 'state', paths: ['lib/state/', 'lib/ipam/store.ts', 'lib/ipam/index-file.ts'], may: ['compile', 'kernel', 'values'] },
-  { name: 'compile', paths: ['lib/policy/', 'lib/config/'], may: ['protocol', 'values'] },
+  { name: 'compile', paths: ['lib/policy/', 'lib/config/', 'lib/services/'], may: ['protocol', 'values'] },
   { name: 'protocol', paths: ['lib/cni/'], may: ['compile', 'values'] },
   { name: 'support', paths: ['lib/log.ts', 'lib/stdio.ts', 'lib/crash.ts'], may: ['compile', 'kernel', 'values'] },
   { name: 'kernel', paths: ['lib/sys/', 'lib/bpf/', 'lib/fsx.ts'], may: ['values'] },

@@ -111,8 +111,12 @@ describe('policy reconciler', () => {
     assert.deepEqual(seen, ['relist', 'relist', 'update']);
     assert.equal(calls.full, before, 'no policy compile');
     assert.deepEqual([...policyObjects(cache).policies.keys()], ['x/deny'], 'the policies are all there');
-    assert.deepEqual(cache.store('Service').items.get('x/web'), { namespace: 'x', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.11'], ports: [], selector: {} });
-    assert.deepEqual(cache.store('EndpointSlice').items.get('x/web-1')!.endpoints, [{ addresses: ['10.0.0.2'], ready: true, nodeName: NODE }]);
+    assert.deepEqual(cache.store('Service').items.get('x/web'), {
+      namespace: 'x', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.11'], ipFamilies: [], ports: [],
+      sessionAffinity: 'None', affinityTimeoutSeconds: 10800, internalTrafficPolicy: 'Cluster', externalTrafficPolicy: 'Cluster', healthCheckNodePort: 0,
+      externalIPs: [], loadBalancerIngress: [], loadBalancerSourceRanges: [], headlessLabel: false,
+    });
+    assert.deepEqual(cache.store('EndpointSlice').items.get('x/web-1')!.endpoints, [{ addresses: ['10.0.0.2'], ready: true, serving: true, terminating: false, nodeName: NODE }]);
     assert.deepEqual(cache.kinds(), ['Namespace', 'Pod', 'NetworkPolicy', 'Service', 'EndpointSlice'], 'subscribed kinds are the ones watched');
   });
 
