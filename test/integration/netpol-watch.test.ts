@@ -116,6 +116,9 @@ describe('NetworkPolicy from the watch API', () => {
     const t1 = Date.now();
     while (why().status !== 0 && Date.now() - t1 < 3000) await sleep(50);
     assert.equal(why().status, 0, `allowed once it is app=web:\n${why().stdout}\n${log.slice(mark)}`);
+    // The sync logs after it applied: the kernel may answer before the line reaches this pipe.
+    const t2 = Date.now();
+    while (!/"incremental":true/.test(log.slice(mark)) && Date.now() - t2 < 3000) await sleep(50);
     assert.match(log.slice(mark), /"incremental":true/);
     kube.delete('NetworkPolicy', 'x', 'from-web');
     kube.delete('Pod', 'y', 'far');
