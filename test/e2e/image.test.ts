@@ -53,7 +53,11 @@ describe('the OCI image and the DaemonSet', { skip }, () => {
     assert.deepEqual(spec.containers[0].command.slice(0, 5), ['/usr/local/bin/twill', 'sync', '--in-cluster', '--watch', '30']);
     const role = docs.find((d) => d.kind === 'ClusterRole')!;
     // Read only: Nodes for peers; Namespaces, Pods and NetworkPolicies for policy.
-    assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['nodes', 'namespaces', 'pods'], verbs: ['get', 'list', 'watch'] }, { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['get', 'list', 'watch'] }]);
+    assert.deepEqual(role.rules, [
+      { apiGroups: [''], resources: ['nodes', 'namespaces', 'pods', 'services'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+    ]);
     const cm = docs.find((d) => d.kind === 'ConfigMap')!;
     assert.equal(JSON.parse(cm.data['10-twill.conflist']).plugins[0].type, 'twill');
     // The command lines are ones the CLI accepts (a typo would exit 2 and crash-loop).
