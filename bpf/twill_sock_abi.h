@@ -28,6 +28,8 @@ enum lb_fe_flags {
 enum lb_be_flags {
 	LB_BE_VALID = 0x1,       /* 0: a freed id (an entry not written, or pruned) */
 	LB_BE_TERMINATING = 0x2, /* serving and terminating (KEP-1669): only used when no ready one */
+	LB_BE_RETIRED = 0x4,     /* gone from its Service, kept one more round for a reader of the
+	                          * slots it left: never chosen by affinity */
 };
 
 enum lb_limits {

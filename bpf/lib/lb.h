@@ -129,8 +129,10 @@ static __always_inline enum lb_outcome lb_choose(void *ctx, struct lb_fe_key *k,
 		av = bpf_map_lookup_elem(&lb_aff, &ak);
 		if (av && now - av->last_ns < (__u64)fe.affinity_timeout * 1000000000ULL) {
 			be = lb_backend_of(av->backend_id, fe.svc_id, k->family);
-			if (be)
+			if (be && !(be->flags & LB_BE_RETIRED))
 				id = av->backend_id;
+			else
+				be = 0;
 		}
 	}
 	if (!be) {
