@@ -6,7 +6,9 @@
 // no longer wanted) stays readable for one more round, for a program that read the frontend
 // just before the switch; the next round frees it.
 import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
-import { attachCgroup, cgroupLinkPin, detachCgroup } from '../bpf/attach/cgroup.js';
+import { attachCgroup, cgroup2Mount, cgroupLinkPin, detachCgroup, isCgroup2 } from '../bpf/attach/cgroup.js';
+import { Code, CniError } from '../cni/errors.js';
+import type { NetConf } from '../config/types.js';
 import { LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
 import { SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
@@ -28,6 +30,22 @@ export interface HookTarget {
 }
 
 const DEFAULT_STATE_DIR = '/var/lib/twill';
+
+/**
+ * Where a network's configuration puts the Service hooks: cgroupRoot (the schema made it
+ * absolute, without '..'), which must be a cgroup v2 directory; by default the host's cgroup v2
+ * mount. A bad one is the configuration's fault (code 7); no cgroup v2 at all, the host's (50).
+ */
+export function serviceHookTarget(conf: Pick<NetConf, 'bpffsRoot' | 'stateDir' | 'cgroupRoot'>): HookTarget {
+  let cgroupRoot = conf.cgroupRoot;
+  if (cgroupRoot === undefined) {
+    cgroupRoot = cgroup2Mount();
+    if (cgroupRoot === undefined) throw new CniError(Code.NotAvailable, 'Services need a cgroup v2 mount: none found in /proc/self/mountinfo', 'mount cgroup2 (on hybrid hosts, the unified hierarchy) or set cgroupRoot');
+  } else if (!isCgroup2(cgroupRoot)) {
+    throw new CniError(Code.InvalidConfig, `invalid network config: cgroupRoot ${cgroupRoot} is not a cgroup v2 directory`);
+  }
+  return { bpffsRoot: conf.bpffsRoot, cgroupRoot: cgroupRoot.replace(/(.)\/+$/, '$1'), stateDir: conf.stateDir };
+}
 
 /** The tag of a cgroup directory in link pin names (bpffs refuses dots; paths have slashes). */
 export const cgroupTag = (cgroupRoot: string): string => `cg${process.getBuiltinModule('node:crypto').createHash('sha256').update(cgroupRoot.replace(/\/+$/, '')).digest('hex').slice(0, 16)}`;
