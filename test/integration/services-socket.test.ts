@@ -12,7 +12,8 @@ import { memoryRecord } from '../../lib/mirror/record.js';
 import { openObject } from '../../lib/bpf/loader.js';
 import { SOCK_OBJECT } from '../../lib/bpf/manifest.js';
 import type { Frontend, ServiceBackend } from '../../lib/services/model.js';
-import { sh, tempDir, removeDir } from '../helpers/twill.js';
+import { cleanupNetns, inNs, makeNetns, netnsPath, sh, tempDir, removeDir, twill } from '../helpers/twill.js';
+import { testNet } from '../helpers/netconf.js';
 import { tempBpffs } from '../helpers/traffic.js';
 
 const ID = `tsv${process.pid % 100000}`;
@@ -297,5 +298,46 @@ describe('Services at the socket (cgroup hooks, real traffic)', { skip: !haveMou
     assert.equal(client('c1', { kind: 'tcp', addr: VIP, port: 80 })[0]!.err, 'ENETUNREACH');
     const links = spawnSync('bpftool', ['cgroup', 'show', cg], { encoding: 'utf8' });
     if (links.status === 0) assert.equal(links.stdout.trim(), '', links.stdout);
+  });
+});
+
+describe('ADD of a network that serves Services', { skip: !haveMount && 'no cgroup v2 mount' }, () => {
+  const bpffs = tempBpffs();
+  const net = testNet();
+  const cg = `${haveMount}/${ID}add`;
+  let podNs: string;
+  before(() => {
+    mkdirSync(cg);
+    podNs = makeNetns();
+  });
+  after(() => {
+    try {
+      removeServiceHooks({ bpffsRoot: bpffs.root, cgroupRoot: cg, stateDir: net.stateDir });
+    } catch {
+      // nothing was attached
+    }
+    cleanupNetns();
+    rmdirSync(cg);
+    bpffs.release();
+  });
+  const env = (cmd: string) => ({ CNI_COMMAND: cmd, CNI_CONTAINERID: `${ID}ctr`, CNI_NETNS: netnsPath(podNs), CNI_IFNAME: 'eth0' });
+
+  it('a cgroupRoot that is not cgroup v2 (or not absolute) is a configuration error (7), with nothing attached or pinned', () => {
+    for (const cgroupRoot of ['/tmp', '/nonexistent-tsv', 'sys/fs/cgroup', `${cg}/../x`]) {
+      const r = twill(env('ADD'), net.conf({ bpffsRoot: bpffs.root, services: { type: 'k8s' }, cgroupRoot }));
+      assert.equal(r.json.code, 7, `${cgroupRoot}: ${r.stdout}`);
+      assert.match(r.json.msg, /cgroupRoot/);
+    }
+    assert.equal(existsSync(`${bpffs.root}/twill-node`), false);
+    assert.equal(inNs(podNs, ['ip', '-o', 'link', 'show', 'eth0'], true), '');
+  });
+
+  it('ADD attaches the node\'s hooks to cgroupRoot (once), and the pod still gets its address', () => {
+    const conf = net.conf({ bpffsRoot: bpffs.root, services: { type: 'k8s' }, cgroupRoot: cg });
+    const r = twill(env('ADD'), conf);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const links = readdirSync(`${bpffs.root}/twill-node/links`).filter((f) => f.startsWith('twill_'));
+    assert.equal(links.length, 8, links.join(' '));
+    assert.equal(twill(env('DEL'), conf).code, 0);
   });
 });
