@@ -5,11 +5,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { cgroup2Mount } from '../../lib/bpf/attach/cgroup.js';
-import { mapKeys } from '../../lib/bpf/sys.js';
-import { applyServices, ensureServiceHooks, openServiceMaps, removeServiceHooks } from '../../lib/datapath/services.js';
+import { cgroup2Mount, cgroupLinkPin } from '../../lib/bpf/attach/cgroup.js';
+import { closeFd, mapKeys, objGet, objInfo } from '../../lib/bpf/sys.js';
+import { bpfObject } from '../../lib/bpf/object.js';
+import { applyServices, cgroupTag, ensureServiceHooks, openServiceMaps, removeServiceHooks } from '../../lib/datapath/services.js';
 import { memoryRecord } from '../../lib/mirror/record.js';
-import { openObject } from '../../lib/bpf/loader.js';
+import { loadObject, openObject } from '../../lib/bpf/loader.js';
 import { SOCK_OBJECT } from '../../lib/bpf/manifest.js';
 import type { Frontend, ServiceBackend } from '../../lib/services/model.js';
 import { cleanupNetns, inNs, makeNetns, netnsPath, sh, tempDir, removeDir, twill } from '../helpers/twill.js';
@@ -285,6 +286,24 @@ describe('Services at the socket (cgroup hooks, real traffic)', { skip: !haveMou
     assert.equal(m.peer, `::ffff:${VIP}:80`);
   });
 
+  it('a new build of the object takes over every pinned link (link update), and translation goes on with the same maps', () => {
+    apply([fe({ port: 80, backends: be(['b2'], 8080) })]);
+    const next = loadObject(SOCK_OBJECT, { ...bpfObject('twill_sock.o'), sha256: 'e'.repeat(64) }, { root: bpffs.root, sizes: { endpoints: 0 } });
+    try {
+      assert.equal(next.report.reloaded, true);
+      for (const p of SOCK_OBJECT.programs) {
+        const link = objGet(cgroupLinkPin(`${bpffs.root}/twill-node/links`, p.name, cgroupTag(cg)))!;
+        const progId = objInfo(link).readUInt32LE(8); // bpf_link_info.prog_id
+        closeFd(link);
+        assert.equal(progId, objInfo(next.programs.get(p.name)!).readUInt32LE(4), p.name);
+      }
+    } finally {
+      next.close();
+    }
+    const r = client('c1', { kind: 'tcp', addr: VIP, port: 80 })[0]!;
+    assert.deepEqual([r.who, r.peer], ['b2:8080', `${VIP}:80`]);
+  });
+
   it('hooks are loaded once: a second ensure attaches nothing new', () => {
     assert.deepEqual(ensureServiceHooks({ bpffsRoot: bpffs.root, cgroupRoot: cg, stateDir }).attached, []);
   });
@@ -319,6 +338,7 @@ describe('ADD of a network that serves Services', { skip: !haveMount && 'no cgro
     cleanupNetns();
     rmdirSync(cg);
     bpffs.release();
+    removeDir(net.dataDir);
   });
   const env = (cmd: string) => ({ CNI_COMMAND: cmd, CNI_CONTAINERID: `${ID}ctr`, CNI_NETNS: netnsPath(podNs), CNI_IFNAME: 'eth0' });
 
