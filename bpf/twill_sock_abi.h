@@ -37,7 +37,7 @@ enum lb_limits {
 	LB_SLOTS_MAX = 262144,
 	LB_BE_MAX = 131072,
 	LB_AFF_MAX = 16384,
-	LB_REV_MAX = 65536,
+	LB_REV_MAX = 32768, /* live (socket, backend) pairs; 3.75 MiB: the node's Service maps stay within 16 MiB at 10,000 Services */
 	LB_ERR_CONNREFUSED = 111, /* ECONNREFUSED: what the hooks answer for a Service with no endpoints */
 };
 

@@ -24,7 +24,7 @@ export const LB_FE_MAX = 65536;
 export const LB_SLOTS_MAX = 262144;
 export const LB_BE_MAX = 131072;
 export const LB_AFF_MAX = 16384;
-export const LB_REV_MAX = 65536;
+export const LB_REV_MAX = 32768;
 export const LB_ERR_CONNREFUSED = 111;
 
 /** Byte size and member offsets of each map key and value (and event) struct. */

@@ -229,7 +229,7 @@ describe('the committed socket object and its ABI (lib/bpf/abi-sock.generated.ts
     assert.deepEqual(byName.get('lb_slots'), { name: 'lb_slots', type: MapType.Array, keySize: 4, valueSize: 4, maxEntries: 262144, flags: 0 });
     assert.deepEqual(byName.get('lb_be'), { name: 'lb_be', type: MapType.Array, keySize: 4, valueSize: L.lb_be.size, maxEntries: 131072, flags: 0 });
     assert.deepEqual(byName.get('lb_aff'), { name: 'lb_aff', type: MapType.LruHash, keySize: L.lb_aff_key.size, valueSize: L.lb_aff_val.size, maxEntries: 16384, flags: 0 });
-    assert.deepEqual(byName.get('lb_rev'), { name: 'lb_rev', type: MapType.LruHash, keySize: L.lb_rev_key.size, valueSize: L.lb_rev_val.size, maxEntries: 65536, flags: 0 });
+    assert.deepEqual(byName.get('lb_rev'), { name: 'lb_rev', type: MapType.LruHash, keySize: L.lb_rev_key.size, valueSize: L.lb_rev_val.size, maxEntries: 32768, flags: 0 });
     assert.deepEqual([...byName.keys()].filter((n) => !n.startsWith('.')).sort(), Object.keys(SOCK_OBJECT.maps).sort());
     assert.deepEqual(parseElf(sock).programs.map((p) => p.section).sort(), SOCK_OBJECT.programs.map((p) => p.section).sort());
   });
