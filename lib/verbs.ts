@@ -55,6 +55,7 @@ const verb = (fn: (c: Call) => ReturnType<Handler>): Handler => async (inv) => {
  * names a kubeconfig (cluster/pod-policy.ts, datapath/policy-learn.ts); failing that, it starts isolated.
  */
 async function addLearning(c: Call): Promise<ReturnType<typeof add>> {
+  if (c.conf.services) await ensureServices(c);
   if (c.conf.policy?.kubeconfig && c.pod && !readPodStart(c.conf, `${c.pod.namespace}/${c.pod.name}`)) {
     try {
       const [{ fetchPodPolicyObjects }, { learnPod }] = await Promise.all([import('./cluster/pod-policy.js'), import('./datapath/policy-learn.js')]);
@@ -65,6 +66,16 @@ async function addLearning(c: Call): Promise<ReturnType<typeof add>> {
     }
   }
   return add(c);
+}
+
+/**
+ * A network that serves Services has the node's socket hooks before its first pod starts
+ * (loaded once per node; later calls find them pinned). A bad cgroupRoot fails the ADD with
+ * nothing changed.
+ */
+async function ensureServices(c: Call): Promise<void> {
+  const { ensureServiceHooks, serviceHookTarget } = await import('./datapath/services.js');
+  ensureServiceHooks(serviceHookTarget(c.conf));
 }
 
 export const ADD = verb(addLearning);

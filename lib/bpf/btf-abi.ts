@@ -52,10 +52,10 @@ export function parseAbi(btf: Buffer): Abi {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** abi.generated.ts: every enumerator as a constant, every struct as its size and offsets. */
-export function abiSource(abi: Abi, from: string): string {
+export function abiSource(abi: Abi, from: string, defs = 'bpf/twill_maps.h'): string {
   const out = [
     `// Generated from ${from}'s BTF by tools/build/gen-abi.ts (\`make abi\`): do not edit.`,
-    '// The definitions are C\'s, in bpf/twill_maps.h; a unit test fails when this file is stale.',
+    `// The definitions are C's, in ${defs}; a unit test fails when this file is stale.`,
     '',
   ];
   for (const e of abi.enums) {
@@ -74,8 +74,8 @@ export function abiSource(abi: Abi, from: string): string {
 }
 
 /** The generated module's text for an object's bytes. */
-export function abiSourceOf(object: Buffer, from: string): string {
+export function abiSourceOf(object: Buffer, from: string, defs?: string): string {
   const btf = btfSection(object);
   if (!btf) throw new BtfError(`${from} has no .BTF section: build it with -g`);
-  return abiSource(parseAbi(btf), from);
+  return abiSource(parseAbi(btf), from, defs);
 }

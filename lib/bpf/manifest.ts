@@ -147,8 +147,22 @@ export const TC_OBJECT: ObjectSpec<MapName> = {
   fields: [{ marker: CT_STATUS_MARKER, struct: 'nf_conn', member: 'status', required: true }],
 };
 
+/** The maps of twill_sock.c (bpf/lib/lb.h): Services, node-wide. */
+export type SockMapName = 'lb_fe' | 'lb_slots' | 'lb_be' | 'lb_aff' | 'lb_rev';
+
+const SOCK_HOOKS: CgroupHook[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
+const nodeMap: MapSpec = { scope: 'node', size: { from: 'object' }, version: 1 };
+
+/** The socket-level Service translation: one program per cgroup hook, attached to cgroupRoot; node-wide maps. */
+export const SOCK_OBJECT: ObjectSpec<SockMapName> = {
+  name: 'sock',
+  file: 'twill_sock.o',
+  programs: SOCK_HOOKS.map((hook) => ({ name: `twill_${hook}`, section: `cgroup/${hook}`, type: 'cgroup_sock_addr', attach: { kind: 'cgroup', hook }, scope: 'node', pin: `sock_${hook}_{hash}` })),
+  maps: { lb_fe: nodeMap, lb_slots: nodeMap, lb_be: nodeMap, lb_aff: nodeMap, lb_rev: nodeMap },
+};
+
 /** Every object twill loads. */
-export const OBJECTS: readonly ObjectSpec[] = [TC_OBJECT];
+export const OBJECTS: readonly ObjectSpec[] = [TC_OBJECT, SOCK_OBJECT];
 
 /** The pinned kernel name of a map at a layout version (map names allow [A-Za-z0-9_.], 15 bytes). */
 export function kernelMapName(name: string, version: number): string {

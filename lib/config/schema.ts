@@ -90,6 +90,15 @@ export const schema = {
         policyEntries: { type: 'integer', minimum: 256, maximum: 4194304, default: 262144, description: 'Entries of the policy trie: (group of local pods selected by the same policies, direction, peer identity or class, protocol, port block) allowances. They grow with what the policies say about this node\'s pods, not with the cluster\'s pods (docs/policy-scale.md). Allocated as used.' },
       },
     },
+    services: {
+      type: 'object',
+      required: ['type'],
+      description: 'Kubernetes Services without kube-proxy (as `policy` does for NetworkPolicy). With "type": "k8s" the node\'s socket-level Service translation is loaded once per node and attached to cgroupRoot (cgroup connect, sendmsg, recvmsg and getpeername hooks, IPv4 and IPv6): a connection or datagram to a Service address goes to one of its endpoints, as `twill sync` last computed them. Without this key nothing is translated.',
+      properties: {
+        type: { enum: ['k8s'], description: '"k8s": v1 Service and discovery.k8s.io/v1 EndpointSlice.' },
+      },
+    },
+    cgroupRoot: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'The cgroup v2 directory whose sockets (and its descendants\') the Service translation serves (default: the host\'s cgroup v2 mount, from /proc/self/mountinfo; on hybrid hosts the unified mount, e.g. /sys/fs/cgroup/unified). Nodes simulated on one kernel each get their own directory. Must exist and be on cgroup2.' },
     cniCacheDir: { type: 'string', maxLength: 4096, pattern: ABS_PATH, default: '/var/lib/cni', description: 'libcni\'s cache directory (containerd, CRI-O, podman and cnitool keep each chain\'s result under results/). When twill\'s entry does not declare the bandwidth capability, a pod gets the fast path once its chain\'s result is cached there and its veth shows no shaping.' },
     backend: { enum: ['none', 'vxlan', 'hostgw'], default: 'none', description: 'How pods on other nodes are reached: "none" (single node), "vxlan" (one VXLAN device per network, static FDB and neighbours), "hostgw" (a route per peer pod CIDR via the peer node, which must share the underlay L2).' },
     vxlan: {

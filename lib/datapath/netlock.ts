@@ -15,3 +15,15 @@ export function withNetworkLock<T>(stateDir: string, network: string, fn: () => 
     unlock();
   }
 }
+
+/** The node-wide lock: what every network shares (the Service hooks and maps), set up once per node. */
+export function withNodeLock<T>(stateDir: string, fn: () => T): T {
+  const dir = `${stateDir}/locks`;
+  mkdirs(dir, 0o700);
+  const unlock = lockFile(`${dir}/node.lock`);
+  try {
+    return fn();
+  } finally {
+    unlock();
+  }
+}

@@ -80,3 +80,31 @@ export interface ServicesModel {
 /** A frontend's identity in the maps: two frontends never share one. */
 export const frontendKey = (f: Pick<Frontend, 'family' | 'address' | 'port' | 'protocol' | 'scope'>): string =>
   `${f.family}|${f.address}|${f.port}|${f.protocol}|${f.scope}`;
+
+/** An endpoint as apply programs it. */
+export interface ServiceBackend {
+  address: string;
+  port: number;
+}
+
+/**
+ * What apply writes for one frontend (lib/datapath/services.ts): the compile's Frontend with
+ * the Service port's stable id, its backends by address, and its verdict when there are none.
+ */
+export interface LbFrontend {
+  family: Family;
+  address: string;
+  port: number;
+  protocol: Protocol;
+  scope: Scope;
+  /** Stable id of (Service, port), 1..2^32-1: affinity and reverse translation key on it. */
+  serviceId: number;
+  /** Ready endpoints. */
+  backends: ServiceBackend[];
+  /** Serving and terminating endpoints: used only when there is no ready one (KEP-1669). */
+  terminating: ServiceBackend[];
+  /** With no endpoint at all: reject (no endpoints) or drop (traffic policy Local, none local). A socket is refused either way. */
+  whenEmpty: 'reject' | 'drop';
+  /** sessionAffinity ClientIP timeoutSeconds; 0: no affinity. */
+  affinitySeconds: number;
+}

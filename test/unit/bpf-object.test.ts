@@ -14,6 +14,9 @@ import { linkKfuncs, patchFieldOffset } from '../../lib/bpf/elf.js';
 import { MapType } from '../../lib/bpf/sys.js';
 import { addrBytes, formatAddr, parseAddr } from '../../lib/net/ip.js';
 import { ROOT } from '../helpers/twill.js';
+import { LAYOUTS as SOCK_LAYOUTS } from '../../lib/bpf/abi-sock.generated.js';
+import { SOCK_OBJECT } from '../../lib/bpf/manifest.js';
+import { beValue, feKey, feValue, parseBeValue, parseFeKey } from '../../lib/datapath/services-encode.js';
 
 const object = readFileSync(`${ROOT}/bpf/twill_tc.o`);
 
@@ -205,5 +208,48 @@ describe('map key and value layouts', () => {
     const block = { slot: 9, identity: 300, dir: POL_EGRESS, proto: 17, protoBits: 8 as const, port: 1024, portBits: 6 };
     assert.equal(polKey(block).readUInt32LE(0), 86);
     assert.deepEqual(parsePolKey(polKey(block)), block);
+  });
+});
+
+describe('the committed socket object and its ABI (lib/bpf/abi-sock.generated.ts)', () => {
+  const sock = readFileSync(`${ROOT}/bpf/twill_sock.o`);
+
+  it('is the generator\'s output on the committed object (else: make abi)', () => {
+    assert.equal(readFileSync(`${ROOT}/lib/bpf/abi-sock.generated.ts`, 'utf8'), abiSourceOf(sock, 'bpf/twill_sock.o', 'bpf/twill_sock_abi.h'));
+  });
+
+  it('holds every enum and struct of its struct twill_abi, and declares the maps the manifest lists with them', () => {
+    const abi = parseAbi(btfSection(sock)!);
+    assert.deepEqual(abi.structs.map((x) => x.name).sort(), ['lb_aff_key', 'lb_aff_val', 'lb_be', 'lb_fe_key', 'lb_fe_val', 'lb_rev_key', 'lb_rev_val']);
+    const value = (n: string): number | undefined => abi.enums.flatMap((e) => e.values).find((v) => v.name === n)?.value;
+    assert.equal(value('LB_ERR_CONNREFUSED'), 111);
+    const L = SOCK_LAYOUTS;
+    const byName = new Map(parseElf(sock).maps.map((m) => [m.name, m]));
+    assert.deepEqual(byName.get('lb_fe'), { name: 'lb_fe', type: MapType.Hash, keySize: L.lb_fe_key.size, valueSize: L.lb_fe_val.size, maxEntries: 65536, flags: 1 });
+    assert.deepEqual(byName.get('lb_slots'), { name: 'lb_slots', type: MapType.Array, keySize: 4, valueSize: 4, maxEntries: 262144, flags: 0 });
+    assert.deepEqual(byName.get('lb_be'), { name: 'lb_be', type: MapType.Array, keySize: 4, valueSize: L.lb_be.size, maxEntries: 131072, flags: 0 });
+    assert.deepEqual(byName.get('lb_aff'), { name: 'lb_aff', type: MapType.LruHash, keySize: L.lb_aff_key.size, valueSize: L.lb_aff_val.size, maxEntries: 16384, flags: 0 });
+    assert.deepEqual(byName.get('lb_rev'), { name: 'lb_rev', type: MapType.LruHash, keySize: L.lb_rev_key.size, valueSize: L.lb_rev_val.size, maxEntries: 32768, flags: 0 });
+    assert.deepEqual([...byName.keys()].filter((n) => !n.startsWith('.')).sort(), Object.keys(SOCK_OBJECT.maps).sort());
+    assert.deepEqual(parseElf(sock).programs.map((p) => p.section).sort(), SOCK_OBJECT.programs.map((p) => p.section).sort());
+  });
+
+  it('the encoders write each field at its C offset', () => {
+    const L = SOCK_LAYOUTS;
+    const k = feKey({ family: 6, address: 'fd00::a:b', port: 0x1f90, protocol: 'SCTP', scope: 'internal' });
+    assert.equal(k.length, L.lb_fe_key.size);
+    assert.equal(k.readUInt32LE(L.lb_fe_key.offsets.family), 6);
+    assert.equal(k.indexOf(addrBytes(parseAddr('fd00::a:b')!)), L.lb_fe_key.offsets.addr);
+    assert.equal(k.readUInt16BE(L.lb_fe_key.offsets.port), 0x1f90);
+    assert.deepEqual([k[L.lb_fe_key.offsets.proto], k[L.lb_fe_key.offsets.scope]], [132, 1]);
+    assert.deepEqual(parseFeKey(k), { family: 6, address: 'fd00::a:b', port: 0x1f90, protocol: 'SCTP', scope: 'internal' });
+    const v = feValue({ svcId: 0x01020304, base: 0x05060708, count: 0x0a0b, term: 0x0c0d, flags: 0x0e0f, cap: 0x1011, affinityTimeout: 0x12131415 });
+    assert.deepEqual(
+      [v.readUInt32LE(L.lb_fe_val.offsets.svc_id), v.readUInt32LE(L.lb_fe_val.offsets.base), v.readUInt16LE(L.lb_fe_val.offsets.count), v.readUInt16LE(L.lb_fe_val.offsets.term), v.readUInt16LE(L.lb_fe_val.offsets.flags), v.readUInt16LE(L.lb_fe_val.offsets.cap), v.readUInt32LE(L.lb_fe_val.offsets.affinity_timeout)],
+      [0x01020304, 0x05060708, 0x0a0b, 0x0c0d, 0x0e0f, 0x1011, 0x12131415]);
+    const b = beValue({ family: 4, address: '10.1.2.3', port: 8080, protocol: 'UDP', flags: 3, svcId: 0x0a0b0c0d });
+    assert.deepEqual([b.length, b.readUInt32LE(L.lb_be.offsets.family), b.indexOf(Buffer.from([10, 1, 2, 3])), b.readUInt16BE(L.lb_be.offsets.port), b[L.lb_be.offsets.proto], b[L.lb_be.offsets.flags], b.readUInt32LE(L.lb_be.offsets.svc_id)],
+      [L.lb_be.size, 4, L.lb_be.offsets.addr, 8080, 17, 3, 0x0a0b0c0d]);
+    assert.deepEqual(parseBeValue(b), { family: 4, address: '10.1.2.3', port: 8080, protocol: 'UDP', flags: 3, svcId: 0x0a0b0c0d });
   });
 });

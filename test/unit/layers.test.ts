@@ -32,7 +32,7 @@ export const LAYERS: Layer[] = [
   { name: 'protocol', paths: ['lib/cni/'], may: ['compile', 'values'] },
   { name: 'support', paths: ['lib/log.ts', 'lib/stdio.ts', 'lib/crash.ts'], may: ['compile', 'kernel', 'values'] },
   { name: 'kernel', paths: ['lib/sys/', 'lib/bpf/', 'lib/fsx.ts'], may: ['values'] },
-  { name: 'values', paths: ['lib/net/', 'lib/naming.ts', 'lib/bpf/layout.ts', 'lib/bpf/abi.generated.ts'], may: [] },
+  { name: 'values', paths: ['lib/net/', 'lib/naming.ts', 'lib/bpf/layout.ts', 'lib/bpf/abi.generated.ts', 'lib/bpf/abi-sock.generated.ts'], may: [] },
 ];
 
 // Imports that break the rule today and are owed a fix elsewhere: each names its edge and why it

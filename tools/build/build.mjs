@@ -52,7 +52,7 @@ writeFileSync(
     output: 'dist/twill.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    assets: { 'twill.js': 'dist/twill.js', 'twill.cache': 'dist/twill.cache', 'koffi.node': koffiPath, 'twill_tc.o': bpfPath },
+    assets: { 'twill.js': 'dist/twill.js', 'twill.cache': 'dist/twill.cache', 'koffi.node': koffiPath, 'twill_tc.o': bpfPath, 'twill_sock.o': 'bpf/twill_sock.o' },
   }),
 );
 execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });

@@ -1,6 +1,7 @@
 // cgroup attachment: a bpf_link of a cgroup program (sock_addr: connect4, sendmsg4, …; sock)
 // on a cgroup v2 directory, pinned so it outlives the process; detached by its pin.
 import { closeSync, constants, openSync, readFileSync, unlinkSync } from '../../sys/fs.js';
+import { libc } from '../../sys/libc.js';
 import { closeFd, linkCreateCgroup, linkDetach, linkUpdate, objGet, objPin } from '../sys.js';
 import { CGROUP_HOOKS, type CgroupHook } from '../manifest.js';
 
@@ -18,6 +19,15 @@ export function cgroup2Mount(mountinfo = '/proc/self/mountinfo'): string | undef
     if (post?.split(' ')[0] === 'cgroup2') return pre!.split(' ')[4];
   }
   return undefined;
+}
+
+const CGROUP2_SUPER_MAGIC = 0x63677270n;
+
+/** Whether path is on a cgroup v2 filesystem (statfs f_type). */
+export function isCgroup2(path: string): boolean {
+  const buf = Buffer.alloc(128);
+  if (Number(libc().statfs(path, buf)) !== 0) return false;
+  return buf.readBigUInt64LE(0) === CGROUP2_SUPER_MAGIC;
 }
 
 /** Attaches progFd to the cgroup directory for hook and pins the link at pin. */
