@@ -80,6 +80,15 @@ function policyStatus(conf: NetConf): PolicyStatus {
   };
 }
 
+/** Maps this release's object has and the network's pins lack (an upgrade added them; the next ADD creates them). */
+function missingMaps(conf: NetConf): string[] {
+  if (conf.datapath === 'routed') return [];
+  const net = openNetwork(conf.bpffsRoot, conf.name);
+  if (!net) return [];
+  net.close();
+  return net.missing.length ? [`maps not pinned yet: ${net.missing.join(', ')} (the next pod's ADD creates them)`] : [];
+}
+
 function bpfInfo(conf: NetConf): NetworkStatus['bpf'] {
   const dir = networkDir(conf.bpffsRoot, conf.name);
   if (!existsSync(dir)) return undefined;
@@ -180,12 +189,13 @@ export function networkStatus(conf: NetConf, file: string): NetworkStatus {
   const eps = conf.datapath === 'routed' ? undefined : listEndpoints(conf.bpffsRoot, conf.name);
   if (eps) endpoints = Math.max(endpoints, new Set(eps.map((e) => e.ep.ifindex)).size);
   const be = conf.backend === 'none' ? undefined : readBackendState(conf);
+  const warnings = [...(be?.problems ?? []), ...missingMaps(conf)];
   return {
     network: conf.name,
     file,
     ready: problems.length === 0,
     problems,
-    warnings: be?.problems ?? [],
+    warnings,
     datapath: {
       configured: conf.datapath,
       live: st?.mode ?? (conf.datapath === 'routed' ? 'routed' : 'not yet decided (no pod attached)'),

@@ -12,6 +12,8 @@ import { mapLayout } from '../../lib/bpf/pins.js';
 import { closeFd, mapCreate, mapKeys, mapLookup, mapUpdate, MapType, objGet, objPin, progTestRun } from '../../lib/bpf/sys.js';
 import { ebpfDel, endpointTable, listEndpoints, type EbpfNet } from '../../lib/datapath/ebpf.js';
 import { parseAddr } from '../../lib/net/ip.js';
+import { loadNetConf } from '../../lib/config/load.js';
+import { networkStatus } from '../../lib/cli/status.js';
 import { compileBpf, featuresSpec, hasClang } from '../helpers/bpf-objects.js';
 import { tempBpffs } from '../helpers/traffic.js';
 
@@ -50,6 +52,8 @@ describe('a network pinned by a version without one of the maps', () => {
     assert.deepEqual(o.missing, ['echoes']);
     assert.ok(o.maps.has('endpoints'));
     o.close();
+    const conf = loadNetConf(JSON.stringify({ cniVersion: '1.0.0', name: NET, type: 'twill', datapath: 'ebpf', bpffsRoot: bpffs.root, stateDir: `${bpffs.root}-state`, ipam: { type: 'host-local', dataDir: `${bpffs.root}-ipam`, ranges: [[{ subnet: '10.251.7.0/24' }]] } }));
+    assert.ok(networkStatus(conf, 'x.conflist').warnings.some((w) => /maps not pinned yet: echoes/.test(w)), 'twill status says which map is missing');
 
     ebpfDel(net, 'vethlmig1', 1001, [A]);
     assert.deepEqual(listEndpoints(bpffs.root, NET)?.map((e) => e.ep.ifindex), [1002], 'the DEL removed its entry, the other stays listed');
