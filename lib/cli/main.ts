@@ -68,6 +68,17 @@ export async function runCli(argv: string[], version: string): Promise<number> {
       },
     )
     .command(
+      'services',
+      'the Service frontends this node translates and the backends each balances over (active, terminating), from the pinned maps, as cilium service list prints them',
+      (y) => output(y)
+        .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', describe: 'CNI configuration directory', requiresArg: true })
+        .epilog(EXIT_HELP)
+        .example('$0 services -o json', 'frontends and backends as JSON'),
+      (a) => {
+        run = async () => (await import('./services.js')).runServices({ confDir: a['conf-dir'], json: isJson(a) });
+      },
+    )
+    .command(
       'install',
       'put this executable into the CNI bin dir and a conflist into the CNI config dir (atomically; an existing conflist is kept unless --force)',
       (y) => y
@@ -84,15 +95,15 @@ export async function runCli(argv: string[], version: string): Promise<number> {
     )
     .command(
       'sync',
-      'reconcile every twill network with its node table (Kubernetes Node objects, a nodes file, or the config): VXLAN device, FDB, neighbours, peer routes, masquerade',
+      'reconcile every twill network with its node table (Kubernetes Node objects, a nodes file, or the config): VXLAN device, FDB, neighbours, peer routes, masquerade; NetworkPolicy and Services where a network asks for them',
       (y) => output(y)
         .option('conf-dir', { type: 'string', default: '/etc/cni/net.d', requiresArg: true })
         .option('network', { type: 'string', describe: 'only this network', requiresArg: true })
         .option('kubeconfig', { type: 'string', describe: 'read Node objects with this kubeconfig', requiresArg: true })
         .option('in-cluster', { type: 'boolean', default: false, describe: 'read Node objects with the pod\'s service account' })
         .option('nodes-file', { type: 'string', describe: 'read the node table from this JSON file ({"nodes": [...]})', requiresArg: true })
-        .option('from-file', { type: 'string', describe: 'read Namespaces, Pods and NetworkPolicies from this file (a List as kubectl get -o json prints it, or multi-document YAML)', requiresArg: true })
-        .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry, the masquerade rules, and eBPF state no veth uses' })
+        .option('from-file', { type: 'string', describe: 'read Namespaces, Pods, NetworkPolicies, Services and EndpointSlices from this file (a List as kubectl get -o json prints it, or multi-document YAML)', requiresArg: true })
+        .option('cleanup', { type: 'boolean', default: false, describe: 'remove every peer route, FDB and neighbour entry, the masquerade rules, eBPF state no veth uses, and the Services hooks and maps' })
         .option('watch', { type: 'number', describe: 'repeat every N seconds (1 to 86400); errors are retried with backoff', requiresArg: true })
         .check((a) => {
           const sources = [a.kubeconfig !== undefined, a['in-cluster'], a['nodes-file'] !== undefined].filter(Boolean).length;

@@ -2,7 +2,7 @@
 // atomically for node_exporter's textfile collector (--textfile DIR): no port is opened.
 import type { NetConf } from '../config/types.js';
 import { endpointTable, type EndpointRow } from '../datapath/ebpf.js';
-import { readBudget, readEndpoints, readSyncRecord } from '../state/files.js';
+import { readBudget, readEndpoints, readServiceIds, readServicesSync, readSyncRecord } from '../state/files.js';
 import { hostLocalUsage } from '../ipam/hostlocal.js';
 import { openNetwork } from '../bpf/loader.js';
 import { FLOW_KEY_SIZE } from '../bpf/layout.js';
@@ -13,6 +13,8 @@ import type { Link } from '../sys/rtnl.js';
 import { aliasPrefix } from '../naming.js';
 import { writeAtomic } from '../fsx.js';
 import { twillNetworks } from './netconfs.js';
+import { readServiceRows } from './services.js';
+import { servicesNetworks } from './sync-services.js';
 
 type Labels = Record<string, string>;
 interface Family {
@@ -118,6 +120,23 @@ function networkMetrics(r: Registry, conf: NetConf, rows: EndpointRow[], links: 
   }
 }
 
+/** Node-wide: the Services programmed in the kernel's maps and when the sync last computed them. */
+function serviceMetrics(r: Registry, confs: NetConf[]): void {
+  const first = servicesNetworks(confs)[0];
+  if (!first) return;
+  let rows: NonNullable<ReturnType<typeof readServiceRows>> = [];
+  try {
+    rows = readServiceRows(first.bpffsRoot, readServiceIds(first)) ?? [];
+  } catch {
+    // maps half there: the gauges say none, status names the problem
+  }
+  r.add('twill_services_frontends', 'gauge', 'Service frontends (address, port, protocol, scope) programmed in the node\'s Service maps.', {}, rows.length);
+  const help = 'Backends of the programmed Service frontends, by state (active: ready; terminating: serving and terminating, used only while no ready one is left).';
+  for (const state of ['active', 'terminating'] as const) r.add('twill_services_backends', 'gauge', help, { state }, rows.reduce((s, x) => s + x.backends.filter((b) => b.state === state).length, 0));
+  const rec = readServicesSync(first);
+  if (rec) r.add('twill_services_sync_timestamp_seconds', 'gauge', 'When twill sync last programmed the node\'s Services, in seconds since the epoch.', {}, Date.parse(rec.time) / 1000);
+}
+
 export function collect(confDir: string): string {
   const r = new Registry();
   const nets = twillNetworks(confDir);
@@ -129,6 +148,7 @@ export function collect(confDir: string): string {
     if (!roots.has(root)) roots.set(root, endpointTable(root, links));
     networkMetrics(r, n.conf, roots.get(root)!.filter((x) => x.network === n.conf!.name), links);
   }
+  serviceMetrics(r, nets.flatMap((n) => (n.conf ? [n.conf] : [])));
   r.add('twill_config_errors', 'gauge', 'twill entries of the CNI configuration directory that do not load.', {}, nets.filter((n) => !n.conf).length);
   return exposition(r.families);
 }

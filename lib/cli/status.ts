@@ -13,6 +13,7 @@ import { objGet, objInfo, closeFd, mapMemlock } from '../bpf/sys.js';
 import { hostLinksWithAlias } from '../sys/podlink.js';
 import { aliasPrefix } from '../naming.js';
 import { twillNetworks } from './netconfs.js';
+import { servicesStatus, servicesStatusLine, type ServicesStatus } from './services.js';
 
 export interface NetworkStatus {
   network: string;
@@ -28,6 +29,8 @@ export interface NetworkStatus {
   endpoints: number;
   bpf?: { pinDir: string; programId?: number; mapIds: Record<string, number> };
   policy?: PolicyStatus;
+  /** The node's Services (node-wide: the same on every network that serves them). */
+  services?: ServicesStatus;
   lastErrors: string[];
 }
 
@@ -223,6 +226,7 @@ function render(s: NetworkStatus): string {
     `  endpoints: ${s.endpoints}`,
     ...(s.bpf ? [`  bpf:       pins ${s.bpf.pinDir}; program id ${s.bpf.programId ?? '-'}; maps ${Object.entries(s.bpf.mapIds).map(([k, v]) => `${k}=${v}`).join(' ') || '-'}`] : []),
     ...(s.policy ? [policyLine(s.policy)] : []),
+    ...(s.services ? [servicesStatusLine(s.services)] : []),
     ...s.lastErrors.map((e) => `  error:     ${e}`),
   ];
   return `${lines.join('\n')}\n`;
@@ -238,7 +242,8 @@ function policyLine(p: PolicyStatus): string {
 
 export function runStatus(opts: { confDir: string; json: boolean }): number {
   const nets = twillNetworks(opts.confDir);
-  const out: (NetworkStatus | { file: string; error: string })[] = nets.map((n) => (n.conf ? networkStatus(n.conf, n.file) : { file: n.file, error: n.error ?? 'invalid' }));
+  const svc = servicesStatus(nets.flatMap((n) => (n.conf ? [n.conf] : [])));
+  const out: (NetworkStatus | { file: string; error: string })[] = nets.map((n) => (n.conf ? { ...networkStatus(n.conf, n.file), ...(svc && n.conf.services ? { services: svc } : {}) } : { file: n.file, error: n.error ?? 'invalid' }));
   if (opts.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   else if (out.length === 0) process.stdout.write(`no twill network configured in ${opts.confDir}\n`);
   else for (const s of out) process.stdout.write('error' in s ? `config ${s.file}: ${s.error}\n` : render(s));

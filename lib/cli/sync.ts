@@ -18,7 +18,8 @@ import { twillNetworks } from './netconfs.js';
 import { syncNetworkPolicy, type PolicySync } from './sync-policy.js';
 import type { ClusterObjects } from '../policy/objects.js';
 import type { NodeList } from '../cluster/k8s.js';
-import { readObjectsFile } from '../cluster/file.js';
+import { readObjectsInto } from '../cluster/file.js';
+import { cleanupServices, servicesLine, servicesNetworks, syncServices, type ServicesSync, type ServicesView } from './sync-services.js';
 
 export interface SyncOpts {
   confDir: string;
@@ -35,15 +36,19 @@ export interface SyncOpts {
   policyWatched?: boolean;
   /** The node table from the watched cache (cluster/nodes.ts), not from each round's list. */
   nodesWatched?: () => Promise<NodeList>;
+  /** Services come from the API server's watches (sync-services.ts servicesReconciler), not from each round. */
+  servicesWatched?: boolean;
 }
 
 interface Source {
   nodes?: NodeEntry[];
   objects?: ClusterObjects;
+  /** Services, EndpointSlices (and Nodes) when a network serves Services. */
+  services?: ServicesView;
   note: string;
 }
 
-async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
+async function source(o: SyncOpts, wantPolicy: boolean, wantServices = false): Promise<Source> {
   if (o.kubeconfig || o.inCluster) {
     const k8s = await import('../cluster/k8s.js');
     const access = o.kubeconfig ? await k8s.kubeconfigAccess(o.kubeconfig) : k8s.inClusterAccess();
@@ -55,13 +60,25 @@ async function source(o: SyncOpts, wantPolicy: boolean): Promise<Source> {
       for (const kind of POLICY_KINDS) cache.relist(kind, (await k8s.listAll(access, KINDS[kind].path)).items);
       objects = policyObjects(cache);
     }
+    let services: ServicesView | undefined;
+    if (wantServices) {
+      const [{ ClusterCache }, { KINDS }, { cacheServicesView }] = await Promise.all([import('../cluster/cache.js'), import('../cluster/kinds.js'), import('./sync-services.js')]);
+      const cache = new ClusterCache();
+      for (const kind of ['Service', 'EndpointSlice', 'Node'] as const) cache.relist(kind, (await k8s.listAll(access, KINDS[kind].path)).items);
+      services = cacheServicesView(cache);
+    }
     const objs = objects ? `; ${objects.namespaces.size} namespaces, ${objects.pods.size} pods, ${objects.policies.size} network policies` : '';
-    return { nodes: list.nodes, ...(objects ? { objects } : {}), note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}${objs}` };
+    return { nodes: list.nodes, ...(objects ? { objects } : {}), ...(services ? { services } : {}), note: `${list.nodes.length} nodes from ${access.server}${list.pending.length ? `; without a pod CIDR yet: ${list.pending.join(', ')}` : ''}${objs}` };
   }
   if (o.fromFile) {
-    const { cluster, skipped } = await readObjectsFile(o.fromFile);
+    const [{ ClusterCache, policyObjects }, { cacheServicesView }] = await Promise.all([import('../cluster/cache.js'), import('./sync-services.js')]);
+    const cache = new ClusterCache();
+    const skipped = await readObjectsInto(cache, o.fromFile);
+    const cluster = policyObjects(cache);
+    const services = wantServices ? cacheServicesView(cache) : undefined;
+    const svcs = services ? `, ${cache.store('Service').items.size} services, ${cache.store('EndpointSlice').items.size} endpoint slices` : '';
     const nodes = o.nodesFile ? readNodesFile(o.nodesFile, 'nodes file') : undefined;
-    return { ...(nodes ? { nodes } : {}), objects: cluster, note: `${cluster.namespaces.size} namespaces, ${cluster.pods.size} pods, ${cluster.policies.size} network policies from ${o.fromFile}${skipped.length ? ` (skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; …' : ''})` : ''}` };
+    return { ...(nodes ? { nodes } : {}), objects: cluster, ...(services ? { services } : {}), note: `${cluster.namespaces.size} namespaces, ${cluster.pods.size} pods, ${cluster.policies.size} network policies${svcs} from ${o.fromFile}${skipped.length ? ` (skipped: ${skipped.slice(0, 5).join('; ')}${skipped.length > 5 ? '; …' : ''})` : ''}` };
   }
   if (o.nodesFile) {
     const nodes = readNodesFile(o.nodesFile, 'nodes file');
@@ -116,7 +133,11 @@ function pruneOrphans(o: SyncOpts): SyncResult[] {
 
 async function once(o: SyncOpts): Promise<number> {
   const networks = twillNetworks(o.confDir);
-  const src = await source(o, !o.policyWatched && networks.some((n) => n.conf?.policy && (!o.network || n.conf.name === o.network)));
+  const confs = networks.flatMap((n) => (n.conf ? [n.conf] : []));
+  // Services are node-wide: every network that serves them counts, unless --network names one that does not.
+  const svcNets = servicesNetworks(confs);
+  const wantServices = !o.cleanup && !o.servicesWatched && svcNets.length > 0 && (!o.network || svcNets.some((c) => c.name === o.network));
+  const src = await source(o, !o.policyWatched && networks.some((n) => n.conf?.policy && (!o.network || n.conf.name === o.network)), wantServices);
   const results: SyncResult[] = [];
   for (const n of networks) {
     if (!n.conf) {
@@ -147,7 +168,22 @@ async function once(o: SyncOpts): Promise<number> {
     }
   }
   if (o.cleanup) results.push(...pruneOrphans(o));
-  if (o.json) process.stdout.write(`${JSON.stringify({ source: src.note, networks: results }, null, 2)}\n`);
+  let services: ServicesSync | { error: string } | { note: string } | undefined;
+  let servicesCleanup: ReturnType<typeof cleanupServices> | undefined;
+  if (o.cleanup) {
+    servicesCleanup = cleanupServices(confs);
+    if (servicesCleanup.removed.length === 0 && servicesCleanup.problems.length === 0) servicesCleanup = undefined;
+  } else if (wantServices) {
+    if (!src.services) services = { note: 'no source of Services: give --from-file, --kubeconfig or --in-cluster' };
+    else {
+      try {
+        services = syncServices(svcNets, src.services, src.note);
+      } catch (e) {
+        services = { error: (e as Error).message };
+      }
+    }
+  }
+  if (o.json) process.stdout.write(`${JSON.stringify({ source: src.note, networks: results, ...(services ? { services: 'record' in services ? { ...services.record, attached: services.attached, moved: services.moved } : services } : {}), ...(servicesCleanup ? { servicesCleanup } : {}) }, null, 2)}\n`);
   else {
     process.stdout.write(`${src.note}\n`);
     for (const r of results) {
@@ -155,8 +191,11 @@ async function once(o: SyncOpts): Promise<number> {
       else if (!r.state) process.stdout.write(`${r.network}: no configuration; removed ${r.pruned?.length ? r.pruned.join(', ') : 'nothing (veths still attached)'}\n`);
       else process.stdout.write(`${r.network}: ${r.state!.backend}, ${r.state!.peers.length} peers, ${r.state!.changes} changes${r.state!.problems.map((p) => `\n  problem: ${p}`).join('')}${r.policy ? `\n  ${policyLine(r.policy)}` : ''}\n`);
     }
+    if (services) process.stdout.write(`${'record' in services ? servicesLine(services) : 'error' in services ? `services: error: ${services.error}` : `services: ${services.note}`}\n`);
+    if (servicesCleanup) process.stdout.write(`services: removed ${servicesCleanup.removed.join('; ') || 'nothing'}${servicesCleanup.problems.map((p) => `\n  problem: ${p}`).join('')}\n`);
   }
-  return results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0 || (r.policy?.problems.length ?? 0) > 0) ? 1 : 0;
+  const servicesBad = services !== undefined && ('error' in services || ('record' in services && services.record.problems.length > 0));
+  return servicesBad || (servicesCleanup?.problems.length ?? 0) > 0 || results.some((r) => r.error || (r.state?.problems.length ?? 0) > 0 || (r.policy?.problems.length ?? 0) > 0) ? 1 : 0;
 }
 
 function policyLine(p: PolicySync): string {
@@ -185,6 +224,12 @@ export async function runSync(o: SyncOpts): Promise<number> {
     if (policyNets().length > 0) {
       policyReconciler(cache, policyNets, `watch of ${access.server}`);
       o = { ...o, policyWatched: true };
+    }
+    const svcNets = (): NetConf[] => servicesNetworks(twillNetworks(o.confDir).flatMap((n) => (n.conf ? [n.conf] : [])));
+    if (!o.cleanup && svcNets().length > 0) {
+      const { servicesReconciler } = await import('./sync-services.js');
+      servicesReconciler(cache, svcNets, `watch of ${access.server}`);
+      o = { ...o, servicesWatched: true };
     }
     void cache.watch(access, new AbortController().signal, logLine);
   }

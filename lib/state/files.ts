@@ -8,6 +8,7 @@ import type { NetConf } from '../config/types.js';
 import { fileName } from '../naming.js';
 import { ALLOW_RECORD } from '../bpf/layout.js';
 import type { IdTable, PodPolicy } from '../policy/compile.js';
+import { sanitizeIdTable, type ServiceIdTable } from '../services/ids.js';
 
 type Conf = Pick<NetConf, 'stateDir' | 'name'>;
 
@@ -164,3 +165,29 @@ export function readEndpoints(conf: Conf): Map<string, EndpointRecord> {
   }
   return out;
 }
+
+// Services: node-wide state, under the stateDir of the networks that serve them.
+
+export const servicesDir = (conf: Pick<Conf, 'stateDir'>): string => `${conf.stateDir}/services`;
+/** (Service, port name) → stable id (services/ids.ts ServiceIdTable). */
+export const serviceIdsPath = (conf: Pick<Conf, 'stateDir'>): string => `${servicesDir(conf)}/ids.json`;
+/** What the last Services sync did (ServicesSyncRecord). */
+export const servicesSyncPath = (conf: Pick<Conf, 'stateDir'>): string => `${servicesDir(conf)}/sync.json`;
+/** The record of what the last Services apply wrote into the maps (lib/mirror/record.ts). */
+export const servicesRecordDir = (conf: Pick<Conf, 'stateDir'>): string => `${servicesDir(conf)}/applied`;
+
+export interface ServicesSyncRecord {
+  time: string;
+  source: string;
+  bpffsRoot: string;
+  cgroupRoot: string;
+  services: number;
+  frontends: number;
+  /** Backends over every frontend (ready and terminating). */
+  backends: number;
+  skipped: { service: string; reason: string }[];
+  problems: string[];
+}
+
+export const readServiceIds = (conf: Pick<Conf, 'stateDir'>): ServiceIdTable => sanitizeIdTable(readJson<unknown>(serviceIdsPath(conf)));
+export const readServicesSync = (conf: Pick<Conf, 'stateDir'>): ServicesSyncRecord | undefined => readJson<ServicesSyncRecord>(servicesSyncPath(conf));
