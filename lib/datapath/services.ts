@@ -51,7 +51,7 @@ export function serviceHookTarget(conf: Pick<NetConf, 'bpffsRoot' | 'stateDir' |
 export const cgroupTag = (cgroupRoot: string): string => `cg${process.getBuiltinModule('node:crypto').createHash('sha256').update(cgroupRoot.replace(/\/+$/, '')).digest('hex').slice(0, 16)}`;
 
 const linkPins = (t: HookTarget): { program: string; hook: (typeof SOCK_OBJECT.programs)[number]; pin: string }[] =>
-  SOCK_OBJECT.programs.map((p) => ({ program: p.name, hook: p, pin: cgroupLinkPin(linksDir(nodeDir(t.bpffsRoot)), p.name, cgroupTag(t.cgroupRoot)) }));
+  SOCK_OBJECT.programs.filter((p) => p.attach.kind === 'cgroup').map((p) => ({ program: p.name, hook: p, pin: cgroupLinkPin(linksDir(nodeDir(t.bpffsRoot)), p.name, cgroupTag(t.cgroupRoot)) }));
 
 /**
  * Loads the socket object once per node (a new build of it replaces the programs under every
