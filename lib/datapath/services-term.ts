@@ -73,6 +73,16 @@ function nsId(path: string): string | undefined {
  * Runs the socket iterators in the caller's network namespace (the host's) and in each of
  * netnsPaths: connected UDP sockets (and, with opts.tcp, established TCP connections) that the
  * hooks translated to a backend no longer live are destroyed.
+ *
+ * Called by the sync's Services reconciler (lib/cli/sync-services.ts), from the host's network
+ * namespace, with podNetnsPaths() of every network that serves Services:
+ * - after an applyServices whose report says retired > 0, before the next apply (which prunes
+ *   the retired backends; a socket judged after that is still destroyed, as its backend id is
+ *   gone, but a socket seen by no run stays on its backend);
+ * - once after the first apply of a sync that starts: a sync that stopped between an apply and
+ *   this call left sockets on backends it retired.
+ * A run with nothing stale destroys nothing, so an extra run is harmless (one pass over the
+ * sockets of each namespace).
  */
 export function terminateStale(t: { bpffsRoot: string }, netnsPaths: readonly string[], opts: TermOptions = {}): TermReport {
   const report: TermReport = { destroyed: 0, byNetns: new Map(), cookies: new Map(), errors: [] };

@@ -197,6 +197,13 @@ export interface ServicesReport {
   maps: Map<ServiceMapName, MapReport>;
   /** Frontends whose slot range was (re)allocated this round. */
   moved: number;
+  /**
+   * Backends that were live before this round and are not after it (taken out of their Service,
+   * or their Service removed). Connected sockets translated to them are still talking to them:
+   * when it is not 0, the caller runs services-term.ts terminateStale so they move to a live
+   * backend.
+   */
+  retired: number;
 }
 
 /**
@@ -296,7 +303,10 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
       }
     }
   }
+  const live = (v: Buffer | undefined): boolean => v !== undefined && (parseBeValue(v).flags & (LB_BE_VALID | LB_BE_RETIRED)) === LB_BE_VALID;
+  let retired = 0;
+  for (const [h, v] of haveBe) if (live(v) && !live(wantBe.get(h))) retired++;
   const mirror = new Mirror<ServiceMapName>(new Map<ServiceMapName, MapIO>([['lb_fe', feIO], ['lb_slots', slotIO], ['lb_be', beIO]]), record);
   const report = mirror.apply(SERVICE_ORDER, new Map([['lb_fe', wantFe], ['lb_slots', wantSlots], ['lb_be', wantBe]]));
-  return { maps: report, moved };
+  return { maps: report, moved, retired };
 }
