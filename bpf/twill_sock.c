@@ -7,8 +7,10 @@
  *
  * A Service with no endpoint (or none local under traffic policy Local) refuses the socket
  * with ECONNREFUSED at connect()/sendmsg(), at once. IPv4-mapped IPv6 destinations on an
- * AF_INET6 socket are Services' IPv4 frontends. The logic and maps are in lib/lb.h. */
+ * AF_INET6 socket are Services' IPv4 frontends. The logic and maps are in lib/lb.h; the
+ * socket iterators that move connected sockets off a backend that left, in lib/lb_term.h. */
 #include "lib/lb.h"
+#include "lib/lb_term.h"
 
 static __always_inline int refuse(void)
 {
@@ -190,6 +192,29 @@ int twill_getpeername6(struct bpf_sock_addr *ctx)
 	if (lb_proto_ok(proto))
 		rev6(ctx, proto);
 	return SYS_PROCEED;
+}
+
+/* Run by user space after an apply that took backends away (lib/datapath/services-term.ts), once
+ * per network namespace: connected sockets whose backend left are destroyed, their cookies
+ * written out (8 bytes each). */
+SEC("iter/udp")
+int twill_term_udp(struct bpf_iter__udp *ctx)
+{
+	struct sock_common *sk = ctx->udp_sk;
+
+	if (!sk)
+		return 0;
+	return lb_term_sock(ctx->meta, sk, IPPROTO_UDP);
+}
+
+SEC("iter/tcp")
+int twill_term_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+
+	if (!sk)
+		return 0;
+	return lb_term_sock(ctx->meta, sk, IPPROTO_TCP);
 }
 
 char _license[] SEC("license") = "GPL";

@@ -106,6 +106,19 @@ struct lb_rev_val {
 	__u8 addr[16];  /* the Service address (in the backend's family) */
 	__be16 port;
 	__u16 pad;
+	__u32 backend_id; /* the lb_be entry chosen: the socket iterators destroy a connected
+	                   * socket whose backend is no longer live (retired, freed, reused) */
+};
+
+/* Where the socket iterators (iter/udp, iter/tcp) read struct sock_common's fields: marker
+ * offsets the loader moves to the running kernel's (FieldPatch with a span); twill's loader
+ * loads no object BTF, so there is no CO-RE. */
+enum lb_sk_marker {
+	LB_SK_FAMILY_MARKER = 0x7d00,   /* skc_family, 2 bytes */
+	LB_SK_STATE_MARKER = 0x7d10,    /* skc_state, 1 byte */
+	LB_SK_DPORT_MARKER = 0x7d20,    /* skc_dport, 2 bytes */
+	LB_SK_DADDR_MARKER = 0x7d30,    /* skc_daddr, 4 bytes */
+	LB_SK_V6_DADDR_MARKER = 0x7d40, /* skc_v6_daddr, 16 bytes */
 };
 
 /* Every enum and struct above, named in one struct so the object's BTF keeps them all. */
@@ -115,6 +128,7 @@ struct twill_abi {
 	enum lb_fe_flags fe_flags;
 	enum lb_be_flags be_flags;
 	enum lb_limits limits;
+	enum lb_sk_marker sk_marker;
 	struct lb_fe_key fe_key;
 	struct lb_fe_val fe_val;
 	struct lb_be be;

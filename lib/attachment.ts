@@ -105,7 +105,7 @@ export function add(c: Call): Result {
           const st = setupDatapath(c.conf, { hostName: name, hostIndex, hostMac, podMac, addrs, shaping: shaping(c.conf), ...(policy ? { policy } : {}) });
           if (st.pending) markPending(c.conf, name, { containerId: c.containerId, ifName: c.ifName, hostIndex });
           if (c.pod) {
-            writeEndpoint(c.conf, name, { ...c.pod, containerId: c.containerId, ifName: c.ifName, ifindex: hostIndex, addrs: addrs.map(formatAddr) });
+            writeEndpoint(c.conf, name, { ...c.pod, containerId: c.containerId, ifName: c.ifName, ifindex: hostIndex, addrs: addrs.map(formatAddr), netns: c.netnsPath });
             undo.push(() => removeEndpoint(c.conf, name));
           }
           if (policy && !policy.pod) log.warn('pod unknown to the last policy sync: isolated until the next sync', { pod: c.pod ? `${c.pod.namespace}/${c.pod.name}` : '(no K8S_POD_NAME in CNI_ARGS)' });

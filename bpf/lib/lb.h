@@ -156,11 +156,11 @@ static __always_inline enum lb_outcome lb_choose(void *ctx, struct lb_fe_key *k,
 
 	/* What recvmsg/getpeername give back; rewritten only when it changed. */
 	struct lb_rev_key rk = { .cookie = bpf_get_socket_cookie(ctx), .family = be->family, .port = be->port, .proto = k->proto };
-	struct lb_rev_val rv = { .svc_id = fe.svc_id, .port = k->port };
+	struct lb_rev_val rv = { .svc_id = fe.svc_id, .port = k->port, .backend_id = id };
 	__builtin_memcpy(rk.addr, be->addr, 16);
 	__builtin_memcpy(rv.addr, k->addr, 16);
 	struct lb_rev_val *old = bpf_map_lookup_elem(&lb_rev, &rk);
-	if (!old || old->svc_id != rv.svc_id || old->port != rv.port || !lb_same16(old->addr, rv.addr))
+	if (!old || old->svc_id != rv.svc_id || old->port != rv.port || old->backend_id != rv.backend_id || !lb_same16(old->addr, rv.addr))
 		bpf_map_update_elem(&lb_rev, &rk, &rv, BPF_ANY);
 	return LB_TRANSLATED;
 }

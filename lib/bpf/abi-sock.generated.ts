@@ -27,6 +27,13 @@ export const LB_AFF_MAX = 16384;
 export const LB_REV_MAX = 32768;
 export const LB_ERR_CONNREFUSED = 111;
 
+// enum lb_sk_marker
+export const LB_SK_FAMILY_MARKER = 0x7d00;
+export const LB_SK_STATE_MARKER = 0x7d10;
+export const LB_SK_DPORT_MARKER = 0x7d20;
+export const LB_SK_DADDR_MARKER = 0x7d30;
+export const LB_SK_V6_DADDR_MARKER = 0x7d40;
+
 /** Byte size and member offsets of each map key and value (and event) struct. */
 export const LAYOUTS = {
   lb_fe_key: { size: 24, offsets: { family: 0, addr: 4, port: 20, proto: 22, scope: 23 } },
@@ -35,5 +42,5 @@ export const LAYOUTS = {
   lb_aff_key: { size: 16, offsets: { netns_cookie: 0, svc_id: 8, pad: 12 } },
   lb_aff_val: { size: 16, offsets: { last_ns: 0, backend_id: 8, pad: 12 } },
   lb_rev_key: { size: 32, offsets: { cookie: 0, family: 8, addr: 12, port: 28, proto: 30, pad: 31 } },
-  lb_rev_val: { size: 24, offsets: { svc_id: 0, addr: 4, port: 20, pad: 22 } },
+  lb_rev_val: { size: 28, offsets: { svc_id: 0, addr: 4, port: 20, pad: 22, backend_id: 24 } },
 } as const;

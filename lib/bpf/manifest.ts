@@ -4,6 +4,7 @@
 // program by name; adding an object (Services' socket hooks) is adding an entry here.
 import { CT_STATUS_MARKER, OBS_CONF, OBS_CONF_OFF, obsIndex, u64, type MapName } from './layout.js';
 import { AttachType, mapUpdate, ProgType } from './sys.js';
+import { LAYOUTS, LB_SK_DADDR_MARKER, LB_SK_DPORT_MARKER, LB_SK_FAMILY_MARKER, LB_SK_STATE_MARKER, LB_SK_V6_DADDR_MARKER } from './abi-sock.generated.js';
 
 /** node: one pin for the whole host (<root>/twill-node/); network: one per network (<root>/twill/<network>/). */
 export type Scope = 'node' | 'network';
@@ -153,12 +154,31 @@ export type SockMapName = 'lb_fe' | 'lb_slots' | 'lb_be' | 'lb_aff' | 'lb_rev';
 const SOCK_HOOKS: CgroupHook[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
 const nodeMap: MapSpec = { scope: 'node', size: { from: 'object' }, version: 1 };
 
-/** The socket-level Service translation: one program per cgroup hook, attached to cgroupRoot; node-wide maps. */
+/** sock_common's fields the socket iterators read (LB_SK_*_MARKER); the cgroup programs read none. */
+const skField = (marker: number, member: string, span: number): FieldPatch => ({ marker, struct: 'sock_common', member, required: false, span });
+
+/**
+ * The socket-level Service translation: one program per cgroup hook, attached to cgroupRoot; the
+ * socket iterators that destroy connected sockets whose backend left (run by
+ * datapath/services-term.ts); node-wide maps.
+ */
 export const SOCK_OBJECT: ObjectSpec<SockMapName> = {
   name: 'sock',
   file: 'twill_sock.o',
-  programs: SOCK_HOOKS.map((hook) => ({ name: `twill_${hook}`, section: `cgroup/${hook}`, type: 'cgroup_sock_addr', attach: { kind: 'cgroup', hook }, scope: 'node', pin: `sock_${hook}_{hash}` })),
-  maps: { lb_fe: nodeMap, lb_slots: nodeMap, lb_be: nodeMap, lb_aff: nodeMap, lb_rev: nodeMap },
+  programs: [
+    ...SOCK_HOOKS.map((hook): ProgramSpec => ({ name: `twill_${hook}`, section: `cgroup/${hook}`, type: 'cgroup_sock_addr', attach: { kind: 'cgroup', hook }, scope: 'node', pin: `sock_${hook}_{hash}` })),
+    ...(['udp', 'tcp'] as const).map((target): ProgramSpec => ({ name: `twill_term_${target}`, section: `iter/${target}`, type: 'tracing_iter', attach: { kind: 'iter', target }, scope: 'node', pin: `sock_term_${target}_{hash}` })),
+  ],
+  maps: {
+    lb_fe: nodeMap, lb_slots: nodeMap, lb_be: nodeMap, lb_aff: nodeMap,
+    // v2: the value records the backend id (the iterators judge it); older entries keep
+    // translating back, with id 0 (not judged).
+    lb_rev: { ...nodeMap, version: 2, migrate: (e, from) => (from.valueSize === 24 ? { key: e.key, value: Buffer.concat([e.value, Buffer.alloc(LAYOUTS.lb_rev_val.size - 24)]) } : undefined) },
+  },
+  fields: [
+    skField(LB_SK_FAMILY_MARKER, 'skc_family', 2), skField(LB_SK_STATE_MARKER, 'skc_state', 1), skField(LB_SK_DPORT_MARKER, 'skc_dport', 2),
+    skField(LB_SK_DADDR_MARKER, 'skc_daddr', 4), skField(LB_SK_V6_DADDR_MARKER, 'skc_v6_daddr', 16),
+  ],
 };
 
 /** Every object twill loads. */

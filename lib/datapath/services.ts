@@ -51,7 +51,7 @@ export function serviceHookTarget(conf: Pick<NetConf, 'bpffsRoot' | 'stateDir' |
 export const cgroupTag = (cgroupRoot: string): string => `cg${process.getBuiltinModule('node:crypto').createHash('sha256').update(cgroupRoot.replace(/\/+$/, '')).digest('hex').slice(0, 16)}`;
 
 const linkPins = (t: HookTarget): { program: string; hook: (typeof SOCK_OBJECT.programs)[number]; pin: string }[] =>
-  SOCK_OBJECT.programs.map((p) => ({ program: p.name, hook: p, pin: cgroupLinkPin(linksDir(nodeDir(t.bpffsRoot)), p.name, cgroupTag(t.cgroupRoot)) }));
+  SOCK_OBJECT.programs.filter((p) => p.attach.kind === 'cgroup').map((p) => ({ program: p.name, hook: p, pin: cgroupLinkPin(linksDir(nodeDir(t.bpffsRoot)), p.name, cgroupTag(t.cgroupRoot)) }));
 
 /**
  * Loads the socket object once per node (a new build of it replaces the programs under every
@@ -197,6 +197,13 @@ export interface ServicesReport {
   maps: Map<ServiceMapName, MapReport>;
   /** Frontends whose slot range was (re)allocated this round. */
   moved: number;
+  /**
+   * Backends that were live before this round and are not after it (taken out of their Service,
+   * or their Service removed). Connected sockets translated to them are still talking to them:
+   * when it is not 0, the caller runs services-term.ts terminateStale so they move to a live
+   * backend.
+   */
+  retired: number;
 }
 
 /**
@@ -296,7 +303,10 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
       }
     }
   }
+  const live = (v: Buffer | undefined): boolean => v !== undefined && (parseBeValue(v).flags & (LB_BE_VALID | LB_BE_RETIRED)) === LB_BE_VALID;
+  let retired = 0;
+  for (const [h, v] of haveBe) if (live(v) && !live(wantBe.get(h))) retired++;
   const mirror = new Mirror<ServiceMapName>(new Map<ServiceMapName, MapIO>([['lb_fe', feIO], ['lb_slots', slotIO], ['lb_be', beIO]]), record);
   const report = mirror.apply(SERVICE_ORDER, new Map([['lb_fe', wantFe], ['lb_slots', wantSlots], ['lb_be', wantBe]]));
-  return { maps: report, moved };
+  return { maps: report, moved, retired };
 }

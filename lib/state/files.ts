@@ -92,6 +92,8 @@ export interface EndpointRecord {
   ifName: string;
   ifindex: number;
   addrs: string[];
+  /** The pod's network namespace (CNI_NETNS at ADD): where Services' socket iterators run. */
+  netns?: string;
 }
 
 /** The maps a policy state fills, as MapName (bpf/layout.ts) spells them. */

@@ -291,7 +291,7 @@ describe('Services at the socket (cgroup hooks, real traffic)', { skip: !haveMou
     const next = loadObject(SOCK_OBJECT, { ...bpfObject('twill_sock.o'), sha256: 'e'.repeat(64) }, { root: bpffs.root, sizes: { endpoints: 0 } });
     try {
       assert.equal(next.report.reloaded, true);
-      for (const p of SOCK_OBJECT.programs) {
+      for (const p of SOCK_OBJECT.programs.filter((x) => x.attach.kind === 'cgroup')) {
         const link = objGet(cgroupLinkPin(`${bpffs.root}/twill-node/links`, p.name, cgroupTag(cg)))!;
         const progId = objInfo(link).readUInt32LE(8); // bpf_link_info.prog_id
         closeFd(link);

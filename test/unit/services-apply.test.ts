@@ -98,8 +98,9 @@ describe('applyServices', () => {
     const again = applyServices(m, a, record);
     assert.equal(again.moved, 0);
     assert.deepEqual([...again.maps.values()].map((r) => r.put + r.removed), [0, 0, 0]);
+    assert.equal(again.retired, 0);
     const b = [fe(80, 1, ['10.1.0.2', '10.1.0.3'])];
-    applyServices(m, b, record);
+    assert.equal(applyServices(m, b, record).retired, 1, '10.1.0.1 left: its connected sockets need moving');
     const moved = parseFeValue(m.get('lb_fe')!.lookup(feKey(b[0]!))!);
     assert.notEqual(moved.base, first.base);
     // The old range and 10.1.0.1 are still there (retired), for a reader that saw the old value.
@@ -107,7 +108,7 @@ describe('applyServices', () => {
     assert.notEqual(slot(first.base), 0);
     const retired = [...m.get('lb_be')!.contents().values()].map(parseBeValue).find((x) => x.address === '10.1.0.1')!;
     assert.equal(retired.flags, LB_BE_VALID | LB_BE_RETIRED);
-    applyServices(m, b, record);
+    assert.equal(applyServices(m, b, record).retired, 0, 'pruning a backend retired a round earlier retires nothing');
     assert.equal(slot(first.base), 0);
     assert.equal([...m.get('lb_be')!.contents().values()].map(parseBeValue).some((x) => x.address === '10.1.0.1'), false);
   });
