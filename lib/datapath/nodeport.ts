@@ -10,6 +10,7 @@ import { NODEPORT_OBJECT } from '../bpf/manifest.js';
 import { closeFd, linkDetach, mapUpdate, objGet, objInfo } from '../bpf/sys.js';
 import { addrBytes, formatAddr, parseAddr, type Addr } from '../net/ip.js';
 import { withNetlink, type Netlink } from '../sys/netlink.js';
+import { find, NFT, run } from '../sys/nft.js';
 import { getLink, getLinkByIndex, listAddresses, listRoutes } from '../sys/rtnl.js';
 import { withNodeLock } from './netlock.js';
 
@@ -38,6 +39,29 @@ export interface NodePortReport {
 const DEFAULT_STATE_DIR = '/var/lib/twill';
 const PROGRAM = NODEPORT_OBJECT.programs[0]!.name;
 const PREFIX = `${PROGRAM}:`;
+
+/** The nftables table that makes the stack run conntrack and nf_nat in this namespace. */
+export const NAT_HOOKS_TABLE = 'twill_nodeport';
+
+/**
+ * The entries the program makes are translated by the stack only where conntrack's hooks and
+ * nf_nat's are registered in the namespace, which netfilter does only for a rule that uses
+ * conntrack and for a nat chain. An empty nat chain registers nf_nat's hooks, and a ct rule
+ * registers conntrack's. Neither changes a verdict; nat chains are not consulted for a
+ * connection whose NAT is already set up, as the program's entries are.
+ */
+function ensureNatHooks(): void {
+  const nft = find(NFT);
+  if (!nft) throw new Error('Services from outside the node need nft(8): conntrack and nf_nat are registered through an nftables nat chain');
+  const t = `inet ${NAT_HOOKS_TABLE}`;
+  const r = run(nft, ['-f', '-'], `add table ${t}\ndelete table ${t}\ntable ${t} {\n  chain nat_pre {\n    type nat hook prerouting priority dstnat; policy accept;\n    ct state invalid counter\n  }\n}\n`);
+  if (!r.ok) throw new Error(`nft table ${t}: ${r.out}`);
+}
+
+function removeNatHooks(): void {
+  const nft = find(NFT);
+  if (nft) run(nft, ['delete', 'table', 'inet', NAT_HOOKS_TABLE]);
+}
 
 /** The link pin of the program on a device (interface names hold no colon, bpffs refuses dots only). */
 export const nodePortLinkPin = (bpffsRoot: string, device: string): string => `${linksDir(nodeDir(bpffsRoot))}/${PREFIX}${device}`;
@@ -145,6 +169,7 @@ export function ensureNodePortPrograms(t: NodePortTarget, devices: readonly stri
     const l = loadManifestObject(NODEPORT_OBJECT, { root: t.bpffsRoot, sizes: { endpoints: 0 } });
     try {
       if (l.report.reloaded) switchLinks(dir, () => l.programs.get(PROGRAM)!, (pin) => pin.startsWith(PREFIX));
+      ensureNatHooks();
       const addrs = snatOf(nl, devs, snat);
       writeSnat(l.maps.get('lb_np_snat')!, addrs);
       const attached: string[] = [], detached: string[] = [];
@@ -182,6 +207,7 @@ export function removeNodePortPrograms(t: NodePortTarget): { detached: string[] 
     const node = nodeDir(t.bpffsRoot);
     const progPin = new RegExp(`^${NODEPORT_OBJECT.programs[0]!.pin.replace('{hash}', '[0-9a-f]{16}')}$`);
     for (const f of ls(node)) if (progPin.test(f) || f === 'lb_np_snat') unlinkSync(`${node}/${f}`);
+    removeNatHooks();
     return { detached };
   });
 }

@@ -14,6 +14,8 @@ import { SOCK_OBJECT } from '../../lib/bpf/manifest.js';
 import { memoryRecord } from '../../lib/mirror/record.js';
 import type { LbFrontend, ServiceBackend } from '../../lib/services/model.js';
 import { removeDir, sh, tempDir } from '../helpers/twill.js';
+import { inNetns, openNetns } from '../../lib/sys/netns.js';
+import { NAT_HOOKS_TABLE } from '../../lib/datapath/nodeport.js';
 import { tempBpffs } from '../helpers/traffic.js';
 
 const ID = `tsn${process.pid % 100000}`;
@@ -251,5 +253,73 @@ describe('Services from outside the node (tcx on the external device, kernel con
     ensureNodePortPrograms({ bpffsRoot: bpffs.root, stateDir }, [EXT]);
     assert.equal(who(run({ kind: 'tcp', port: 30086 })[0]!), `b1:${CLIENT}`);
     assert.ok(existsSync(`${nodeDir(bpffs.root)}/lb_np_snat`));
+  });
+});
+
+// A node whose namespace has no netfilter rule at all (a fresh netns stands for it): the
+// kernel runs neither conntrack nor nf_nat there, and an entry the program makes would never
+// be applied. ensureNodePortPrograms registers both (an nftables nat chain and a ct rule).
+describe('Services from outside a node without netfilter rules of its own', () => {
+  const bpffs = tempBpffs();
+  const stateDir = tempDir('tsn-state2');
+  const N = `${ID}n`, O = `${ID}o`, BK = `${ID}k`;
+  let srv: ChildProcess | undefined;
+  const inNode = <T>(fn: () => T): T => {
+    const ns = openNetns(`/run/netns/${N}`);
+    try {
+      return inNetns(ns, fn);
+    } finally {
+      ns.close();
+    }
+  };
+
+  before(() => {
+    for (const n of [N, O, BK]) sh('ip', ['netns', 'add', n]);
+    sh('ip', ['-n', N, 'link', 'add', 'ext', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', O]);
+    sh('ip', ['-n', N, 'link', 'add', 'tob', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', BK]);
+    sh('ip', ['-n', N, 'addr', 'add', '10.254.9.1/24', 'dev', 'ext']);
+    sh('ip', ['-n', N, 'addr', 'add', '10.254.8.1/24', 'dev', 'tob']);
+    sh('ip', ['-n', O, 'addr', 'add', '10.254.9.2/24', 'dev', 'eth0']);
+    sh('ip', ['-n', BK, 'addr', 'add', '10.254.8.2/24', 'dev', 'eth0']);
+    for (const [n, d] of [[N, 'ext'], [N, 'tob'], [O, 'eth0'], [BK, 'eth0'], [N, 'lo'], [O, 'lo'], [BK, 'lo']] as const) sh('ip', ['-n', n, 'link', 'set', d, 'up']);
+    sh('ip', ['-n', BK, 'route', 'add', 'default', 'via', '10.254.8.1']);
+    sh('ip', ['netns', 'exec', N, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    srv = spawn('ip', ['netns', 'exec', BK, 'python3', '-c', SERVER, 'k'], { stdio: 'ignore' });
+    loadManifestObject(SOCK_OBJECT, { root: bpffs.root, sizes: { endpoints: 0 } }).close();
+  });
+
+  after(() => {
+    srv?.kill();
+    for (const n of [N, O, BK]) sh('ip', ['netns', 'del', n], { allowFail: true });
+    bpffs.release();
+    removeDir(stateDir);
+  });
+
+  it('the first datagram and the first SYN are translated; the nat-hooks table goes with the program', () => {
+    assert.equal(sh('ip', ['netns', 'exec', N, 'nft', 'list', 'ruleset']).trim(), '');
+    inNode(() => ensureNodePortPrograms({ bpffsRoot: bpffs.root, stateDir }, ['ext']));
+    const svc = openServiceMaps(bpffs.root)!;
+    try {
+      const f = { family: 4 as const, address: '10.254.9.1', scope: 'external' as const, terminating: [], whenEmpty: 'reject' as const, affinitySeconds: 0 };
+      applyServices(svc.maps, [
+        { ...f, port: 30053, protocol: 'UDP', serviceId: 1, backends: [{ address: '10.254.8.2', port: 5353, local: true } as ServiceBackend] },
+        { ...f, port: 30080, protocol: 'TCP', serviceId: 2, backends: [{ address: '10.254.8.2', port: 8080, local: true } as ServiceBackend] },
+      ], memoryRecord());
+    } finally {
+      svc.close();
+    }
+    const out = (op: Op): Result => {
+      for (let i = 0; i < 30; i++) {
+        const r = spawnSync('ip', ['netns', 'exec', O, 'python3', '-c', CLIENT_PY, JSON.stringify({ addr: '10.254.9.1', timeout: 1, ...op })], { encoding: 'utf8' });
+        const res = (JSON.parse(r.stdout) as Result[])[0]!;
+        if (res.err !== 'ECONNREFUSED' || i === 29) return res; // the server may still be starting
+        spawnSync('sleep', ['0.1']);
+      }
+      throw new Error('unreachable');
+    };
+    assert.equal(who(out({ kind: 'tcp', port: 30080 })), 'k:10.254.9.2');
+    assert.equal(who(out({ kind: 'udp', port: 30053 })), 'k:10.254.9.2');
+    inNode(() => removeNodePortPrograms({ bpffsRoot: bpffs.root, stateDir }));
+    assert.doesNotMatch(sh('ip', ['netns', 'exec', N, 'nft', 'list', 'ruleset']), new RegExp(NAT_HOOKS_TABLE));
   });
 });
