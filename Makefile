@@ -47,7 +47,7 @@ build/.stamp: build/.stamp-product build/.stamp-test
 	@touch $@
 
 # The bundle both builds run (tools/build/build.mjs --bundle-only).
-dist/twill.cjs: build/.stamp-product bpf/twill_tc.o bpf/twill_sock.o tools/build/build.mjs package.json package-lock.json
+dist/twill.cjs: build/.stamp-product bpf/twill_tc.o bpf/twill_sock.o bpf/twill_nodeport.o tools/build/build.mjs package.json package-lock.json
 	$(NODE) tools/build/build.mjs --bundle-only
 
 # The shipped executable: the bundle compiled by Bun (docs/performance.md, "start-up, per call").
@@ -61,7 +61,7 @@ bytecode-order: dist/twill
 
 # The same program as a Node single executable: `TWILL_BIN=dist/twill-node` runs the tests
 # against it, and make bench measures it beside dist/twill.
-dist/twill-node: build/.stamp-product bpf/twill_tc.o bpf/twill_sock.o tools/build/build.mjs tools/build/build-exe.sh tools/build/sea-main.cjs tools/build/warm-cache.cjs tools/build/fetch-node.sh package.json package-lock.json
+dist/twill-node: build/.stamp-product bpf/twill_tc.o bpf/twill_sock.o bpf/twill_nodeport.o tools/build/build.mjs tools/build/build-exe.sh tools/build/sea-main.cjs tools/build/warm-cache.cjs tools/build/fetch-node.sh package.json package-lock.json
 	NODE=$(NODE) tools/build/build-exe.sh
 
 build: deps dist/twill
@@ -106,6 +106,7 @@ image: dist/twill build/.stamp-tools
 bpf:
 	clang $(BPF_CFLAGS) -c bpf/twill_tc.c -o bpf/twill_tc.o
 	clang $(BPF_CFLAGS) -c bpf/twill_sock.c -o bpf/twill_sock.o
+	clang $(BPF_CFLAGS) -c bpf/twill_nodeport.c -o bpf/twill_nodeport.o
 	$(MAKE) abi
 
 # lib/bpf/abi.generated.ts: the constants and map layouts of bpf/twill_maps.h, from the object's BTF.

@@ -30,6 +30,8 @@ enum lb_be_flags {
 	LB_BE_TERMINATING = 0x2, /* serving and terminating (KEP-1669): only used when no ready one */
 	LB_BE_RETIRED = 0x4,     /* gone from its Service, kept one more round for a reader of the
 	                          * slots it left: never chosen by affinity */
+	LB_BE_LOCAL = 0x8,       /* the endpoint's nodeName is this node: traffic from outside reaches
+	                          * it without SNAT (unset: SNAT to the node under traffic policy Cluster) */
 };
 
 enum lb_limits {

@@ -18,6 +18,7 @@ export const LB_F_DROP = 0x4;
 export const LB_BE_VALID = 0x1;
 export const LB_BE_TERMINATING = 0x2;
 export const LB_BE_RETIRED = 0x4;
+export const LB_BE_LOCAL = 0x8;
 
 // enum lb_limits
 export const LB_FE_MAX = 65536;

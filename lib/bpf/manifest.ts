@@ -181,8 +181,25 @@ export const SOCK_OBJECT: ObjectSpec<SockMapName> = {
   ],
 };
 
+/** The maps of twill_nodeport.c: the node's Service maps (the same pins as SOCK_OBJECT's) and the SNAT address. */
+export type NodePortMapName = SockMapName | 'lb_np_snat';
+
+/**
+ * The per-packet translation of traffic from outside the node (NodePort, external and
+ * load-balancer IPs): one tc program on the node's external devices (tcx ingress, links pinned
+ * under the node's directory by datapath/nodeport.ts). Its Service maps are SOCK_OBJECT's pins:
+ * their layout versions must stay equal to SOCK_OBJECT's, or each object's load would replace
+ * the other's maps.
+ */
+export const NODEPORT_OBJECT: ObjectSpec<NodePortMapName> = {
+  name: 'nodeport',
+  file: 'twill_nodeport.o',
+  programs: [{ name: 'twill_nodeport', section: 'tc/nodeport', type: 'sched_cls', attach: { kind: 'tc', direction: 'ingress' }, scope: 'node', pin: 'nodeport_{hash}' }],
+  maps: { ...SOCK_OBJECT.maps, lb_np_snat: nodeMap },
+};
+
 /** Every object twill loads. */
-export const OBJECTS: readonly ObjectSpec[] = [TC_OBJECT, SOCK_OBJECT];
+export const OBJECTS: readonly ObjectSpec[] = [TC_OBJECT, SOCK_OBJECT, NODEPORT_OBJECT];
 
 /** The pinned kernel name of a map at a layout version (map names allow [A-Za-z0-9_.], 15 bytes). */
 export function kernelMapName(name: string, version: number): string {

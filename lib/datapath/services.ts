@@ -9,7 +9,7 @@ import { readdirSync, rmdirSync, unlinkSync } from '../sys/fs.js';
 import { attachCgroup, cgroup2Mount, cgroupLinkPin, detachCgroup, isCgroup2 } from '../bpf/attach/cgroup.js';
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
-import { LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
+import { LB_BE_LOCAL, LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
 import { SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
 import { bpfMapIO, type MapIO } from '../bpf/map-io.js';
@@ -244,7 +244,9 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
       idOf.set(k, id);
     }
     if (!terminating) ready.add(k);
-    const flags = LB_BE_VALID | (terminating && !ready.has(k) ? LB_BE_TERMINATING : 0);
+    // local (the endpoint's nodeName is this node): traffic from outside reaches it without SNAT.
+    const local = (b as ServiceBackend & { local?: boolean }).local === true;
+    const flags = LB_BE_VALID | (terminating && !ready.has(k) ? LB_BE_TERMINATING : 0) | (local ? LB_BE_LOCAL : 0);
     wantBe.set(hexU32(id), beValue({ family: f.family, address: b.address, port: b.port, protocol: f.protocol, flags, svcId: f.serviceId }));
     return id;
   };

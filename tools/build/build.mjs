@@ -52,7 +52,7 @@ writeFileSync(
     output: 'dist/twill.blob',
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    assets: { 'twill.js': 'dist/twill.js', 'twill.cache': 'dist/twill.cache', 'koffi.node': koffiPath, 'twill_tc.o': bpfPath, 'twill_sock.o': 'bpf/twill_sock.o' },
+    assets: { 'twill.js': 'dist/twill.js', 'twill.cache': 'dist/twill.cache', 'koffi.node': koffiPath, 'twill_tc.o': bpfPath, 'twill_sock.o': 'bpf/twill_sock.o', 'twill_nodeport.o': 'bpf/twill_nodeport.o' },
   }),
 );
 execFileSync(nodeBin, ['--experimental-sea-config', 'dist/sea-config.json'], { stdio: 'inherit' });
