@@ -90,7 +90,8 @@ export function servicesStatus(confs: readonly NetConf[], now = Date.now()): Ser
   }
   const rec: ServicesSyncRecord | undefined = readServicesSync(first);
   const dir = linksDir(nodeDir(first.bpffsRoot));
-  const attached = SOCK_OBJECT.programs.filter((p) => existsSync(cgroupLinkPin(dir, p.name, cgroupTag(cgroupRoot)))).length;
+  const hooks = SOCK_OBJECT.programs.filter((p) => p.attach.kind === 'cgroup');
+  const attached = hooks.filter((p) => existsSync(cgroupLinkPin(dir, p.name, cgroupTag(cgroupRoot)))).length;
   let rows: ServiceRow[] | undefined;
   try {
     rows = readServiceRows(first.bpffsRoot, readServiceIds(first));
@@ -99,9 +100,9 @@ export function servicesStatus(confs: readonly NetConf[], now = Date.now()): Ser
   }
   if (!rec) problems.push('never synced: no Service is translated until twill sync runs');
   else problems.push(...rec.problems);
-  if (rec && attached < SOCK_OBJECT.programs.length) problems.push(`${SOCK_OBJECT.programs.length - attached} of ${SOCK_OBJECT.programs.length} socket hooks not attached at ${cgroupRoot}`);
+  if (rec && attached < hooks.length) problems.push(`${hooks.length - attached} of ${hooks.length} socket hooks not attached at ${cgroupRoot}`);
   return {
-    cgroupRoot, bpffsRoot: first.bpffsRoot, hooks: { attached, of: SOCK_OBJECT.programs.length },
+    cgroupRoot, bpffsRoot: first.bpffsRoot, hooks: { attached, of: hooks.length },
     frontends: rows?.length ?? 0, backends: rows?.reduce((s, r) => s + r.backends.length, 0) ?? 0,
     ...(rec ? { lastSync: rec.time, lastSyncAgeSeconds: Math.max(0, Math.round((now - Date.parse(rec.time)) / 1000)) } : {}),
     problems,

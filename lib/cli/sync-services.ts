@@ -13,6 +13,8 @@ import type { KindName } from '../cluster/kinds.js';
 import type { NodeObj } from '../cluster/objects.js';
 import { Reconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
 import { applyServices, ensureServiceHooks, openServiceMaps, removeServiceHooks, serviceHookTarget, type HookTarget } from '../datapath/services.js';
+import { podNetnsPaths, terminateStale } from '../datapath/services-term.js';
+import { detectNodePortDevices, ensureNodePortPrograms, removeNodePortPrograms } from '../datapath/nodeport.js';
 import { withNodeLock } from '../datapath/netlock.js';
 import { fileRecord } from '../mirror/record.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
@@ -33,6 +35,8 @@ export const servicesNetworks = (confs: readonly NetConf[]): NetConf[] => confs.
 
 export interface ServicesTarget {
   hooks: HookTarget;
+  /** services.devices of the first network (undefined: detected). */
+  devices?: string[];
   stateDir: string;
   nodeName: string;
   problems: string[];
@@ -55,7 +59,7 @@ export function servicesTarget(confs: readonly NetConf[]): ServicesTarget | unde
     }
     if (cg !== hooks.cgroupRoot) problems.push(`network ${c.name}: cgroupRoot ${cg} differs from ${first.name}'s ${hooks.cgroupRoot}: Services are node-wide, ${hooks.cgroupRoot} is used`);
   }
-  return { hooks: { ...hooks, stateDir: first.stateDir }, stateDir: first.stateDir, nodeName: first.nodeName ?? hostname(), problems };
+  return { hooks: { ...hooks, stateDir: first.stateDir }, ...(first.services?.devices ? { devices: first.services.devices } : {}), stateDir: first.stateDir, nodeName: first.nodeName ?? hostname(), problems };
 }
 
 const SCOPED = ['127.0.0.0/8', '169.254.0.0/16', '::1/128', 'fe80::/10'].map((c) => parseCidr(c)!);
@@ -89,7 +93,14 @@ export interface ServicesSync {
   attached: string[];
   /** Frontends whose slot range moved. */
   moved: number;
+  /** Connected sockets destroyed because their backend left (they reconnect to a live one). */
+  destroyed: number;
+  /** Devices the per-packet program serves (NodePorts, external and load-balancer IPs from outside). */
+  devices: string[];
 }
+
+/** The first sync of this process terminates too: a sync that stopped between an apply and its termination leaves sockets behind. */
+let terminatedOnce = false;
 
 /** One full Services sync: compile, ids, hooks, apply under the node lock, record. */
 export function syncServices(confs: readonly NetConf[], view: ServicesView, source: string): ServicesSync | undefined {
@@ -106,7 +117,16 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   }
   const frontends = toLbFrontends(model, table);
   const { attached } = ensureServiceHooks(t.hooks);
-  const { moved } = withNodeLock(t.stateDir, () => {
+  // Traffic from outside the node: a tcx program on the node's devices, only while some frontend needs it.
+  const addresses = nodeAddresses(t.nodeName, view.nodes);
+  let devices: string[] = [];
+  if (frontends.some((f) => f.scope === 'external')) {
+    devices = t.devices ?? detectNodePortDevices(addresses);
+    ensureNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir }, devices);
+  } else {
+    removeNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir });
+  }
+  const { moved, retired } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
     try {
@@ -115,6 +135,14 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
       maps.close();
     }
   });
+  // Connected sockets translated to a backend that left are destroyed, in the host's and every
+  // pod's namespace, so they reconnect through the hooks to a live backend.
+  let destroyed = 0;
+  if (retired > 0 || !terminatedOnce) {
+    const r = terminateStale(t.hooks, servicesNetworks(confs).flatMap((c) => podNetnsPaths(c)));
+    destroyed = r.destroyed;
+    terminatedOnce = true;
+  }
   const services = new Set(model.frontends.map((f) => f.service));
   const record: ServicesSyncRecord = {
     time: new Date().toISOString(), source, bpffsRoot: t.hooks.bpffsRoot, cgroupRoot: t.hooks.cgroupRoot,
@@ -123,7 +151,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);
-  return { record, attached, moved };
+  return { record, attached, moved, destroyed, devices };
 }
 
 /**
@@ -148,6 +176,7 @@ export function cleanupServices(confs: readonly NetConf[]): { removed: string[];
   const unpinnedState = new Set<string>();
   for (const t of targets.values()) {
     try {
+      removeNodePortPrograms(t);
       const r = removeServiceHooks(t);
       removed.push(`${r.detached} hooks from ${t.cgroupRoot}${r.unpinned ? '; maps unpinned' : ''}`);
       if (r.unpinned) unpinnedState.add(t.stateDir!);
@@ -162,7 +191,7 @@ export function cleanupServices(confs: readonly NetConf[]): { removed: string[];
 export function servicesLine(s: ServicesSync): string {
   const r = s.record;
   return [
-    `services: ${r.services} services, ${r.frontends} frontends, ${r.backends} backends; hooks at ${r.cgroupRoot}${s.attached.length ? ` (attached ${s.attached.length})` : ''}`,
+    `services: ${r.services} services, ${r.frontends} frontends, ${r.backends} backends; hooks at ${r.cgroupRoot}${s.attached.length ? ` (attached ${s.attached.length})` : ''}${s.devices.length ? `; from outside on ${s.devices.join(', ')}` : ''}${s.destroyed ? `; ${s.destroyed} sockets of gone backends closed` : ''}`,
     ...r.skipped.map((x) => `  skipped: ${x.service}: ${x.reason}`),
     ...r.problems.map((p) => `  problem: ${p}`),
   ].join('\n');

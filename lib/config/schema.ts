@@ -96,6 +96,10 @@ export const schema = {
       description: 'Kubernetes Services without kube-proxy (as `policy` does for NetworkPolicy). With "type": "k8s" the node\'s socket-level Service translation is loaded once per node and attached to cgroupRoot (cgroup connect, sendmsg, recvmsg and getpeername hooks, IPv4 and IPv6): a connection or datagram to a Service address goes to one of its endpoints, as `twill sync` last computed them. Without this key nothing is translated.',
       properties: {
         type: { enum: ['k8s'], description: '"k8s": v1 Service and discovery.k8s.io/v1 EndpointSlice.' },
+        devices: {
+          type: 'array', maxItems: 64, uniqueItems: true, items: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,15}$' },
+          description: 'The node\'s devices where traffic from outside arrives for NodePorts, external IPs and load-balancer IPs (translated per packet by a tcx program on each; the kernel\'s conntrack carries the flow). Default: the devices of the default routes and of the node\'s addresses. Attached only while some Service has such a frontend.',
+        },
       },
     },
     cgroupRoot: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'The cgroup v2 directory whose sockets (and its descendants\') the Service translation serves (default: the host\'s cgroup v2 mount, from /proc/self/mountinfo; on hybrid hosts the unified mount, e.g. /sys/fs/cgroup/unified). Nodes simulated on one kernel each get their own directory. Must exist and be on cgroup2.' },

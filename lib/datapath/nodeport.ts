@@ -206,8 +206,14 @@ export function removeNodePortPrograms(t: NodePortTarget): { detached: string[] 
     }
     const node = nodeDir(t.bpffsRoot);
     const progPin = new RegExp(`^${NODEPORT_OBJECT.programs[0]!.pin.replace('{hash}', '[0-9a-f]{16}')}$`);
-    for (const f of ls(node)) if (progPin.test(f) || f === 'lb_np_snat') unlinkSync(`${node}/${f}`);
-    removeNatHooks();
+    let found = detached.length > 0;
+    for (const f of ls(node)) {
+      if (!progPin.test(f) && f !== 'lb_np_snat') continue;
+      unlinkSync(`${node}/${f}`);
+      found = true;
+    }
+    // Nothing of the program was there: neither is its table (a sync with no external frontend calls this each round).
+    if (found) removeNatHooks();
     return { detached };
   });
 }

@@ -11,7 +11,7 @@ import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import { LB_BE_LOCAL, LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
-import { SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
+import { NODEPORT_OBJECT, SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
 import { bpfMapIO, type MapIO } from '../bpf/map-io.js';
 import { openPin } from '../bpf/pins.js';
 import { closeFd } from '../bpf/sys.js';
@@ -95,7 +95,8 @@ export function removeServiceHooks(t: HookTarget): { detached: number; unpinned:
         return [];
       }
     };
-    const ours = (f: string): boolean => SOCK_OBJECT.programs.some((p) => f.startsWith(`${p.name}:`));
+    // The maps are shared with the per-packet program (NODEPORT_OBJECT): they stay while any link of either is pinned.
+    const ours = (f: string): boolean => [...SOCK_OBJECT.programs, ...NODEPORT_OBJECT.programs].some((p) => f.startsWith(`${p.name}:`));
     if (ls(linksDir(dir)).some(ours)) return { detached, unpinned: false };
     const progPins = SOCK_OBJECT.programs.map((p) => new RegExp(`^${p.pin.replace('{hash}', '[0-9a-f]{16}')}$`));
     for (const f of ls(dir)) if (f in SOCK_OBJECT.maps || progPins.some((r) => r.test(f))) unlinkSync(`${dir}/${f}`);
@@ -245,7 +246,7 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     }
     if (!terminating) ready.add(k);
     // local (the endpoint's nodeName is this node): traffic from outside reaches it without SNAT.
-    const local = (b as ServiceBackend & { local?: boolean }).local === true;
+    const local = b.local === true;
     const flags = LB_BE_VALID | (terminating && !ready.has(k) ? LB_BE_TERMINATING : 0) | (local ? LB_BE_LOCAL : 0);
     wantBe.set(hexU32(id), beValue({ family: f.family, address: b.address, port: b.port, protocol: f.protocol, flags, svcId: f.serviceId }));
     return id;

@@ -82,7 +82,7 @@ export const modelServicePorts = (m: Pick<ServicesModel, 'frontends'>): string[]
 export function toLbFrontend(f: Frontend, table: ServiceIdTable): LbFrontend {
   const serviceId = table.ids[servicePortKey(f.service, f.portName)];
   if (!validId(serviceId)) throw new Error(`Service ${f.service} port ${JSON.stringify(f.portName)}: no id`);
-  const be = (l: Frontend['backends']['ready']): LbFrontend['backends'] => l.map((b) => ({ address: b.address, port: b.port }));
+  const be = (l: Frontend['backends']['ready']): LbFrontend['backends'] => l.map((b) => ({ address: b.address, port: b.port, ...(b.local ? { local: true } : {}) }));
   // forward with backends; reject/drop only matter with none: "forward" cannot be empty, but a
   // frontend whose verdict is not drop is refused like kube-proxy's REJECT.
   return {

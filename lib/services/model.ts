@@ -85,6 +85,8 @@ export const frontendKey = (f: Pick<Frontend, 'family' | 'address' | 'port' | 'p
 export interface ServiceBackend {
   address: string;
   port: number;
+  /** The endpoint is on this node: traffic from outside reaches it without SNAT (externalTrafficPolicy keeps the client). */
+  local?: boolean;
 }
 
 /**

@@ -75,9 +75,10 @@ describe('frontends for apply', () => {
     assert.equal(http.serviceId, table.ids['x/web|http']);
     assert.equal(dns.serviceId, table.ids['x/web|dns']);
     assert.notEqual(http.serviceId, dns.serviceId);
-    assert.deepEqual(http.backends, [{ address: '10.0.0.1', port: 8080 }]);
+    // 10.0.0.1 is on this node (n1): traffic from outside reaches it without SNAT.
+    assert.deepEqual(http.backends, [{ address: '10.0.0.1', port: 8080, local: true }]);
     assert.deepEqual(http.terminating, [{ address: '10.0.0.2', port: 8080 }]);
-    assert.deepEqual(dns.backends, [{ address: '10.0.0.1', port: 5353 }]);
+    assert.deepEqual(dns.backends, [{ address: '10.0.0.1', port: 5353, local: true }]);
     assert.equal(dns.protocol, 'UDP');
     assert.equal(http.affinitySeconds, 10800);
     assert.equal(http.scope, 'internal');
