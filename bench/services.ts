@@ -25,7 +25,7 @@ import { removeDir, tempDir } from '../testkit/twill.js';
 import type { Workspace } from './plugins.js';
 import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_SVC_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const SCALES = (process.env.BENCH_SVC_SCALES ?? '1,1000,10000').split(',').map(Number);
 const ENDPOINTS = 10;
@@ -264,7 +264,7 @@ function testbed(dir: string): Bed {
     }
     mkdirSync(cg);
     ensureServiceHooks({ bpffsRoot: bpffs.root, cgroupRoot: cg, stateDir });
-    servers.push(spawn('ip', inNs(SERVER, [rrBin, 'crr-server', String(PORTS.crr[1])]), { stdio: 'ignore' }));
+    servers.push(spawn('ip', inNs(SERVER, [rrBin, 'crr-server', String(PORTS.crr[1])]).slice(1), { stdio: 'ignore' }));
     spawnSync('sleep', ['0.3']);
   } catch (e) {
     teardown();
@@ -277,7 +277,9 @@ function testbed(dir: string): Bed {
 function client(bed: Bed, c: Client, cmd: string[], pin?: number): string {
   const argv = [...(pin === undefined ? [] : ['taskset', '-c', String(pin)]), ...cmd];
   const script = c === 'twill' ? `echo $$ > ${bed.cg}/cgroup.procs && exec ip netns exec "$0" "$@"` : 'exec ip netns exec "$0" "$@"';
-  return run(['sh', '-c', script, CLIENTS[c], ...argv], { allowFail: true, timeout: 120_000 });
+  const r = spawnSync('sh', ['-c', script, CLIENTS[c], ...argv], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) process.stderr.write(`client ${c} ${cmd.join(' ')}: ${r.stderr || r.error?.message || `exit ${r.status}`}\n`);
+  return r.stdout ?? '';
 }
 
 function crr(bed: Bed, c: Client, addr: string, port: number): number {
@@ -285,7 +287,7 @@ function crr(bed: Bed, c: Client, addr: string, port: number): number {
 }
 
 function rr(bed: Bed, addr: string, port: number): number {
-  const srv = spawn('ip', inNs(SERVER, ['taskset', '-c', '0', bed.rrBin, 'server', String(PORTS.rr[1])]), { stdio: 'ignore' });
+  const srv = spawn('ip', inNs(SERVER, ['taskset', '-c', '0', bed.rrBin, 'server', String(PORTS.rr[1])]).slice(1), { stdio: 'ignore' });
   spawnSync('sleep', ['0.2']);
   const out = client(bed, 'twill', [bed.rrBin, 'client', addr, String(port), '20000'], 0);
   srv.kill();
@@ -294,7 +296,7 @@ function rr(bed: Bed, addr: string, port: number): number {
 }
 
 function tput(bed: Bed, addr: string, port: number): number {
-  const srv = spawn('ip', inNs(SERVER, ['iperf3', '-s', '-1', '-p', String(PORTS.tput[1])]), { stdio: 'ignore' });
+  const srv = spawn('ip', inNs(SERVER, ['iperf3', '-s', '-1', '-p', String(PORTS.tput[1])]).slice(1), { stdio: 'ignore' });
   spawnSync('sleep', ['0.2']);
   const out = client(bed, 'twill', ['iperf3', '-c', addr, '-p', String(port), '-t', String(SECONDS), '-J', '--connect-timeout', '2000']);
   srv.kill();
