@@ -23,7 +23,7 @@ import type { LbFrontend } from '../lib/services/model.js';
 import { tempBpffs } from '../testkit/traffic.js';
 import { removeDir, tempDir } from '../testkit/twill.js';
 import type { Workspace } from './plugins.js';
-import { fmt, median, percentile, ratio, table, target, type Target } from './stats.js';
+import { fmt, median, ratio, table, target, type Target } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_SVC_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
@@ -340,7 +340,10 @@ export async function servicesBench(ws: Workspace, say: (s: string) => void, out
   const MiB = 2 ** 20;
   try {
     // Sync cost: 10,000 Services × 10 endpoints into empty maps, no record (a first sync reads
-    // the maps back), then one Service's endpoints changed, with the record the first left.
+    // the maps back: one lookup per slot and backend array entry, 393,216 syscalls), then one
+    // Service's endpoints changed, with the record the first left. applyServices recomputes and
+    // diffs the whole set each time; the end-to-end figure under `twill sync --watch` (the
+    // issue's p99) adds the watch and the compile to this.
     const big = Math.max(...SCALES);
     const bigList = services(big).list;
     const record = memoryRecord();
