@@ -11,7 +11,7 @@ const TWILL = process.env.TWILL_BIN ?? `${process.cwd()}/dist/twill`;
 const NODE_BIN = process.env.TWILL_NODE ?? process.execPath;
 const N = Number(process.env.BENCH_N ?? 100);
 const SCALE = Number(process.env.BENCH_SCALE ?? 500);
-const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy,policy-scale,observe').split(',');
+const only = (process.env.BENCH_ONLY ?? 'startup,lifecycle,concurrency,scaling,datapath,crossnode,policy,policy-scale,observe,services').split(',');
 
 // The other build of the same program, measured beside it (the Bun and the Node SEA builds).
 const ALT = process.env.TWILL_ALT_BIN ?? [`${TWILL}-node`, `${TWILL}-bun`].find((p) => existsSync(p));
@@ -247,6 +247,10 @@ async function main(): Promise<void> {
     if (only.includes('policy-scale')) {
       const { policyScaleBench } = await import('./policy-scale.js');
       await policyScaleBench(ws, say, out, targets);
+    }
+    if (only.includes('services')) {
+      const { servicesBench } = await import('./services.js');
+      await servicesBench(ws, say, out, targets);
     }
   } finally {
     ws.cleanup();
