@@ -2,7 +2,7 @@
 // capacity, an id that changes when the map is made again. The bpf(2) implementation is here;
 // an in-memory one with the kernel's capacity rules is in lib/mirror/memory-map.ts, so the
 // order in which maps are written can be tested without root.
-import { BPF_ANY, mapDelete, mapKeys, mapLookup, mapLookupBatch, mapUpdate, objInfo } from './sys.js';
+import { BPF_ANY, mapDelete, mapKeys, mapLookup, mapLookupBatch, mapUpdate, mapUpdateBatch, objInfo } from './sys.js';
 import { SysError } from '../sys/libc.js';
 
 export interface MapIO {
@@ -23,6 +23,8 @@ export interface MapIO {
   keys(): Iterable<Buffer>;
   /** Every entry at once, packed (count keys, count values), in a few syscalls: absent where the map cannot (use keys and lookup). */
   dump?(): MapDump;
+  /** Writes entries packed as a MapDump's, in their order, in a few syscalls (absent: one update each). */
+  updateMany?(entries: MapDump): void;
 }
 
 /** A map's entries packed: key i at keys[i*keySize], its value at values[i*valueSize]. */
@@ -31,6 +33,23 @@ export interface MapDump {
   keys: Buffer;
   values: Buffer;
 }
+
+/** Writes packed entries in order: in batches where the MapIO can, else one update each. */
+export function writeMany(io: MapIO, e: MapDump): void {
+  if (e.count === 0) return;
+  if (io.updateMany && batchUpdates) {
+    try {
+      io.updateMany(e);
+      return;
+    } catch (err) {
+      // EINVAL / ENOTSUPP: a kernel without batch updates; rewriting the first ones again is harmless.
+      if (!(err instanceof SysError && (err.errno === 22 || err.errno === 524))) throw err;
+      batchUpdates = false;
+    }
+  }
+  for (let i = 0; i < e.count; i++) io.update(e.keys.subarray(i * io.keySize, (i + 1) * io.keySize), e.values.subarray(i * io.valueSize, (i + 1) * io.valueSize));
+}
+let batchUpdates = true;
 
 /** All entries of a map: in batches where the MapIO can, else one lookup per key. */
 export function dumpMap(io: MapIO): MapDump {
@@ -90,6 +109,14 @@ export function bpfMapIO(fd: number, name: string): MapIO {
     delete: (key) => named(name, 'delete', () => mapDelete(fd, key)),
     // Collected first: deleting while the kernel walks restarts the walk from the first key.
     keys: () => named(name, 'keys', () => [...mapKeys(fd, keySize)]),
+    updateMany(e: MapDump) {
+      // The kernel copies the whole batch in first: chunks keep that allocation small.
+      const chunk = 8192;
+      for (let at = 0; at < e.count; at += chunk) {
+        const n = Math.min(chunk, e.count - at);
+        named(name, 'update batch', () => mapUpdateBatch(fd, e.keys.subarray(at * keySize), e.values.subarray(at * valueSize), n));
+      }
+    },
     dump(): MapDump {
       const max = info.readUInt32LE(16);
       const keys = Buffer.alloc(max * keySize), values = Buffer.alloc(max * valueSize);

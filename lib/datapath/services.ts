@@ -12,7 +12,7 @@ import type { NetConf } from '../config/types.js';
 import { LB_BE_LOCAL, LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
 import { NODEPORT_OBJECT, SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
-import { bpfMapIO, dumpMap, type MapIO } from '../bpf/map-io.js';
+import { bpfMapIO, dumpMap, writeMany, type MapIO } from '../bpf/map-io.js';
 import { openPin } from '../bpf/pins.js';
 import { closeFd } from '../bpf/sys.js';
 import type { MapReport, Step } from '../mirror/mirror.js';
@@ -239,6 +239,24 @@ function adopt(feIO: MapIO, slotIO: MapIO, beIO: MapIO): ApplyState {
   return { token: 0, alloc, fe, svcFes, be, slotLive, slotsLive, left: { gen: 0, slots: leftSlots, bes: [] }, later };
 }
 
+/** Writes gathered for one map, sent in order by flush (in batches where the map can). */
+function gather(io: MapIO): { add(k: Buffer, v: Buffer): void; flush(): number } {
+  let keys: Buffer[] = [], values: Buffer[] = [];
+  return {
+    add(k, v) {
+      keys.push(k);
+      values.push(v);
+    },
+    flush() {
+      const n = keys.length;
+      if (n) writeMany(io, { count: n, keys: Buffer.concat(keys), values: Buffer.concat(values) });
+      keys = [];
+      values = [];
+      return n;
+    },
+  };
+}
+
 const LB_FLAGS_AT = (() => {
   // the flags byte of struct lb_be: found by encoding a known value.
   const v = beValue({ family: 4, address: '0.0.0.0', port: 0, protocol: 'TCP', flags: 0xff, svcId: 0 });
@@ -322,22 +340,25 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     record.forget();
   };
   const s = st;
+  const slotW = gather(slotIO), beW = gather(beIO), feW = gather(feIO);
 
   // 3. What the last round left readable is freed: nothing points at it any more.
   const left = s.left;
   for (const i of left.slots) {
     if (s.slotLive[i]) continue;
     writing();
-    slotIO.update(u32(i), ZERO_SLOT);
+    slotW.add(u32(i), ZERO_SLOT);
     rep('lb_slots').removed++;
   }
+  slotW.flush();
   for (const id of left.bes) {
     if (!s.be.has(id)) continue;
     writing();
-    beIO.update(u32(id), ZERO_BE);
+    beW.add(u32(id), ZERO_BE);
     s.be.delete(id);
     rep('lb_be').removed++;
   }
+  beW.flush();
   s.alloc.release(left.gen);
   s.left = { gen: left.gen, slots: s.later, bes: [] };
   s.later = [];
@@ -356,26 +377,28 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     const cur = s.be.get(id);
     if (cur && cur.equals(v)) return;
     writing();
-    beIO.update(u32(id), v);
+    beW.add(u32(id), v);
     s.be.set(id, v);
     rep('lb_be').put++;
   };
   for (const { id, backend } of round.newBackends) put(id, beValues.get(backendKey(backend))!);
   for (const [k, w] of want) {
-    const p = s.alloc.placement(k)!;
+    const ids = s.alloc.idsOf(k)!;
     const refs = [...w.ready, ...w.terminating];
-    for (let i = 0; i < refs.length; i++) put(p.ids[i]!, beValues.get(backendKey(refs[i]!))!);
+    for (let i = 0; i < refs.length; i++) put(ids[i]!, beValues.get(backendKey(refs[i]!))!);
   }
+  beW.flush();
   // 6. Fresh ranges, before a frontend points at them.
   for (const { base, ids } of round.writes) {
     writing();
     for (let i = 0; i < ids.length; i++) {
-      slotIO.update(u32(base + i), u32(ids[i]!));
+      slotW.add(u32(base + i), u32(ids[i]!));
       if (!s.slotLive[base + i]) s.slotsLive++;
       s.slotLive[base + i] = 1;
     }
     rep('lb_slots').put += ids.length;
   }
+  slotW.flush();
   // 7. Frontends: one write each switches it whole.
   let moved = 0;
   const switched = new Set(round.switched.map((x) => x.key));
@@ -394,10 +417,11 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     }
     if (cur && cur.value.equals(value)) continue;
     writing();
-    feIO.update(Buffer.from(k, 'hex'), value);
+    feW.add(Buffer.from(k, 'hex'), value);
     s.fe.set(k, { value, svc: f.serviceId });
     rep('lb_fe').put++;
   }
+  feW.flush();
   // 8. Frontends no longer wanted.
   for (const k of round.goneFrontends) {
     const cur = s.fe.get(k);
@@ -441,10 +465,11 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     if (pb.flags & LB_BE_RETIRED) continue;
     const v = beValue({ ...pb, flags: pb.flags | LB_BE_RETIRED });
     writing();
-    beIO.update(u32(id), v);
+    beW.add(u32(id), v);
     s.be.set(id, v);
     rep('lb_be').put++;
   }
+  beW.flush();
   if (forgot || s.token === 0) {
     s.token = 1 + Math.floor(Math.random() * 0x7ffffffe);
     record.write(new Map([[TOKEN_MAP, { id: s.token, keySize: 0, valueSize: 0, entries: new Map() }]]));

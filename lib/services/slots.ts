@@ -360,6 +360,12 @@ export class SlotAllocator {
     return p && !p.stale ? { base: p.base, count: p.count, term: p.term, cap: p.cap, ids: [...p.ids] } : undefined;
   }
 
+  /** A placed frontend's ids, not copied (the caller does not change them). */
+  idsOf(key: string): readonly number[] | undefined {
+    const p = this.placed.get(key);
+    return p && !p.stale ? p.ids : undefined;
+  }
+
   backendId(b: BackendRef): number | undefined {
     return this.ids.get(backendKey(b));
   }
