@@ -33,6 +33,8 @@ const CONNECTS = Number(process.env.BENCH_SVC_CONNECTS ?? 3000);
 const CRR_N = Number(process.env.BENCH_SVC_CRR ?? 3000);
 /** iptables-restore as the host has it (iptables-nft here), or BENCH_SVC_IPTABLES=iptables-legacy-restore. */
 const IPT_RESTORE = process.env.BENCH_SVC_IPTABLES ?? 'iptables-restore';
+/** Which parts run: sync (applyServices' cost and the maps' memory), datapath (latency, rates, kube-proxy's layouts). */
+const PARTS = (process.env.BENCH_SVC_PARTS ?? 'sync,datapath').split(',');
 
 const ID = `twbsvc${process.pid % 100000}`;
 const SERVER = `${ID}s`;
@@ -339,37 +341,50 @@ export async function servicesBench(ws: Workspace, say: (s: string) => void, out
   if (!svcMaps) throw new Error('Service maps not pinned after ensureServiceHooks');
   const MiB = 2 ** 20;
   try {
-    // Sync cost: 10,000 Services × 10 endpoints into empty maps, no record (a first sync reads
-    // the maps back: one lookup per slot and backend array entry, 393,216 syscalls), then one
-    // Service's endpoints changed, with the record the first left. applyServices recomputes and
-    // diffs the whole set each time; the end-to-end figure under `twill sync --watch` (the
-    // issue's p99) adds the watch and the compile to this.
+    // Sync cost: 10,000 Services × 10 endpoints into empty maps (the first apply of a process
+    // reads the maps back in batches and adopts what they hold), then one Service's endpoints
+    // changed as --watch applies it (only that Service port compared and written), the same
+    // change through a full plan (the periodic resync), and a restarted sync re-adopting the
+    // maps (another record: nothing it knows) that should write nothing. The end-to-end figure
+    // under `twill sync --watch` (the issue's p99) adds the watch and the compile to this.
     const big = Math.max(...SCALES);
     const bigList = services(big).list;
     const record = memoryRecord();
     const fes = frontends(bigList);
-    let t0 = process.hrtime.bigint();
-    applyServices(svcMaps.maps, fes, record);
-    const coldMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    const mem = memlockOfServiceMaps(bed.bpffs.root);
-    const changeMs: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      // Service 0 gets a new endpoint in place of its first (an EndpointSlice change).
-      const changed = fes.map((f, k) => (k === 0 ? { ...f, backends: [{ address: `10.250.0.${i + 1}`, port: 8080 }, ...f.backends.slice(1)] } : f));
+    if (PARTS.includes('sync')) {
+      let t0 = process.hrtime.bigint();
+      applyServices(svcMaps.maps, fes, record);
+      const coldMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      const mem = memlockOfServiceMaps(bed.bpffs.root);
+      const changeMs: number[] = [], fullMs: number[] = [];
+      let cur = fes;
+      for (let i = 0; i < 20; i++) {
+        // Service 0 gets a new endpoint in place of its first (an EndpointSlice change).
+        const f0 = { ...fes[0]!, backends: [{ address: `10.250.0.${i + 1}`, port: 8080 }, ...fes[0]!.backends.slice(1)] };
+        cur = fes.map((f, k) => (k === 0 ? f0 : f));
+        t0 = process.hrtime.bigint();
+        if (i < 10) applyServices(svcMaps.maps, [f0], record, { only: new Set([f0.serviceId]) });
+        else applyServices(svcMaps.maps, cur, record);
+        (i < 10 ? changeMs : fullMs).push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
       t0 = process.hrtime.bigint();
-      applyServices(svcMaps.maps, changed, record);
-      changeMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const again = applyServices(svcMaps.maps, cur, memoryRecord());
+      const restartMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      const restartWrites = [...again.maps.values()].reduce((a, r) => a + r.put + r.removed, 0);
+      say(`\n## Services: sync cost (applyServices, ${big} Services × ${ENDPOINTS} endpoints)\n`);
+      say(table(['what', 'figure'], [
+        [`${fes.length} frontends, ${fes.length * ENDPOINTS} backends from cold (empty maps read back in batches)`, `${fmt(coldMs)} ms`],
+        ['one Service\'s endpoints changed, applyServices of that Service port (as --watch does; 10 runs)', `p50 ${fmt(median(changeMs))} ms, max ${fmt(Math.max(...changeMs))} ms`],
+        ['one Service\'s endpoints changed, full plan over every Service (the periodic resync; 10 runs)', `p50 ${fmt(median(fullMs))} ms, max ${fmt(Math.max(...fullMs))} ms`],
+        ['a restarted sync: maps read back and re-adopted, nothing changed', `${fmt(restartMs)} ms, ${restartWrites} map writes`],
+        ['kernel memory of the Service maps (memlock, fdinfo)', `${fmt(mem.total / MiB, 2)} MiB (${Object.entries(mem.byMap).map(([n, b]) => `${n} ${fmt(b / MiB, 2)}`).join(', ')})`],
+      ]));
+      out.servicesSync = { services: big, frontends: fes.length, coldMs, changeMs, fullMs, restartMs, restartWrites, memlock: mem };
+      targets.push(target(`Services: applyServices of ${big} Services × ${ENDPOINTS} endpoints from cold`, coldMs / 1000, 2, ' s'));
+      targets.push(target('Services: one EndpointSlice change, applyServices part (the --watch end-to-end p99 is not measured here)', Math.max(...changeMs), 100, ' ms'));
+      targets.push(target(`Services: Service maps' kernel memory at ${big} Services / ${big * ENDPOINTS} endpoints`, mem.total / MiB, 16, ' MiB'));
     }
-    say(`\n## Services: sync cost (applyServices, ${big} Services × ${ENDPOINTS} endpoints)\n`);
-    say(table(['what', 'figure'], [
-      [`${fes.length} frontends, ${fes.length * ENDPOINTS} backends from cold (empty maps, no record)`, `${fmt(coldMs)} ms`],
-      ['one Service\'s endpoints changed, applyServices alone (10 runs)', `p50 ${fmt(median(changeMs))} ms, max ${fmt(Math.max(...changeMs))} ms`],
-      ['kernel memory of the Service maps (memlock, fdinfo)', `${fmt(mem.total / MiB, 2)} MiB (${Object.entries(mem.byMap).map(([n, b]) => `${n} ${fmt(b / MiB, 2)}`).join(', ')})`],
-    ]));
-    out.servicesSync = { services: big, frontends: fes.length, coldMs, changeMs, memlock: mem };
-    targets.push(target(`Services: applyServices of ${big} Services × ${ENDPOINTS} endpoints from cold`, coldMs / 1000, 2, ' s'));
-    targets.push(target('Services: one EndpointSlice change, applyServices part (the --watch end-to-end p99 is not measured here)', Math.max(...changeMs), 100, ' ms'));
-    targets.push(target(`Services: Service maps' kernel memory at ${big} Services / ${big * ENDPOINTS} endpoints`, mem.total / MiB, 16, ' MiB'));
+    if (!PARTS.includes('datapath')) return;
 
     // The data path at each scale, smallest first; kube-proxy's tables reloaded per scale.
     const lat: { scale: number; cip: number; direct: number; cip90: number; direct90: number }[] = [];

@@ -2,7 +2,7 @@
 // capacity, an id that changes when the map is made again. The bpf(2) implementation is here;
 // an in-memory one with the kernel's capacity rules is in lib/mirror/memory-map.ts, so the
 // order in which maps are written can be tested without root.
-import { BPF_ANY, mapDelete, mapKeys, mapLookup, mapUpdate, objInfo } from './sys.js';
+import { BPF_ANY, mapDelete, mapKeys, mapLookup, mapLookupBatch, mapUpdate, mapUpdateBatch, objInfo } from './sys.js';
 import { SysError } from '../sys/libc.js';
 
 export interface MapIO {
@@ -21,6 +21,57 @@ export interface MapIO {
   delete(key: Buffer): boolean;
   /** The keys as they are now; a key written during the walk may or may not be seen. */
   keys(): Iterable<Buffer>;
+  /** Every entry at once, packed (count keys, count values), in a few syscalls: absent where the map cannot (use keys and lookup). */
+  dump?(): MapDump;
+  /** Writes entries packed as a MapDump's, in their order, in a few syscalls (absent: one update each). */
+  updateMany?(entries: MapDump): void;
+}
+
+/** A map's entries packed: key i at keys[i*keySize], its value at values[i*valueSize]. */
+export interface MapDump {
+  count: number;
+  keys: Buffer;
+  values: Buffer;
+}
+
+/** Writes packed entries in order: in batches where the MapIO can, else one update each. */
+export function writeMany(io: MapIO, e: MapDump): void {
+  if (e.count === 0) return;
+  if (io.updateMany && batchUpdates) {
+    try {
+      io.updateMany(e);
+      return;
+    } catch (err) {
+      // EINVAL / ENOTSUPP: a kernel without batch updates; rewriting the first ones again is harmless.
+      if (!(err instanceof SysError && (err.errno === 22 || err.errno === 524))) throw err;
+      batchUpdates = false;
+    }
+  }
+  for (let i = 0; i < e.count; i++) io.update(e.keys.subarray(i * io.keySize, (i + 1) * io.keySize), e.values.subarray(i * io.valueSize, (i + 1) * io.valueSize));
+}
+let batchUpdates = true;
+
+/** All entries of a map: in batches where the MapIO can, else one lookup per key. */
+export function dumpMap(io: MapIO): MapDump {
+  if (io.dump) {
+    try {
+      return io.dump();
+    } catch (e) {
+      // EINVAL / ENOTSUPP: a kernel or map type without batch lookups.
+      if (!(e instanceof SysError && (e.errno === 22 || e.errno === 524))) throw e;
+    }
+  }
+  const ks = [...io.keys()];
+  const keys = Buffer.alloc(ks.length * io.keySize), values = Buffer.alloc(ks.length * io.valueSize);
+  let n = 0;
+  for (const k of ks) {
+    const v = io.lookup(k);
+    if (!v) continue;
+    k.copy(keys, n * io.keySize);
+    v.copy(values, n * io.valueSize);
+    n++;
+  }
+  return { count: n, keys, values };
 }
 
 export const BPF_EXIST = 2;
@@ -58,6 +109,31 @@ export function bpfMapIO(fd: number, name: string): MapIO {
     delete: (key) => named(name, 'delete', () => mapDelete(fd, key)),
     // Collected first: deleting while the kernel walks restarts the walk from the first key.
     keys: () => named(name, 'keys', () => [...mapKeys(fd, keySize)]),
+    updateMany(e: MapDump) {
+      // The kernel copies the whole batch in first: chunks keep that allocation small.
+      const chunk = 8192;
+      for (let at = 0; at < e.count; at += chunk) {
+        const n = Math.min(chunk, e.count - at);
+        named(name, 'update batch', () => mapUpdateBatch(fd, e.keys.subarray(at * keySize), e.values.subarray(at * valueSize), n));
+      }
+    },
+    dump(): MapDump {
+      const max = info.readUInt32LE(16);
+      const keys = Buffer.alloc(max * keySize), values = Buffer.alloc(max * valueSize);
+      // The batch token is the kernel's (a u32 index or bucket for arrays and hashes).
+      let token: Buffer | undefined, n = 0;
+      const chunk = Math.min(max, 8192);
+      for (;;) {
+        const out = Buffer.alloc(8);
+        const room = Math.min(chunk, max - n);
+        if (room === 0) break;
+        const r = named(name, 'lookup batch', () => mapLookupBatch(fd, token, out, keys.subarray(n * keySize), values.subarray(n * valueSize), room));
+        n += r.count;
+        if (r.done) break;
+        token = out;
+      }
+      return { count: n, keys: keys.subarray(0, n * keySize), values: values.subarray(0, n * valueSize) };
+    },
   };
 }
 

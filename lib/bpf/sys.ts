@@ -7,7 +7,7 @@ const ATTR_SIZE = 160; // larger than every layout used; the kernel requires the
 
 const Cmd = {
   MapCreate: 0, MapLookup: 1, MapUpdate: 2, MapDelete: 3, MapNextKey: 4, ProgLoad: 5, ObjPin: 6, ObjGet: 7,
-  ProgTestRun: 10, ObjInfo: 15, MapFreeze: 22, LinkCreate: 28, LinkUpdate: 29, IterCreate: 33, LinkDetach: 34,
+  ProgTestRun: 10, ObjInfo: 15, MapFreeze: 22, MapLookupBatch: 24, MapUpdateBatch: 26, LinkCreate: 28, LinkUpdate: 29, IterCreate: 33, LinkDetach: 34,
 } as const;
 
 export const MapType = { Hash: 1, Array: 2, ProgArray: 3, PercpuHash: 5, PercpuArray: 6, LruHash: 9, LpmTrie: 11, RingBuf: 27 } as const;
@@ -105,6 +105,38 @@ export function* mapKeys(fd: number, keySize: number): Generator<Buffer> {
     yield next;
     prev = next;
   }
+}
+
+/**
+ * Up to `max` entries from where `token` (4 bytes, zeroed for the start) says the last call
+ * stopped, packed into keys and values; done when the map has no more. One syscall for what
+ * BPF_MAP_GET_NEXT_KEY + LOOKUP take two per entry (arrays and hashes; a hash bucket larger
+ * than max is ENOSPC).
+ */
+export function mapLookupBatch(fd: number, token: Buffer | undefined, out: Buffer, keys: Buffer, values: Buffer, max: number): { count: number; done: boolean } {
+  const a = attr();
+  if (token) a.writeBigUInt64LE(ptr(token), 0);
+  a.writeBigUInt64LE(ptr(out), 8);
+  a.writeBigUInt64LE(ptr(keys), 16);
+  a.writeBigUInt64LE(ptr(values), 24);
+  a.writeUInt32LE(max, 32);
+  a.writeUInt32LE(fd, 36);
+  const done = !unlessAbsent(`${mapLabel(fd)} lookup batch`, Cmd.MapLookupBatch, a);
+  return { count: a.readUInt32LE(32), done };
+}
+
+/**
+ * Writes count packed entries in one syscall, in order (the kernel walks them one by one: a
+ * failure leaves the first ones written).
+ */
+export function mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+  const a = attr();
+  a.writeBigUInt64LE(ptr(keys), 16);
+  a.writeBigUInt64LE(ptr(values), 24);
+  a.writeUInt32LE(count, 32);
+  a.writeUInt32LE(fd, 36);
+  a.writeBigUInt64LE(BigInt(flags), 40);
+  bpf(`${mapLabel(fd)} update batch`, Cmd.MapUpdateBatch, a);
 }
 
 /** A program the verifier refused; the message ends with the tail of its log. */

@@ -12,6 +12,7 @@ import { realClock, type Clock } from '../cluster/clock.js';
 import type { KindName } from '../cluster/kinds.js';
 import type { NodeObj } from '../cluster/objects.js';
 import { Reconciler, type ReconcilerOptions } from '../cluster/reconciler.js';
+import type { Change } from '../cluster/store.js';
 import { applyServices, ensureServiceHooks, openServiceMaps, removeServiceHooks, serviceHookTarget, type HookTarget } from '../datapath/services.js';
 import { podNetnsPaths, terminateStale } from '../datapath/services-term.js';
 import { detectNodePortDevices, ensureNodePortPrograms, removeNodePortPrograms } from '../datapath/nodeport.js';
@@ -20,7 +21,8 @@ import { fileRecord } from '../mirror/record.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
 import { contains, formatAddr, parseAddr, parseCidr, type Addr } from '../net/ip.js';
 import { compileServices } from '../services/compile.js';
-import { allocateServiceIds, modelServicePorts, toLbFrontends } from '../services/ids.js';
+import { allocateServiceIds, modelServicePorts, splitServicePortKey, toLbFrontends, type ServiceIdTable } from '../services/ids.js';
+import type { ServicesModel } from '../services/model.js';
 import type { EndpointSliceObj, ServiceObj } from '../services/objects.js';
 import { readServiceIds, readServicesSync, serviceIdsPath, servicesDir, servicesRecordDir, servicesSyncPath, type ServicesSyncRecord } from '../state/files.js';
 import { localAddresses } from '../sys/podlink.js';
@@ -102,39 +104,116 @@ export interface ServicesSync {
 /** The first sync of this process terminates too: a sync that stopped between an apply and its termination leaves sockets behind. */
 let terminatedOnce = false;
 
-/** One full Services sync: compile, ids, hooks, apply under the node lock, record. */
-export function syncServices(confs: readonly NetConf[], view: ServicesView, source: string): ServicesSync | undefined {
+/** What one Service contributed to the last sync: an update of a few Services keeps the others' share. */
+interface ServiceShare {
+  frontends: number;
+  backends: number;
+  external: boolean;
+  skipped: { service: string; reason: string }[];
+}
+
+/**
+ * What the last full sync of this process computed, so that a change of a few Services costs
+ * what it touches: their compile, their ids, their frontends. Another configuration, a relist
+ * or the periodic resync makes a full sync again (which also settles what a partial one cannot
+ * see: two Services claiming one address).
+ */
+interface ServicesContext {
+  key: string;
+  shares: Map<string, ServiceShare>;
+  external: boolean;
+  devices: string[];
+}
+let context: ServicesContext | undefined;
+
+const svcKey = (namespace: string, name: string): string => `${namespace}/${name}`;
+
+function sharesOf(model: ServicesModel, frontends: ReturnType<typeof toLbFrontends>): Map<string, ServiceShare> {
+  const out = new Map<string, ServiceShare>();
+  const share = (svc: string): ServiceShare => {
+    let x = out.get(svc);
+    if (!x) out.set(svc, (x = { frontends: 0, backends: 0, external: false, skipped: [] }));
+    return x;
+  };
+  model.frontends.forEach((f, i) => {
+    const x = share(f.service), l = frontends[i]!;
+    x.frontends++;
+    x.backends += l.backends.length + l.terminating.length;
+    if (f.scope === 'external') x.external = true;
+  });
+  for (const k of model.skipped) share(k.service).skipped.push(k);
+  return out;
+}
+
+/**
+ * One Services sync: compile, ids, hooks, apply under the node lock, record. With `changed`
+ * (the "namespace/name" of Services whose object or EndpointSlices changed since the last run
+ * of this process), only those are compiled and written when the last full sync left what the
+ * others need; else everything.
+ */
+export function syncServices(confs: readonly NetConf[], view: ServicesView, source: string, changed?: ReadonlySet<string>): ServicesSync | undefined {
   const t = servicesTarget(confs);
   if (!t) return undefined;
-  const model = compileServices(view.services, view.slices, { name: t.nodeName, addresses: nodeAddresses(t.nodeName, view.nodes) });
+  const addresses = nodeAddresses(t.nodeName, view.nodes);
+  const key = JSON.stringify([servicesNetworks(confs), t.nodeName, addresses]);
+  const partial = changed !== undefined && context?.key === key ? context : undefined;
   const st = { stateDir: t.stateDir };
   const prev = readServiceIds(st);
-  const table = allocateServiceIds(prev, modelServicePorts(model));
+  let model: ServicesModel, table: ServiceIdTable, only: Set<number> | undefined;
+  if (partial) {
+    model = compileServices(
+      [...view.services].filter((x) => changed!.has(svcKey(x.namespace, x.name))),
+      [...view.slices].filter((x) => changed!.has(svcKey(x.namespace, x.service))),
+      { name: t.nodeName, addresses },
+    );
+    // The other Services' ports keep their ids; the changed ones' are what their compile says.
+    const mine = (k: string): boolean => changed!.has(splitServicePortKey(k).service);
+    table = allocateServiceIds(prev, [...Object.keys(prev.ids).filter((k) => !mine(k)), ...modelServicePorts(model)]);
+    only = new Set<number>();
+    for (const [k, id] of Object.entries(prev.ids)) if (mine(k)) only.add(id);
+    for (const k of modelServicePorts(model)) only.add(table.ids[k]!);
+  } else {
+    model = compileServices(view.services, view.slices, { name: t.nodeName, addresses });
+    table = allocateServiceIds(prev, modelServicePorts(model));
+  }
   // The ids are on disk before any map carries them: a restart never hands one out twice.
   if (JSON.stringify(table) !== JSON.stringify(prev)) {
     mkdirs(servicesDir(st), 0o700);
     writeAtomic(serviceIdsPath(st), `${JSON.stringify(table)}\n`);
   }
   const frontends = toLbFrontends(model, table);
-  const { attached } = ensureServiceHooks(t.hooks);
-  // Traffic from outside the node: a tcx program on the node's devices, only while some frontend needs it.
-  const addresses = nodeAddresses(t.nodeName, view.nodes);
-  let devices: string[] = [];
-  if (frontends.some((f) => f.scope === 'external')) {
-    devices = t.devices ?? detectNodePortDevices(addresses);
-    ensureNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir }, devices);
-  } else {
-    removeNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir });
+  let shares: Map<string, ServiceShare>;
+  if (partial) {
+    shares = partial.shares;
+    for (const k of changed!) shares.delete(k);
+    for (const [k, x] of sharesOf(model, frontends)) shares.set(k, x);
+  } else shares = sharesOf(model, frontends);
+  const external = [...shares.values()].some((x) => x.external);
+  let attached: string[] = [];
+  let devices: string[] = partial?.devices ?? [];
+  if (!partial || external !== partial.external) {
+    if (!partial) ({ attached } = ensureServiceHooks(t.hooks));
+    // Traffic from outside the node: a tcx program on the node's devices, only while some frontend needs it.
+    if (external) {
+      devices = t.devices ?? detectNodePortDevices(addresses);
+      ensureNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir }, devices);
+    } else {
+      devices = [];
+      removeNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir });
+    }
   }
+  // Forgotten while the maps change: a failure half-way makes the next sync a full one.
+  context = undefined;
   const { moved, retired } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
     try {
-      return applyServices(maps.maps, frontends, fileRecord(servicesRecordDir(st)));
+      return applyServices(maps.maps, frontends, fileRecord(servicesRecordDir(st)), only ? { only } : {});
     } finally {
       maps.close();
     }
   });
+  context = { key, shares, external, devices };
   // Connected sockets translated to a backend that left are destroyed, in the host's and every
   // pod's namespace, so they reconnect through the hooks to a live backend.
   let destroyed = 0;
@@ -143,11 +222,18 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
     destroyed = r.destroyed;
     terminatedOnce = true;
   }
-  const services = new Set(model.frontends.map((f) => f.service));
+  let services = 0, nFrontends = 0, backends = 0;
+  const skipped: { service: string; reason: string }[] = [];
+  for (const x of shares.values()) {
+    if (x.frontends) services++;
+    nFrontends += x.frontends;
+    backends += x.backends;
+    skipped.push(...x.skipped);
+  }
+  skipped.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
   const record: ServicesSyncRecord = {
     time: new Date().toISOString(), source, bpffsRoot: t.hooks.bpffsRoot, cgroupRoot: t.hooks.cgroupRoot,
-    services: services.size, frontends: frontends.length, backends: frontends.reduce((s, f) => s + f.backends.length + f.terminating.length, 0),
-    skipped: model.skipped, problems: t.problems,
+    services, frontends: nFrontends, backends, skipped, problems: t.problems,
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);
@@ -206,10 +292,14 @@ export function servicesReconciler(cache: ClusterCache, networks: () => NetConf[
   const log = opts.log ?? logLine;
   const clock = opts.clock ?? realClock;
   let first = true;
-  const run = (): boolean => {
+  // The Services whose object or slices changed since the last run (a relist: all of them, a full run).
+  let pending = new Set<string>();
+  const run = ({ full }: { full: boolean }): boolean => {
     if (!cache.synced(SERVICE_KINDS)) return false;
     const started = clock.now();
-    const s = syncServices(servicesNetworks(networks()), cacheServicesView(cache), source);
+    const changed = pending;
+    pending = new Set();
+    const s = syncServices(servicesNetworks(networks()), cacheServicesView(cache), source, full ? undefined : changed);
     if (!s) return true;
     log('info', first ? 'services synced' : 'services updated', {
       ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved,
@@ -219,7 +309,14 @@ export function servicesReconciler(cache: ClusterCache, networks: () => NetConf[
     return true;
   };
   const rec = new Reconciler({ clock, ...SERVICES_TIMING, ...opts.timing }, run, (e, ms) => log('warn', 'services sync retrying', { error: e.message, retryIn: ms / 1000 }));
-  const changed = { changed: (): void => rec.changed(true) };
-  for (const k of SERVICE_KINDS) cache.subscribe(k, changed);
+  const on = <T>(names: (x: T) => string): { changed(c: Change<T>): void } => ({
+    changed(c) {
+      if (c.type === 'relist') return rec.changed(true);
+      for (const x of [c.before, c.after]) if (x !== undefined) pending.add(names(x));
+      rec.changed(false);
+    },
+  });
+  cache.subscribe('Service', on<ServiceObj>((x) => svcKey(x.namespace, x.name)));
+  cache.subscribe('EndpointSlice', on<EndpointSliceObj>((x) => svcKey(x.namespace, x.service)));
   return rec;
 }

@@ -12,12 +12,13 @@ import type { NetConf } from '../config/types.js';
 import { LB_BE_LOCAL, LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
 import { NODEPORT_OBJECT, SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
-import { bpfMapIO, type MapIO } from '../bpf/map-io.js';
+import { bpfMapIO, dumpMap, writeMany, type MapIO } from '../bpf/map-io.js';
 import { openPin } from '../bpf/pins.js';
 import { closeFd } from '../bpf/sys.js';
-import { Mirror, type MapReport, type Step } from '../mirror/mirror.js';
+import type { MapReport, Step } from '../mirror/mirror.js';
 import type { MirrorRecord } from '../mirror/record.js';
 import type { LbFrontend, ServiceBackend } from '../services/model.js';
+import { backendKey, SlotAllocator, type BackendRef, type Placement, type WantedFrontend } from '../services/slots.js';
 import { beValue, feKey, feValue, parseBeValue, parseFeValue, u32 } from './services-encode.js';
 import { withNodeLock } from './netlock.js';
 
@@ -128,71 +129,13 @@ export function openServiceMaps(bpffsRoot: string): { maps: Map<ServiceMapName, 
   return { maps: new Map(names.map((n) => [n, bpfMapIO(o.maps.get(n)!, n)])), close: () => o.close() };
 }
 
-/**
- * An array map seen as a sparse one: an all-zero value is no entry, and deleting writes zeros
- * (arrays cannot delete). The scan of a large array is made once per apply.
- */
-function sparseArray(io: MapIO): MapIO {
-  const zero = Buffer.alloc(io.valueSize);
-  let scan: Map<string, Buffer> | undefined;
-  const live = (v: Buffer | undefined): Buffer | undefined => (v && !v.equals(zero) ? v : undefined);
-  return {
-    name: io.name, id: io.id, keySize: io.keySize, valueSize: io.valueSize, maxEntries: io.maxEntries,
-    lookup: (k) => (scan ? scan.get(k.toString('hex')) : live(io.lookup(k))),
-    update(k, v, flags) {
-      scan = undefined;
-      io.update(k, v, flags);
-    },
-    delete(k) {
-      scan = undefined;
-      if (!live(io.lookup(k))) return false;
-      io.update(k, zero);
-      return true;
-    },
-    keys() {
-      if (!scan) {
-        scan = new Map();
-        for (let i = 0; i < io.maxEntries; i++) {
-          const k = u32(i), v = live(io.lookup(k));
-          if (v) scan.set(k.toString('hex'), v);
-        }
-      }
-      return [...scan.keys()].map((k) => Buffer.from(k, 'hex'));
-    },
-  };
-}
-
-function entriesOf(io: MapIO, record: MirrorRecord): Map<string, Buffer> {
-  const r = record.read(io);
-  if (r) return r;
-  const out = new Map<string, Buffer>();
-  for (const k of io.keys()) {
-    const v = io.lookup(k);
-    if (v) out.set(k.toString('hex'), v);
-  }
-  return out;
-}
-
+/** The order a round writes in (kept for readers of the old mirror-based order). */
 export const SERVICE_ORDER: readonly Step<ServiceMapName>[] = [
   { put: 'lb_be' }, { put: 'lb_slots' }, { put: 'lb_fe' }, { prune: 'lb_fe' }, { prune: 'lb_slots' }, { prune: 'lb_be' },
 ];
 
-const hexU32 = (n: number): string => u32(n).toString('hex');
-const idxOf = (hex: string): number => Buffer.from(hex, 'hex').readUInt32LE(0);
-const U16 = 0xffff;
-
-/** First free range of n slots among the taken intervals [start, end), below max. */
-function allocRange(taken: [number, number][], n: number, max: number): number {
-  taken.sort((a, b) => a[0] - b[0]);
-  let at = 0;
-  for (const [s, e] of taken) {
-    if (s - at >= n) break;
-    at = Math.max(at, e);
-  }
-  if (at + n > max) throw new Error(`Service slots full: ${n} more needed, ${max} in all`);
-  taken.push([at, at + n]);
-  return at;
-}
+/** The most backends of one frontend: a range is a power of two whose size fits lb_fe_val.cap (u16). */
+const MAX_FRONTEND_BACKENDS = 1 << 15;
 
 export interface ServicesReport {
   maps: Map<ServiceMapName, MapReport>;
@@ -207,109 +150,332 @@ export interface ServicesReport {
   retired: number;
 }
 
+export interface ApplyServicesOptions {
+  /**
+   * The frontends given are every frontend of these Service ports (serviceIds) and the others
+   * stay as they are: a frontend of one of them that is not given goes. Without it the
+   * frontends given are the whole desired set.
+   */
+  only?: ReadonlySet<number>;
+}
+
 /**
- * Writes the frontends (the whole desired set: the others are removed) into the node's Service
- * maps through a mirror recorded in record. Slot ranges: a frontend whose backends are
- * unchanged keeps its range; a changed one gets a fresh range beside every range a frontend
- * points at now, and its old range stays readable until the next round.
+ * What this process knows the maps hold, kept across rounds (one per set of maps): the slot
+ * allocator, the frontends' and backends' values as written, and what the last round left
+ * readable for this one to free. Trusted while the record holds the token of the last write.
  */
-export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontends: readonly LbFrontend[], record: MirrorRecord): ServicesReport {
+interface ApplyState {
+  token: number;
+  alloc: SlotAllocator;
+  fe: Map<string, { value: Buffer; svc: number }>;
+  svcFes: Map<number, Set<string>>;
+  be: Map<number, Buffer>;
+  /** Slots a live placement names (a slot is zeroed only when none does). */
+  slotLive: Uint8Array;
+  slotsLive: number;
+  /** Left readable by the last round (generation gen): freed by the next. */
+  left: { gen: number; slots: number[]; bes: number[] };
+  /** Slots a broken frontend found at adoption pointed at: zeroed the round after it is rewritten. */
+  later: number[];
+}
+
+/** The record's entry that says which state wrote the maps last. */
+const TOKEN_MAP = 'lb_state';
+const states = new Map<string, ApplyState>();
+
+const live = (v: Buffer | undefined): boolean => v !== undefined && (parseBeValue(v).flags & (LB_BE_VALID | LB_BE_RETIRED)) === LB_BE_VALID;
+
+/** The state the maps hold, read in bulk (a restarted sync re-adopts ids and ranges, so an unchanged set rewrites nothing). */
+function adopt(feIO: MapIO, slotIO: MapIO, beIO: MapIO): ApplyState {
+  const fes = dumpMap(feIO), slots = dumpMap(slotIO), bes = dumpMap(beIO);
+  const slotAt = new Uint32Array(slotIO.maxEntries);
+  for (let i = 0; i < slots.count; i++) {
+    const idx = slots.keys.readUInt32LE(i * 4);
+    if (idx < slotAt.length) slotAt[idx] = slots.values.readUInt32LE(i * 4);
+  }
+  const be = new Map<number, Buffer>();
+  const held: [number, BackendRef][] = [], heldRetired: [number, BackendRef][] = [];
+  const bs = beIO.valueSize;
+  for (let i = 0; i < bes.count; i++) {
+    const id = bes.keys.readUInt32LE(i * 4);
+    const v = bes.values.subarray(i * bs, (i + 1) * bs);
+    if (!(v[LB_FLAGS_AT]! & LB_BE_VALID)) continue;
+    const b = parseBeValue(v);
+    be.set(id, Buffer.from(v));
+    (b.flags & LB_BE_RETIRED ? heldRetired : held).push([id, { address: b.address, port: b.port, protocol: b.protocol, service: b.svcId }]);
+  }
+  const fe = new Map<string, { value: Buffer; svc: number }>();
+  const svcFes = new Map<number, Set<string>>();
+  const frontends: [string, Placement][] = [];
+  const fs = feIO.valueSize, ks = feIO.keySize;
+  for (let i = 0; i < fes.count; i++) {
+    const key = fes.keys.toString('hex', i * ks, (i + 1) * ks);
+    const value = Buffer.from(fes.values.subarray(i * fs, (i + 1) * fs));
+    const p = parseFeValue(value);
+    fe.set(key, { value, svc: p.svcId });
+    let set = svcFes.get(p.svcId);
+    if (!set) svcFes.set(p.svcId, (set = new Set()));
+    set.add(key);
+    frontends.push([key, { base: p.base, count: p.count, term: p.term, cap: p.cap }]);
+  }
+  const alloc = SlotAllocator.adopt({ slots: slotIO.maxEntries, backends: beIO.maxEntries }, {
+    frontends, slot: (i) => slotAt[i] ?? 0, backends: [...held, ...heldRetired],
+  });
+  const slotLive = new Uint8Array(slotIO.maxEntries);
+  let slotsLive = 0;
+  const named = new Set<number>();
+  for (const [key] of frontends) {
+    const p = alloc.placement(key);
+    if (!p) continue;
+    for (let i = 0; i < p.ids.length; i++) slotLive[p.base + i] = 1;
+    slotsLive += p.ids.length;
+  }
+  // Slots no adopted placement names: zeroed by the first round, except those a frontend the
+  // allocator found broken still points at (zeroed the round after it is rewritten).
+  const leftSlots: number[] = [];
+  for (const [key, pl] of frontends) if (!alloc.placement(key)) for (let i = pl.base; i < pl.base + pl.count + pl.term && i < slotAt.length; i++) named.add(i);
+  const later: number[] = [];
+  for (let i = 0; i < slotAt.length; i++) if (slotAt[i] && !slotLive[i]) (named.has(i) ? later : leftSlots).push(i);
+  return { token: 0, alloc, fe, svcFes, be, slotLive, slotsLive, left: { gen: 0, slots: leftSlots, bes: [] }, later };
+}
+
+/** Writes gathered for one map, sent in order by flush (in batches where the map can). */
+function gather(io: MapIO): { add(k: Buffer, v: Buffer): void; flush(): number } {
+  let keys: Buffer[] = [], values: Buffer[] = [];
+  return {
+    add(k, v) {
+      keys.push(k);
+      values.push(v);
+    },
+    flush() {
+      const n = keys.length;
+      if (n) writeMany(io, { count: n, keys: Buffer.concat(keys), values: Buffer.concat(values) });
+      keys = [];
+      values = [];
+      return n;
+    },
+  };
+}
+
+const LB_FLAGS_AT = (() => {
+  // the flags byte of struct lb_be: found by encoding a known value.
+  const v = beValue({ family: 4, address: '0.0.0.0', port: 0, protocol: 'TCP', flags: 0xff, svcId: 0 });
+  return v.indexOf(0xff);
+})();
+
+/**
+ * Writes the frontends into the node's Service maps so that a reader never meets an empty or
+ * half-written Service: backends → slots → frontends (one write switches a Service) → gone
+ * frontends deleted → gone backends marked retired. Slot ranges and backend ids come from a
+ * SlotAllocator kept for the maps across rounds (adopted from the maps on first use); a
+ * frontend whose backends are unchanged keeps its range, a changed one gets a fresh range, and
+ * what a round leaves (the old range, retired backends) stays readable until the next round,
+ * which frees it. With opts.only, only those Service ports are compared: a change costs what it
+ * touches. record: which process wrote the maps last (another's writes make this one re-adopt).
+ */
+export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontends: readonly LbFrontend[], record: MirrorRecord, opts: ApplyServicesOptions = {}): ServicesReport {
   const io = (n: ServiceMapName): MapIO => {
     const m = maps.get(n);
     if (!m) throw new Error(`map ${n}: not open`);
     return m;
   };
-  const feIO = io('lb_fe'), slotIO = sparseArray(io('lb_slots')), beIO = sparseArray(io('lb_be'));
-  const haveFe = entriesOf(feIO, record), haveSlots = entriesOf(slotIO, record), haveBe = entriesOf(beIO, record);
+  const feIO = io('lb_fe'), slotIO = io('lb_slots'), beIO = io('lb_be');
 
-  // Backend ids: one per (Service, address, port, protocol), kept while wanted.
-  const beKey = (svc: number, f: LbFrontend, b: ServiceBackend): string => `${svc}|${f.family}|${b.address}|${b.port}|${f.protocol}`;
-  const idOf = new Map<string, number>();
-  const usedIds = new Set<number>([0]);
-  for (const [k, v] of haveBe) {
-    const id = idxOf(k), b = parseBeValue(v);
-    usedIds.add(id);
-    if (b.flags & LB_BE_VALID && !(b.flags & LB_BE_RETIRED)) idOf.set(`${b.svcId}|${b.family}|${b.address}|${b.port}|${b.protocol}`, id);
-  }
-  const wantBe = new Map<string, Buffer>();
+  // 1. The wanted frontends, checked and encoded before anything changes.
+  const want = new Map<string, WantedFrontend>();
+  const wantFe = new Map<string, { f: LbFrontend; ready: number; term: number }>();
   const ready = new Set<string>();
-  let nextId = 1;
-  const idFor = (f: LbFrontend, b: ServiceBackend, terminating: boolean): number => {
-    const k = beKey(f.serviceId, f, b);
-    let id = idOf.get(k);
-    if (id === undefined) {
-      while (usedIds.has(nextId)) nextId++;
-      if (nextId >= LB_BE_MAX) throw new Error(`Service backends full: ${LB_BE_MAX - 1} ids`);
-      id = nextId;
-      usedIds.add(id);
-      idOf.set(k, id);
-    }
-    if (!terminating) ready.add(k);
-    // local (the endpoint's nodeName is this node): traffic from outside reaches it without SNAT.
-    const local = b.local === true;
-    const flags = LB_BE_VALID | (terminating && !ready.has(k) ? LB_BE_TERMINATING : 0) | (local ? LB_BE_LOCAL : 0);
-    wantBe.set(hexU32(id), beValue({ family: f.family, address: b.address, port: b.port, protocol: f.protocol, flags, svcId: f.serviceId }));
-    return id;
-  };
-
-  const taken: [number, number][] = [];
-  const haveRanges: { base: number; cap: number }[] = [];
-  for (const v of haveFe.values()) {
-    const fe = parseFeValue(v);
-    if (fe.cap > 0) {
-      taken.push([fe.base, fe.base + fe.cap]);
-      haveRanges.push({ base: fe.base, cap: fe.cap });
-    }
-  }
-  const wantFe = new Map<string, Buffer>();
-  const wantSlots = new Map<string, Buffer>();
-  const keptRanges = new Set<number>();
-  let moved = 0;
+  const beOf = new Map<string, { b: ServiceBackend; f: LbFrontend; terminating: boolean }>();
   for (const f of frontends) {
     if (!Number.isInteger(f.serviceId) || f.serviceId < 1 || f.serviceId > 0xffffffff) throw new Error(`frontend ${f.address}:${f.port}: serviceId ${f.serviceId} out of range`);
+    if (opts.only && !opts.only.has(f.serviceId)) throw new Error(`frontend ${f.address}:${f.port}: serviceId ${f.serviceId} not among the Service ports this update names`);
     const k = feKey(f).toString('hex');
-    if (wantFe.has(k)) throw new Error(`frontend ${f.address}:${f.port}/${f.protocol} (${f.scope}) given twice`);
+    if (want.has(k)) throw new Error(`frontend ${f.address}:${f.port}/${f.protocol} (${f.scope}) given twice`);
     const seen = new Set<string>();
     const uniq = (l: ServiceBackend[]): ServiceBackend[] => l.filter((b) => !seen.has(`${b.address}|${b.port}`) && (seen.add(`${b.address}|${b.port}`), true));
     const r = uniq(f.backends), t = uniq(f.terminating);
-    const ids = [...r.map((b) => idFor(f, b, false)), ...t.map((b) => idFor(f, b, true))];
-    if (ids.length > U16) throw new Error(`frontend ${f.address}:${f.port}: ${ids.length} backends, at most ${U16}`);
-    const cur = haveFe.get(k) && parseFeValue(haveFe.get(k)!);
-    let base = 0, cap = 0;
-    if (cur && ids.length > 0 && cur.cap >= ids.length && ids.every((id, i) => haveSlots.get(hexU32(cur.base + i))?.readUInt32LE(0) === id)) {
-      ({ base, cap } = cur);
-      keptRanges.add(base);
-    } else if (ids.length > 0) {
-      cap = ids.length;
-      base = allocRange(taken, cap, slotIO.maxEntries);
-      moved++;
+    if (r.length + t.length > MAX_FRONTEND_BACKENDS) throw new Error(`frontend ${f.address}:${f.port}: ${r.length + t.length} backends, at most ${MAX_FRONTEND_BACKENDS}`);
+    const ref = (b: ServiceBackend): BackendRef => ({ address: b.address, port: b.port, protocol: f.protocol, service: f.serviceId });
+    const rr = r.map(ref), tr = t.map(ref);
+    rr.forEach((x, i) => {
+      const bk = backendKey(x);
+      ready.add(bk);
+      beOf.set(bk, { b: r[i]!, f, terminating: false });
+    });
+    tr.forEach((x, i) => {
+      const bk = backendKey(x);
+      if (!beOf.has(bk)) beOf.set(bk, { b: t[i]!, f, terminating: true });
+    });
+    want.set(k, { ready: rr, terminating: tr });
+    wantFe.set(k, { f, ready: r.length, term: t.length });
+  }
+  // local (the endpoint's nodeName is this node): traffic from outside reaches it without SNAT.
+  const beValues = new Map<string, Buffer>();
+  for (const [bk, { b, f, terminating }] of beOf) {
+    const flags = LB_BE_VALID | (terminating && !ready.has(bk) ? LB_BE_TERMINATING : 0) | (b.local === true ? LB_BE_LOCAL : 0);
+    beValues.set(bk, beValue({ family: f.family, address: b.address, port: b.port, protocol: f.protocol, flags, svcId: f.serviceId }));
+  }
+
+  // 2. What the maps hold: this process's state while the record says it wrote them last.
+  const mapsKey = `${feIO.id}:${slotIO.id}:${beIO.id}`;
+  let st = states.get(mapsKey);
+  if (!st || record.mapId(TOKEN_MAP) !== st.token) {
+    st = adopt(feIO, slotIO, beIO);
+    states.set(mapsKey, st);
+  }
+  const changes = new Map<string, WantedFrontend | undefined>(want);
+  if (opts.only) {
+    for (const id of opts.only) for (const k of st.svcFes.get(id) ?? []) if (!want.has(k)) changes.set(k, undefined);
+  } else {
+    for (const k of st.fe.keys()) if (!want.has(k)) changes.set(k, undefined);
+  }
+
+  const reports = new Map<ServiceMapName, MapReport>((['lb_be', 'lb_slots', 'lb_fe'] as const).map((n) => [n, { put: 0, removed: 0, patched: 0, entries: 0 }]));
+  const rep = (n: ServiceMapName): MapReport => reports.get(n)!;
+  const ZERO_SLOT = Buffer.alloc(slotIO.valueSize), ZERO_BE = Buffer.alloc(beIO.valueSize);
+  let forgot = false;
+  const writing = (): void => {
+    if (forgot) return;
+    forgot = true;
+    record.forget();
+  };
+  const s = st;
+  const slotW = gather(slotIO), beW = gather(beIO), feW = gather(feIO);
+
+  // 3. What the last round left readable is freed: nothing points at it any more.
+  const left = s.left;
+  for (const i of left.slots) {
+    if (s.slotLive[i]) continue;
+    writing();
+    slotW.add(u32(i), ZERO_SLOT);
+    rep('lb_slots').removed++;
+  }
+  slotW.flush();
+  for (const id of left.bes) {
+    if (!s.be.has(id)) continue;
+    writing();
+    beW.add(u32(id), ZERO_BE);
+    s.be.delete(id);
+    rep('lb_be').removed++;
+  }
+  beW.flush();
+  s.alloc.release(left.gen);
+  s.left = { gen: left.gen, slots: s.later, bes: [] };
+  s.later = [];
+
+  // 4. The round: ids and ranges (throws SlotsFull with nothing changed).
+  const old = new Map<string, { base: number; n: number } | undefined>();
+  for (const k of changes.keys()) {
+    const p = s.alloc.placement(k);
+    old.set(k, p && p.ids.length ? { base: p.base, n: p.ids.length } : undefined);
+  }
+  const round = s.alloc.update(changes);
+  s.left.gen = round.generation;
+
+  // 5. Backends before any slot names them; flags of kept ones (terminating, local) in place.
+  const put = (id: number, v: Buffer): void => {
+    const cur = s.be.get(id);
+    if (cur && cur.equals(v)) return;
+    writing();
+    beW.add(u32(id), v);
+    s.be.set(id, v);
+    rep('lb_be').put++;
+  };
+  for (const { id, backend } of round.newBackends) put(id, beValues.get(backendKey(backend))!);
+  for (const [k, w] of want) {
+    const ids = s.alloc.idsOf(k)!;
+    const refs = [...w.ready, ...w.terminating];
+    for (let i = 0; i < refs.length; i++) put(ids[i]!, beValues.get(backendKey(refs[i]!))!);
+  }
+  beW.flush();
+  // 6. Fresh ranges, before a frontend points at them.
+  for (const { base, ids } of round.writes) {
+    writing();
+    for (let i = 0; i < ids.length; i++) {
+      slotW.add(u32(base + i), u32(ids[i]!));
+      if (!s.slotLive[base + i]) s.slotsLive++;
+      s.slotLive[base + i] = 1;
     }
-    ids.forEach((id, i) => wantSlots.set(hexU32(base + i), u32(id)));
-    const empty = ids.length === 0;
+    rep('lb_slots').put += ids.length;
+  }
+  slotW.flush();
+  // 7. Frontends: one write each switches it whole.
+  let moved = 0;
+  const switched = new Set(round.switched.map((x) => x.key));
+  for (const [k, { f, ready: count, term }] of wantFe) {
+    const p = s.alloc.placement(k)!;
+    if (switched.has(k) && p.cap > 0) moved++;
+    const empty = count + term === 0;
     const flags = (f.affinitySeconds > 0 ? LB_F_AFFINITY : 0) | (empty ? (f.whenEmpty === 'drop' ? LB_F_DROP : LB_F_REJECT) : 0);
-    wantFe.set(k, feValue({ svcId: f.serviceId, base, count: r.length, term: t.length, flags, cap, affinityTimeout: f.affinitySeconds }));
+    const value = feValue({ svcId: f.serviceId, base: p.base, count, term, flags, cap: p.cap, affinityTimeout: f.affinitySeconds });
+    const cur = s.fe.get(k);
+    if (cur?.svc !== f.serviceId) {
+      if (cur) s.svcFes.get(cur.svc)?.delete(k);
+      let set = s.svcFes.get(f.serviceId);
+      if (!set) s.svcFes.set(f.serviceId, (set = new Set()));
+      set.add(k);
+    }
+    if (cur && cur.value.equals(value)) continue;
+    writing();
+    feW.add(Buffer.from(k, 'hex'), value);
+    s.fe.set(k, { value, svc: f.serviceId });
+    rep('lb_fe').put++;
   }
-  // Ranges frontends point at now and will not after this round: kept (with their backends,
-  // retired) until the next round, which prunes what no frontend points at.
-  for (const { base, cap } of haveRanges) {
-    if (keptRanges.has(base)) continue;
-    for (let i = base; i < base + cap; i++) {
-      const h = hexU32(i);
-      const v = haveSlots.get(h);
-      if (!v || wantSlots.has(h)) continue;
-      wantSlots.set(h, v);
-      const bh = hexU32(v.readUInt32LE(0));
-      const b = haveBe.get(bh);
-      if (b && !wantBe.has(bh)) {
-        const pb = parseBeValue(b);
-        wantBe.set(bh, beValue({ ...pb, flags: pb.flags | LB_BE_RETIRED }));
-      }
+  feW.flush();
+  // 8. Frontends no longer wanted.
+  for (const k of round.goneFrontends) {
+    const cur = s.fe.get(k);
+    writing();
+    if (feIO.delete(Buffer.from(k, 'hex'))) rep('lb_fe').removed++;
+    if (cur) {
+      const set = s.svcFes.get(cur.svc);
+      set?.delete(k);
+      if (set?.size === 0) s.svcFes.delete(cur.svc);
+    }
+    s.fe.delete(k);
+  }
+  // A frontend the allocator did not know (a broken one found at adoption and now unwanted) goes too.
+  for (const [k, w] of changes) {
+    if (w || !s.fe.has(k)) continue;
+    writing();
+    if (feIO.delete(Buffer.from(k, 'hex'))) rep('lb_fe').removed++;
+    const svc = s.fe.get(k)!.svc;
+    s.svcFes.get(svc)?.delete(k);
+    s.fe.delete(k);
+  }
+  // 9. Ranges left by a switch or a removal: readable until the next round.
+  for (const [k, o] of old) {
+    if (!o) continue;
+    const p = s.alloc.placement(k);
+    if (p && p.base === o.base && p.ids.length) continue;
+    for (let i = o.base; i < o.base + o.n; i++) {
+      if (s.slotLive[i]) s.slotsLive--;
+      s.slotLive[i] = 0;
+      s.left.slots.push(i);
     }
   }
-  const live = (v: Buffer | undefined): boolean => v !== undefined && (parseBeValue(v).flags & (LB_BE_VALID | LB_BE_RETIRED)) === LB_BE_VALID;
+  // 10. Backends no frontend names: retired now (still valid for a reader of an old range, never chosen by affinity), freed next round.
   let retired = 0;
-  for (const [h, v] of haveBe) if (live(v) && !live(wantBe.get(h))) retired++;
-  const mirror = new Mirror<ServiceMapName>(new Map<ServiceMapName, MapIO>([['lb_fe', feIO], ['lb_slots', slotIO], ['lb_be', beIO]]), record);
-  const report = mirror.apply(SERVICE_ORDER, new Map([['lb_fe', wantFe], ['lb_slots', wantSlots], ['lb_be', wantBe]]));
-  return { maps: report, moved, retired };
+  for (const id of round.goneBackends) {
+    const cur = s.be.get(id);
+    s.left.bes.push(id);
+    if (!cur) continue;
+    if (live(cur)) retired++;
+    const pb = parseBeValue(cur);
+    if (pb.flags & LB_BE_RETIRED) continue;
+    const v = beValue({ ...pb, flags: pb.flags | LB_BE_RETIRED });
+    writing();
+    beW.add(u32(id), v);
+    s.be.set(id, v);
+    rep('lb_be').put++;
+  }
+  beW.flush();
+  if (forgot || s.token === 0) {
+    s.token = 1 + Math.floor(Math.random() * 0x7ffffffe);
+    record.write(new Map([[TOKEN_MAP, { id: s.token, keySize: 0, valueSize: 0, entries: new Map() }]]));
+  }
+  rep('lb_fe').entries = s.fe.size;
+  rep('lb_slots').entries = s.slotsLive;
+  rep('lb_be').entries = s.be.size;
+  return { maps: reports, moved, retired };
 }

@@ -12,6 +12,8 @@ export interface BackendRef {
   address: string;
   port: number;
   protocol: Protocol;
+  /** The Service (port) the backend serves, when ids are per Service: the same endpoint in two Services has two ids. */
+  service?: number;
 }
 
 /** Where a frontend's backend ids are: ready in base..base+count-1, terminating right after. */
@@ -62,7 +64,7 @@ export class SlotsFull extends Error {
   }
 }
 
-export const backendKey = (b: BackendRef): string => `${b.address}|${b.port}|${b.protocol}`;
+export const backendKey = (b: BackendRef): string => (b.service === undefined ? `${b.address}|${b.port}|${b.protocol}` : `${b.service}|${b.address}|${b.port}|${b.protocol}`);
 
 const orderOf = (n: number): number => (n <= 1 ? 0 : 32 - Math.clz32(n - 1));
 
@@ -356,6 +358,12 @@ export class SlotAllocator {
   placement(key: string): PlacedFrontend | undefined {
     const p = this.placed.get(key);
     return p && !p.stale ? { base: p.base, count: p.count, term: p.term, cap: p.cap, ids: [...p.ids] } : undefined;
+  }
+
+  /** A placed frontend's ids, not copied (the caller does not change them). */
+  idsOf(key: string): readonly number[] | undefined {
+    const p = this.placed.get(key);
+    return p && !p.stale ? p.ids : undefined;
   }
 
   backendId(b: BackendRef): number | undefined {

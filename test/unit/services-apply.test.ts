@@ -135,4 +135,35 @@ describe('applyServices', () => {
     assert.throws(() => applyServices(m, [fe(80, 1, ['fd00::1'])], memoryRecord()), /not an IPv4 address/);
     assert.equal(m.get('lb_fe')!.size + m.get('lb_slots')!.size + m.get('lb_be')!.size, 0);
   });
+
+  it('with `only`, compares and writes just the named Service ports: the others stay as they are, a named one not given goes', () => {
+    let armed = false;
+    const { m, arm } = maps(() => {
+      if (!armed) return;
+      for (const [port, v] of view(m)) assert.ok(typeof v !== 'string' || v === 'refused', `port ${port} broken at a write: ${v}`);
+    });
+    arm();
+    armed = true;
+    const record = memoryRecord();
+    applyServices(m, [fe(80, 1, ['10.1.0.1', '10.1.0.2']), fe(81, 2, ['10.1.0.3']), fe(82, 3, ['10.1.0.4'])], record);
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.2', '10.1.0.5'])], record, { only: new Set([1, 3]) });
+    assert.deepEqual(view(m), new Map<number, string[]>([[80, ['10.1.0.2', '10.1.0.5']], [81, ['10.1.0.3']]]));
+    assert.deepEqual([r.maps.get('lb_fe')!.put, r.maps.get('lb_fe')!.removed], [1, 1]);
+    assert.equal(r.retired, 2, '10.1.0.1 and 10.1.0.4 left');
+    assert.throws(() => applyServices(m, [fe(81, 2, [])], record, { only: new Set([1]) }), /serviceId 2 not among/);
+  });
+
+  it('a restarted sync (another record: nothing known) re-adopts ids and ranges from the maps and rewrites nothing unchanged', () => {
+    const { m } = maps(() => {});
+    const want = [fe(80, 1, ['10.1.0.1', '10.1.0.2']), fe(81, 2, ['10.1.0.1']), fe(82, 3, [], { terminating: [{ address: '10.1.0.9', port: 8080 }] })];
+    applyServices(m, want, memoryRecord());
+    const before = new Map([...m.entries()].map(([n, x]) => [n, new Map(x.contents())]));
+    const again = applyServices(m, want, memoryRecord());
+    assert.deepEqual([...again.maps.values()].map((x) => x.put + x.removed), [0, 0, 0]);
+    assert.deepEqual([again.moved, again.retired], [0, 0]);
+    assert.deepEqual(new Map([...m.entries()].map(([n, x]) => [n, new Map(x.contents())])), before);
+    // The same endpoint in two Services has an id in each (a backend entry belongs to one Service).
+    const ids = [80, 81].map((port) => m.get('lb_slots')!.lookup(u32(parseFeValue(m.get('lb_fe')!.lookup(feKey(fe(port, 0, [])))!).base))!.readUInt32LE(0));
+    assert.notEqual(ids[0], ids[1]);
+  });
 });
