@@ -86,7 +86,11 @@ export function putSourceRanges(io: MapIO, frontends: readonly LbFrontend[], onl
   const report: SourceRangesReport = { put: 0, removed: 0, entries: have.size, full: [] };
   const one = Buffer.from([1]);
   const full = new Set<number>();
-  for (const [hex, k] of want) {
+  // Service ports with fewer ranges first: one with a huge list cannot keep the others out.
+  const per = new Map<number, number>();
+  for (const k of want.values()) per.set(k.svcId, (per.get(k.svcId) ?? 0) + 1);
+  const order = [...want].sort(([, a], [, b]) => per.get(a.svcId)! - per.get(b.svcId)! || a.svcId - b.svcId);
+  for (const [hex, k] of order) {
     if (have.has(hex)) continue;
     try {
       io.update(Buffer.from(hex, 'hex'), one);
