@@ -37,6 +37,16 @@ struct {
 	__uint(max_entries, 2);
 } lb_np_snat SEC(".maps");
 
+/* loadBalancerSourceRanges of the node's Service ports (struct lb_src_key): read for a
+ * frontend flagged LB_F_SRCRANGE only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb_src_key);
+	__type(value, __u8);
+	__uint(max_entries, LB_SRC_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} lb_src SEC(".maps");
+
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
 #define IP_OFFSET_MASK 0x1fff
@@ -115,6 +125,18 @@ static __always_inline __u64 client_key(const struct flow *f)
 	return k | (1ULL << 63);
 }
 
+/* The client may use the frontend: a source range of its Service port holds its address. The
+ * source is not authenticated (kube-proxy's filter trusts it too): a forged in-range source is
+ * served, and its replies go to the forged address. */
+static __always_inline int src_allowed(const struct flow *f, __u32 svc_id)
+{
+	struct lb_src_key sk = { .svc_id = svc_id, .family = f->family };
+
+	sk.prefixlen = 64 + (f->family == LB_AF_INET ? 32 : 128);
+	__builtin_memcpy(sk.addr, f->client, 16);
+	return bpf_map_lookup_elem(&lb_src, &sk) != 0;
+}
+
 enum np_outcome {
 	NP_PASS = 0,
 	NP_DROP = 1,
@@ -134,6 +156,9 @@ static __always_inline enum np_outcome choose(const struct flow *f, struct lb_fe
 	if (!p)
 		return NP_PASS;
 	__builtin_memcpy(&fe, p, sizeof(fe));
+	/* Before anything is chosen or recorded: a source outside the ranges leaves no trace. */
+	if ((fe.flags & LB_F_SRCRANGE) && !src_allowed(f, fe.svc_id))
+		return NP_DROP;
 	n = fe.count ? fe.count : fe.term;
 	if ((fe.flags & (LB_F_REJECT | LB_F_DROP)) || n == 0)
 		return NP_DROP;

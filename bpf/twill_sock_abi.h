@@ -23,6 +23,9 @@ enum lb_fe_flags {
 	LB_F_REJECT = 0x2,   /* no endpoints at all: refused (ECONNREFUSED at connect/sendmsg) */
 	LB_F_DROP = 0x4,     /* traffic policy Local without a local endpoint: a socket cannot be
 	                      * dropped, so it is refused the same way */
+	LB_F_SRCRANGE = 0x8, /* loadBalancerSourceRanges: traffic from outside the node is served only
+	                      * from a source lb_src holds for (svc_id, family); others are dropped.
+	                      * The socket hooks (pods, the node itself) do not look at it. */
 };
 
 enum lb_be_flags {
@@ -40,6 +43,7 @@ enum lb_limits {
 	LB_BE_MAX = 131072,
 	LB_AFF_MAX = 16384,
 	LB_REV_MAX = 32768, /* live (socket, backend) pairs; 3.75 MiB: the node's Service maps stay within 16 MiB at 10,000 Services */
+	LB_SRC_MAX = 16384, /* lb_src: source ranges of every load-balancer Service port of the node */
 	LB_ERR_CONNREFUSED = 111, /* ECONNREFUSED: what the hooks answer for a Service with no endpoints */
 };
 
@@ -112,6 +116,17 @@ struct lb_rev_val {
 	                   * socket whose backend is no longer live (retired, freed, reused) */
 };
 
+/* lb_src (LPM_TRIE, twill_nodeport.c): a Service port's loadBalancerSourceRanges. prefixlen
+ * counts svc_id and family whole (64 bits) plus the range's prefix; a match is an allowed
+ * source. Keyed by svc_id: every load-balancer frontend of a Service port has the same ranges
+ * (per family). The value is 1. */
+struct lb_src_key {
+	__u32 prefixlen;
+	__u32 svc_id;
+	__u32 family;   /* LB_AF_INET / LB_AF_INET6 */
+	__u8 addr[16];  /* IPv4 in the first 4 bytes, rest zero */
+};
+
 /* Where the socket iterators (iter/udp, iter/tcp) read struct sock_common's fields: marker
  * offsets the loader moves to the running kernel's (FieldPatch with a span); twill's loader
  * loads no object BTF, so there is no CO-RE. */
@@ -138,6 +153,7 @@ struct twill_abi {
 	struct lb_aff_val aff_val;
 	struct lb_rev_key rev_key;
 	struct lb_rev_val rev_val;
+	struct lb_src_key src_key;
 };
 
 #endif

@@ -13,6 +13,7 @@ export const LB_SCOPE_INT = 1;
 export const LB_F_AFFINITY = 0x1;
 export const LB_F_REJECT = 0x2;
 export const LB_F_DROP = 0x4;
+export const LB_F_SRCRANGE = 0x8;
 
 // enum lb_be_flags
 export const LB_BE_VALID = 0x1;
@@ -26,6 +27,7 @@ export const LB_SLOTS_MAX = 262144;
 export const LB_BE_MAX = 131072;
 export const LB_AFF_MAX = 16384;
 export const LB_REV_MAX = 32768;
+export const LB_SRC_MAX = 16384;
 export const LB_ERR_CONNREFUSED = 111;
 
 // enum lb_sk_marker
@@ -44,4 +46,5 @@ export const LAYOUTS = {
   lb_aff_val: { size: 16, offsets: { last_ns: 0, backend_id: 8, pad: 12 } },
   lb_rev_key: { size: 32, offsets: { cookie: 0, family: 8, addr: 12, port: 28, proto: 30, pad: 31 } },
   lb_rev_val: { size: 28, offsets: { svc_id: 0, addr: 4, port: 20, pad: 22, backend_id: 24 } },
+  lb_src_key: { size: 28, offsets: { prefixlen: 0, svc_id: 4, family: 8, addr: 12 } },
 } as const;

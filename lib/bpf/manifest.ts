@@ -181,8 +181,8 @@ export const SOCK_OBJECT: ObjectSpec<SockMapName> = {
   ],
 };
 
-/** The maps of twill_nodeport.c: the node's Service maps (the same pins as SOCK_OBJECT's) and the SNAT address. */
-export type NodePortMapName = SockMapName | 'lb_np_snat';
+/** The maps of twill_nodeport.c: the node's Service maps (the same pins as SOCK_OBJECT's), the SNAT address and the load-balancer source ranges. */
+export type NodePortMapName = SockMapName | 'lb_np_snat' | 'lb_src';
 
 /**
  * The per-packet translation of traffic from outside the node (NodePort, external and
@@ -195,7 +195,7 @@ export const NODEPORT_OBJECT: ObjectSpec<NodePortMapName> = {
   name: 'nodeport',
   file: 'twill_nodeport.o',
   programs: [{ name: 'twill_nodeport', section: 'tc/nodeport', type: 'sched_cls', attach: { kind: 'tc', direction: 'ingress' }, scope: 'node', pin: 'nodeport_{hash}' }],
-  maps: { ...SOCK_OBJECT.maps, lb_np_snat: nodeMap },
+  maps: { ...SOCK_OBJECT.maps, lb_np_snat: nodeMap, lb_src: nodeMap },
 };
 
 /** Every object twill loads. */

@@ -16,6 +16,7 @@ import type { Change } from '../cluster/store.js';
 import { applyServices, ensureServiceHooks, openServiceMaps, removeServiceHooks, serviceHookTarget, type HookTarget } from '../datapath/services.js';
 import { podNetnsPaths, terminateStale } from '../datapath/services-term.js';
 import { detectNodePortDevices, ensureNodePortPrograms, removeNodePortPrograms } from '../datapath/nodeport.js';
+import { openSourceRanges, putSourceRanges } from '../datapath/services-src.js';
 import { withNodeLock } from '../datapath/netlock.js';
 import { fileRecord } from '../mirror/record.js';
 import { mkdirs, writeAtomic } from '../fsx.js';
@@ -207,9 +208,15 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   const { moved, retired } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
+    // loadBalancerSourceRanges: added before a frontend is flagged, stale ones removed after.
+    const src = openSourceRanges(t.hooks.bpffsRoot);
     try {
-      return applyServices(maps.maps, frontends, fileRecord(servicesRecordDir(st)), only ? { only } : {});
+      const round = src && putSourceRanges(src.io, frontends, only);
+      const r = applyServices(maps.maps, frontends, fileRecord(servicesRecordDir(st)), only ? { only } : {});
+      round?.prune();
+      return r;
     } finally {
+      src?.close();
       maps.close();
     }
   });

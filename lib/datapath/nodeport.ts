@@ -208,7 +208,7 @@ export function removeNodePortPrograms(t: NodePortTarget): { detached: string[] 
     const progPin = new RegExp(`^${NODEPORT_OBJECT.programs[0]!.pin.replace('{hash}', '[0-9a-f]{16}')}$`);
     let found = detached.length > 0;
     for (const f of ls(node)) {
-      if (!progPin.test(f) && f !== 'lb_np_snat') continue;
+      if (!progPin.test(f) && f !== 'lb_np_snat' && f !== 'lb_src') continue;
       unlinkSync(`${node}/${f}`);
       found = true;
     }

@@ -10,6 +10,7 @@ import { attachCgroup, cgroup2Mount, cgroupLinkPin, detachCgroup, isCgroup2 } fr
 import { Code, CniError } from '../cni/errors.js';
 import type { NetConf } from '../config/types.js';
 import { LB_BE_LOCAL, LB_BE_MAX, LB_BE_RETIRED, LB_BE_TERMINATING, LB_BE_VALID, LB_F_AFFINITY, LB_F_DROP, LB_F_REJECT } from '../bpf/abi-sock.generated.js';
+import { sourceRangeFlag } from './services-src.js';
 import { linksDir, loadManifestObject, nodeDir, openObject, type LoadReport } from '../bpf/loader.js';
 import { NODEPORT_OBJECT, SOCK_OBJECT, type SockMapName } from '../bpf/manifest.js';
 import { bpfMapIO, dumpMap, writeMany, type MapIO } from '../bpf/map-io.js';
@@ -406,7 +407,7 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     const p = s.alloc.placement(k)!;
     if (switched.has(k) && p.cap > 0) moved++;
     const empty = count + term === 0;
-    const flags = (f.affinitySeconds > 0 ? LB_F_AFFINITY : 0) | (empty ? (f.whenEmpty === 'drop' ? LB_F_DROP : LB_F_REJECT) : 0);
+    const flags = (f.affinitySeconds > 0 ? LB_F_AFFINITY : 0) | (empty ? (f.whenEmpty === 'drop' ? LB_F_DROP : LB_F_REJECT) : 0) | sourceRangeFlag(f);
     const value = feValue({ svcId: f.serviceId, base: p.base, count, term, flags, cap: p.cap, affinityTimeout: f.affinitySeconds });
     const cur = s.fe.get(k);
     if (cur?.svc !== f.serviceId) {

@@ -89,6 +89,7 @@ export function toLbFrontend(f: Frontend, table: ServiceIdTable): LbFrontend {
     family: f.family, address: f.address, port: f.port, protocol: f.protocol, scope: f.scope, serviceId,
     backends: be(f.backends.ready), terminating: be(f.backends.terminating),
     whenEmpty: f.verdict === 'drop' ? 'drop' : 'reject', affinitySeconds: f.affinitySeconds,
+    ...(f.sourceRanges.length ? { sourceRanges: [...f.sourceRanges] } : {}),
   };
 }
 

@@ -109,4 +109,10 @@ export interface LbFrontend {
   whenEmpty: 'reject' | 'drop';
   /** sessionAffinity ClientIP timeoutSeconds; 0: no affinity. */
   affinitySeconds: number;
+  /**
+   * loadBalancerSourceRanges (CIDRs of the frontend's family) of an external-scope
+   * load-balancer frontend: traffic from outside the node is served only from these. Absent or
+   * empty: any source.
+   */
+  sourceRanges?: string[];
 }

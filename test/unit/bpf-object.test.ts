@@ -15,7 +15,9 @@ import { MapType } from '../../lib/bpf/sys.js';
 import { addrBytes, formatAddr, parseAddr } from '../../lib/net/ip.js';
 import { ROOT } from '../helpers/twill.js';
 import { LAYOUTS as SOCK_LAYOUTS } from '../../lib/bpf/abi-sock.generated.js';
-import { SOCK_OBJECT } from '../../lib/bpf/manifest.js';
+import { NODEPORT_OBJECT, SOCK_OBJECT } from '../../lib/bpf/manifest.js';
+import { parseSrcKey, srcKey } from '../../lib/datapath/services-src.js';
+import { LB_SRC_MAX } from '../../lib/bpf/abi-sock.generated.js';
 import { beValue, feKey, feValue, parseBeValue, parseFeKey } from '../../lib/datapath/services-encode.js';
 
 const object = readFileSync(`${ROOT}/bpf/twill_tc.o`);
@@ -220,7 +222,7 @@ describe('the committed socket object and its ABI (lib/bpf/abi-sock.generated.ts
 
   it('holds every enum and struct of its struct twill_abi, and declares the maps the manifest lists with them', () => {
     const abi = parseAbi(btfSection(sock)!);
-    assert.deepEqual(abi.structs.map((x) => x.name).sort(), ['lb_aff_key', 'lb_aff_val', 'lb_be', 'lb_fe_key', 'lb_fe_val', 'lb_rev_key', 'lb_rev_val']);
+    assert.deepEqual(abi.structs.map((x) => x.name).sort(), ['lb_aff_key', 'lb_aff_val', 'lb_be', 'lb_fe_key', 'lb_fe_val', 'lb_rev_key', 'lb_rev_val', 'lb_src_key']);
     const value = (n: string): number | undefined => abi.enums.flatMap((e) => e.values).find((v) => v.name === n)?.value;
     assert.equal(value('LB_ERR_CONNREFUSED'), 111);
     const L = SOCK_LAYOUTS;
@@ -251,5 +253,26 @@ describe('the committed socket object and its ABI (lib/bpf/abi-sock.generated.ts
     assert.deepEqual([b.length, b.readUInt32LE(L.lb_be.offsets.family), b.indexOf(Buffer.from([10, 1, 2, 3])), b.readUInt16BE(L.lb_be.offsets.port), b[L.lb_be.offsets.proto], b[L.lb_be.offsets.flags], b.readUInt32LE(L.lb_be.offsets.svc_id)],
       [L.lb_be.size, 4, L.lb_be.offsets.addr, 8080, 17, 3, 0x0a0b0c0d]);
     assert.deepEqual(parseBeValue(b), { family: 4, address: '10.1.2.3', port: 8080, protocol: 'UDP', flags: 3, svcId: 0x0a0b0c0d });
+  });
+});
+
+describe('the committed nodeport object (bpf/twill_nodeport.o)', () => {
+  const np = readFileSync(`${ROOT}/bpf/twill_nodeport.o`);
+
+  it('declares the maps the manifest lists; lb_src is the LPM trie of struct lb_src_key', () => {
+    const byName = new Map(parseElf(np).maps.map((m) => [m.name, m]));
+    assert.deepEqual([...byName.keys()].filter((n) => !n.startsWith('.')).sort(), Object.keys(NODEPORT_OBJECT.maps).sort());
+    assert.deepEqual(byName.get('lb_src'), { name: 'lb_src', type: MapType.LpmTrie, keySize: SOCK_LAYOUTS.lb_src_key.size, valueSize: 1, maxEntries: LB_SRC_MAX, flags: 1 });
+  });
+
+  it('source range keys: prefixlen counts svc_id and family whole, then the range; fields at their C offsets', () => {
+    const L = SOCK_LAYOUTS.lb_src_key;
+    const k = srcKey({ svcId: 0x01020304, cidr: { addr: parseAddr('203.0.113.77')!, prefix: 24 } });
+    assert.deepEqual([k.length, k.readUInt32LE(L.offsets.prefixlen), k.readUInt32LE(L.offsets.svc_id), k.readUInt32LE(L.offsets.family), k.indexOf(Buffer.from([203, 0, 113, 0])), k[L.offsets.addr + 3]],
+      [L.size, 88, 0x01020304, 4, L.offsets.addr, 0]);
+    const p = parseSrcKey(k);
+    assert.deepEqual([p.svcId, formatAddr(p.cidr.addr), p.cidr.prefix], [0x01020304, '203.0.113.0', 24]);
+    const k6 = srcKey({ svcId: 7, cidr: { addr: parseAddr('2001:db8::1')!, prefix: 0 } });
+    assert.deepEqual([k6.readUInt32LE(L.offsets.prefixlen), k6.readUInt32LE(L.offsets.family), k6.subarray(L.offsets.addr).every((x) => x === 0)], [64, 6, true]);
   });
 });
