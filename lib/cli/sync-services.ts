@@ -167,6 +167,8 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   const st = { stateDir: t.stateDir };
   const prev = readServiceIds(st);
   const copts = t.externalCIDRs ? { externalCIDRs: t.externalCIDRs } : {};
+  // Read once: a view's iterables may be one-shot (a store's values()), and a partial sync may become a full one.
+  view = { ...view, services: [...view.services], slices: [...view.slices] };
   let model: ServicesModel | undefined, table: ServiceIdTable, only: Set<number> | undefined;
   if (partial) {
     // Every Service and slice is read (clashes and refusals are decided against all of them),

@@ -127,6 +127,42 @@ export function specialAddress(a: Addr): string | undefined {
   return SPECIAL.find((s) => s.cidr.addr.family === a.family && contains(s.cidr, a))?.why;
 }
 
+/** An address as formatAddr writes it (the text itself when it is none). */
+function canonical(s: string): string {
+  const a = parseAddr(s.trim());
+  return a ? formatAddr(a) : s;
+}
+
+/** Every address of a slice, canonical; kept per object (the cache replaces an object on change, never edits it), so a watch change does not parse every slice again. */
+const sliceAddrCache = new WeakMap<EndpointSliceObj, string[]>();
+function sliceAddresses(sl: EndpointSliceObj): string[] {
+  let l = sliceAddrCache.get(sl);
+  if (l) return l;
+  const fam = sl.addressType === 'IPv4' ? 4 : sl.addressType === 'IPv6' ? 6 : undefined;
+  l = [];
+  if (fam) for (const ep of sl.endpoints) for (const s of ep.addresses) {
+    const a = parseIn(s, fam);
+    if (a) l.push(formatAddr(a));
+  }
+  sliceAddrCache.set(sl, l);
+  return l;
+}
+
+const claimCache = new WeakMap<ServiceObj, { sig: string; claims: Claim[] }>();
+const cipCache = new WeakMap<ServiceObj, (string | undefined)[]>();
+/** clusterIPOf as text, kept per object. */
+function clusterIPText(svc: ServiceObj, family: Family): string | undefined {
+  let l = cipCache.get(svc);
+  if (!l) {
+    const f = (x: Family): string | undefined => {
+      const a = clusterIPOf(svc, x);
+      return a ? formatAddr(a) : undefined;
+    };
+    cipCache.set(svc, (l = [f(4), f(6)]));
+  }
+  return l[family === 4 ? 0 : 1];
+}
+
 /** One frontend a Service asks for, before its endpoints are known. */
 interface Claim {
   kind: FrontendKind;
@@ -138,6 +174,8 @@ interface Claim {
   portName: string;
   svcPort: ServicePort;
   localPolicy: boolean;
+  /** frontendKey of the claim. */
+  key: string;
 }
 
 interface Ask {
@@ -173,7 +211,10 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
   for (const l of slicesBySvc.values()) l.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const nodeAddrs = (family: Family): string[] =>
     [...new Set(node.addresses.map((s) => parseIn(s, family)).filter((a): a is Addr => a !== undefined).sort(byValue).map(formatAddr))];
-  const nodeSet = new Set([...nodeAddrs(4), ...nodeAddrs(6)]);
+  const nodeByFamily: Record<Family, string[]> = { 4: nodeAddrs(4), 6: nodeAddrs(6) };
+  const nodeSet = new Set([...nodeByFamily[4], ...nodeByFamily[6]]);
+  // A Service without externalIPs or LB IPs asks for the same claims whatever the others are: kept per object.
+  const sig = `${families.join(',')}|${nodeByFamily[4].join(',')}|${nodeByFamily[6].join(',')}`;
   const allow = (opts.externalCIDRs ?? []).map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined);
 
   const frontends: Frontend[] = [];
@@ -181,26 +222,27 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
   const skipped: { service: string; reason: string }[] = [];
   const blocked: { service: string; by: string }[] = [];
 
-  // 1. Every Service's ClusterIPs and every slice's endpoint addresses: addresses an externalIP or
-  // LB IP may never take (a tenant would intercept a Service or a pod).
+  // 1. Every Service's ClusterIPs and every slice's endpoint addresses that some Service names as
+  // an externalIP or LB IP: those it may never take (a tenant would intercept a Service or a pod).
+  // Only the addresses asked for are looked up: most clusters have few, and a watch change stays cheap.
   const allServices = [...services];
-  const clusterOwner = new Map<string, string>();
+  const asked = new Set<string>();
   for (const svc of allServices) {
-    if (skipReason(svc)) continue;
-    for (const family of families) {
-      const cip = clusterIPOf(svc, family);
-      if (cip && !clusterOwner.has(formatAddr(cip))) clusterOwner.set(formatAddr(cip), idOf(svc));
-    }
+    for (const x of svc.externalIPs) asked.add(canonical(x));
+    for (const x of svc.loadBalancerIngress) asked.add(canonical(x.ip));
   }
+  const clusterOwner = new Map<string, string>();
   const endpointOwner = new Map<string, string>();
-  for (const sl of allSlices) {
-    const fam = sl.addressType === 'IPv4' ? 4 : sl.addressType === 'IPv6' ? 6 : undefined;
-    if (!fam) continue;
-    for (const ep of sl.endpoints) {
-      for (const s of ep.addresses) {
-        const a = parseIn(s, fam);
-        if (a && !endpointOwner.has(formatAddr(a))) endpointOwner.set(formatAddr(a), `${sl.namespace}/${sl.service || sl.name}`);
+  if (asked.size) {
+    for (const svc of allServices) {
+      if (skipReason(svc)) continue;
+      for (const family of families) {
+        const cip = clusterIPText(svc, family);
+        if (cip && asked.has(cip) && !clusterOwner.has(cip)) clusterOwner.set(cip, idOf(svc));
       }
+    }
+    for (const sl of allSlices) {
+      for (const a of sliceAddresses(sl)) if (asked.has(a) && !endpointOwner.has(a)) endpointOwner.set(a, `${sl.namespace}/${sl.service || sl.name}`);
     }
   }
 
@@ -219,10 +261,16 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
     // apiservice.ExternallyAccessible / ExternalPolicyLocal / NeedsHealthCheck.
     const exposed = svc.type === 'LoadBalancer' || svc.type === 'NodePort' || (svc.type === 'ClusterIP' && svc.externalIPs.length > 0);
     const etpLocal = exposed && svc.externalTrafficPolicy === 'Local';
+    const plain = svc.externalIPs.length === 0 && svc.loadBalancerIngress.length === 0;
+    const cached = plain ? claimCache.get(svc) : undefined;
+    if (cached && cached.sig === sig) {
+      asks.push({ svc, id, claims: cached.claims, created: svc.created || '\uffff' });
+      continue;
+    }
     const claims: Claim[] = [];
     let tooMany: string | undefined;
     for (const family of families) {
-      const cip = clusterIPOf(svc, family);
+      const cip = clusterIPText(svc, family);
       if (!cip) continue;
       // An externalIP or LB IP that is refused: skipped (with why) and never programmed, in either scope.
       const external = (kind: 'externalIP' | 'loadBalancer', xs: readonly string[]): string[] => {
@@ -236,7 +284,7 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
           const special = specialAddress(a);
           const refuse = (reason: string, by?: string): void => {
             note(`${what} ${addr} refused: ${reason}`);
-            if (by && emit) blocked.push({ service: id, by });
+            if (by && (emit || opts.only?.has(by))) blocked.push({ service: id, by });
           };
           if (special) refuse(`${special} address`);
           else if (clusterOwner.has(addr)) refuse(`the ClusterIP of ${clusterOwner.get(addr)}`, clusterOwner.get(addr));
@@ -253,15 +301,15 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
       if (nExternal > MAX_SERVICE_EXTERNAL) tooMany = `${nExternal} ${FAMILY_NAME[family]} (externalIP or load-balancer IP) × port frontends, at most ${MAX_SERVICE_EXTERNAL}`;
       for (const port of svc.ports) {
         const c = (kind: FrontendKind, address: string, fport: number, scope: Scope, localPolicy: boolean): void =>
-          void claims.push({ kind, family, address, port: fport, protocol: port.protocol, scope, portName: port.name, svcPort: port, localPolicy });
-        c('clusterIP', formatAddr(cip), port.port, 'internal', itpLocal);
+          void claims.push({ kind, family, address, port: fport, protocol: port.protocol, scope, portName: port.name, svcPort: port, localPolicy, key: frontendKey({ family, address, port: fport, protocol: port.protocol, scope }) });
+        c('clusterIP', cip, port.port, 'internal', itpLocal);
         // Every address reached from outside: external traffic by externalTrafficPolicy; pods and
         // the node itself short-circuited to the cluster endpoints, whatever either policy says.
         const outside = (kind: FrontendKind, address: string, fport: number): void => {
           c(kind, address, fport, 'external', etpLocal);
           c(kind, address, fport, 'internal', false);
         };
-        if (port.nodePort !== undefined && port.nodePort > 0) for (const a of nodeAddrs(family)) outside('nodePort', a, port.nodePort);
+        if (port.nodePort !== undefined && port.nodePort > 0) for (const a of nodeByFamily[family]) outside('nodePort', a, port.nodePort);
         for (const a of externalIPs) outside('externalIP', a, port.port);
         for (const a of lbIPs) outside('loadBalancer', a, port.port);
       }
@@ -271,17 +319,19 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
       note(`does not fit: ${tooMany}`);
       continue;
     }
+    if (plain) claimCache.set(svc, { sig, claims });
     asks.push({ svc, id, claims, created: svc.created || '\uffff' });
   }
 
   // 3. One claim per map key, over every Service (a partial compile still sees the others' claims).
-  const winner = new Map<string, { c: Claim; a: Ask; r: string }>();
+  // A partial compile only needs the keys its Services claim.
+  const wanted = opts.only ? new Set(asks.filter((a) => opts.only!.has(a.id)).flatMap((a) => a.claims.map((c) => c.key))) : undefined;
+  const winner = new Map<string, { c: Claim; a: Ask }>();
   for (const a of asks) {
     for (const c of a.claims) {
-      const k = frontendKey(c);
-      const r = rank(c, a);
-      const had = winner.get(k);
-      if (!had || r < had.r) winner.set(k, { c, a, r });
+      if (wanted && !wanted.has(c.key)) continue;
+      const had = winner.get(c.key);
+      if (!had || rank(c, a) < rank(had.c, had.a)) winner.set(c.key, { c, a });
     }
   }
 
@@ -291,8 +341,8 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
     if (opts.only && !opts.only.has(id)) {
       // Another's claim beaten by an emitted Service, or beating one: the caller must look at both.
       for (const c of a.claims) {
-        const w = winner.get(frontendKey(c))!;
-        if (w.a !== a && opts.only.has(w.a.id)) blocked.push({ service: id, by: w.a.id });
+        const w = winner.get(c.key);
+        if (w && w.a !== a && opts.only.has(w.a.id)) blocked.push({ service: id, by: w.a.id });
       }
       continue;
     }
@@ -304,7 +354,7 @@ export function compileServices(services: Iterable<ServiceObj>, slices: Iterable
     const epsOf = new Map<string, Endpoint[]>();
     const ignored = new Set<string>();
     for (const c of a.claims) {
-      const k = frontendKey(c);
+      const k = c.key;
       const w = winner.get(k)!;
       if (w.a !== a) {
         skipped.push({ service: id, reason: `${c.kind} ${k} (port ${JSON.stringify(c.portName)}) already served for ${w.a.id} port ${JSON.stringify(w.c.portName)} (${w.c.kind})` });

@@ -364,6 +364,10 @@ describe('services: frontends of a Service', () => {
     // An older changed Service beats an unchanged younger one: the caller learns it must recompile that one.
     const m2 = compileServices([old, young], [], NODE, { only: new Set(['x/a']) });
     assert.deepEqual(m2.blocked, [{ service: 'x/b', by: 'x/a' }]);
+    // A changed slice whose pod takes an address an unchanged Service names as externalIP: that Service is named too.
+    const pod = slice('c-1', 'c', [{ ip: '198.51.100.7' }]);
+    const m3 = compileServices([old, svc('c', { clusterIPs: ['10.96.0.12'] })], [pod], NODE, { only: new Set(['x/c']) });
+    assert.deepEqual(m3.blocked, [{ service: 'x/a', by: 'x/c' }]);
   });
 
   it('deterministic: the same objects in any order give the same model', () => {
