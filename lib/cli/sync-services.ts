@@ -42,6 +42,8 @@ export interface ServicesTarget {
   devices?: string[];
   stateDir: string;
   nodeName: string;
+  /** services.externalIPs of the first network: where externalIPs and LB IPs may be (undefined: anywhere not refused). */
+  externalCIDRs?: string[];
   problems: string[];
 }
 
@@ -62,7 +64,7 @@ export function servicesTarget(confs: readonly NetConf[]): ServicesTarget | unde
     }
     if (cg !== hooks.cgroupRoot) problems.push(`network ${c.name}: cgroupRoot ${cg} differs from ${first.name}'s ${hooks.cgroupRoot}: Services are node-wide, ${hooks.cgroupRoot} is used`);
   }
-  return { hooks: { ...hooks, stateDir: first.stateDir }, ...(first.services?.devices ? { devices: first.services.devices } : {}), stateDir: first.stateDir, nodeName: first.nodeName ?? hostname(), problems };
+  return { hooks: { ...hooks, stateDir: first.stateDir }, ...(first.services?.devices ? { devices: first.services.devices } : {}), ...(first.services?.externalIPs ? { externalCIDRs: first.services.externalIPs } : {}), stateDir: first.stateDir, nodeName: first.nodeName ?? hostname(), problems };
 }
 
 const SCOPED = ['127.0.0.0/8', '169.254.0.0/16', '::1/128', 'fe80::/10'].map((c) => parseCidr(c)!);
@@ -100,6 +102,8 @@ export interface ServicesSync {
   destroyed: number;
   /** Devices the per-packet program serves (NodePorts, external and load-balancer IPs from outside). */
   devices: string[];
+  /** Service ports apply refused this run (they do not fit the maps), with why; also in record.skipped. */
+  refused: { service: string; reason: string }[];
 }
 
 /** The first sync of this process terminates too: a sync that stopped between an apply and its termination leaves sockets behind. */
@@ -111,6 +115,8 @@ interface ServiceShare {
   backends: number;
   external: boolean;
   skipped: { service: string; reason: string }[];
+  /** The Services that took what this one asked for (a clash, or a refusal as their ClusterIP or endpoint): a change of one of them may give it back. */
+  blockedBy: string[];
 }
 
 /**
@@ -129,11 +135,11 @@ let context: ServicesContext | undefined;
 
 const svcKey = (namespace: string, name: string): string => `${namespace}/${name}`;
 
-function sharesOf(model: ServicesModel, frontends: ReturnType<typeof toLbFrontends>): Map<string, ServiceShare> {
+function sharesOf(model: ServicesModel, frontends: ReturnType<typeof toLbFrontends>, only?: ReadonlySet<string>): Map<string, ServiceShare> {
   const out = new Map<string, ServiceShare>();
   const share = (svc: string): ServiceShare => {
     let x = out.get(svc);
-    if (!x) out.set(svc, (x = { frontends: 0, backends: 0, external: false, skipped: [] }));
+    if (!x) out.set(svc, (x = { frontends: 0, backends: 0, external: false, skipped: [], blockedBy: [] }));
     return x;
   };
   model.frontends.forEach((f, i) => {
@@ -143,6 +149,7 @@ function sharesOf(model: ServicesModel, frontends: ReturnType<typeof toLbFronten
     if (f.scope === 'external') x.external = true;
   });
   for (const k of model.skipped) share(k.service).skipped.push(k);
+  for (const b of model.blocked ?? []) if (only === undefined || only.has(b.service)) share(b.service).blockedBy.push(b.by);
   return out;
 }
 
@@ -157,16 +164,24 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   if (!t) return undefined;
   const addresses = nodeAddresses(t.nodeName, view.nodes);
   const key = JSON.stringify([servicesNetworks(confs), t.nodeName, addresses]);
-  const partial = changed !== undefined && context?.key === key ? context : undefined;
+  let partial = changed !== undefined && context?.key === key ? context : undefined;
   const st = { stateDir: t.stateDir };
   const prev = readServiceIds(st);
-  let model: ServicesModel, table: ServiceIdTable, only: Set<number> | undefined;
+  const copts = t.externalCIDRs ? { externalCIDRs: t.externalCIDRs } : {};
+  // Read once: a view's iterables may be one-shot (a store's values()), and a partial sync may become a full one.
+  view = { ...view, services: [...view.services], slices: [...view.slices] };
+  let model: ServicesModel | undefined, table: ServiceIdTable, only: Set<number> | undefined;
   if (partial) {
-    model = compileServices(
-      [...view.services].filter((x) => changed!.has(svcKey(x.namespace, x.name))),
-      [...view.slices].filter((x) => changed!.has(svcKey(x.namespace, x.service))),
-      { name: t.nodeName, addresses },
-    );
+    // Every Service and slice is read (clashes and refusals are decided against all of them),
+    // only the changed ones are compiled whole. When the change takes from or gives back to
+    // another Service (a clash won, an address that is or stops being a ClusterIP or a pod's),
+    // that one changes too: a full sync.
+    model = compileServices(view.services, view.slices, { name: t.nodeName, addresses }, { ...copts, only: changed! });
+    const touches = (model.blocked ?? []).some((b) => !changed!.has(b.service))
+      || [...partial.shares].some(([k, x]) => !changed!.has(k) && x.blockedBy.some((b) => changed!.has(b)));
+    if (touches) partial = undefined;
+  }
+  if (partial && model) {
     // The other Services' ports keep their ids; the changed ones' are what their compile says.
     const mine = (k: string): boolean => changed!.has(splitServicePortKey(k).service);
     table = allocateServiceIds(prev, [...Object.keys(prev.ids).filter((k) => !mine(k)), ...modelServicePorts(model)]);
@@ -174,7 +189,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
     for (const [k, id] of Object.entries(prev.ids)) if (mine(k)) only.add(id);
     for (const k of modelServicePorts(model)) only.add(table.ids[k]!);
   } else {
-    model = compileServices(view.services, view.slices, { name: t.nodeName, addresses });
+    model = compileServices(view.services, view.slices, { name: t.nodeName, addresses }, copts);
     table = allocateServiceIds(prev, modelServicePorts(model));
   }
   // The ids are on disk before any map carries them: a restart never hands one out twice.
@@ -187,7 +202,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   if (partial) {
     shares = partial.shares;
     for (const k of changed!) shares.delete(k);
-    for (const [k, x] of sharesOf(model, frontends)) shares.set(k, x);
+    for (const [k, x] of sharesOf(model, frontends, changed)) shares.set(k, x);
   } else shares = sharesOf(model, frontends);
   const external = [...shares.values()].some((x) => x.external);
   let attached: string[] = [];
@@ -205,7 +220,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   }
   // Forgotten while the maps change: a failure half-way makes the next sync a full one.
   context = undefined;
-  const { moved, retired } = withNodeLock(t.stateDir, () => {
+  const { moved, retired, refused: refusedIds } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
     // loadBalancerSourceRanges: added before a frontend is flagged, stale ones removed after.
@@ -220,6 +235,26 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
       maps.close();
     }
   });
+  // What apply refused (a Service port that does not fit the maps) is reported, not counted as programmed.
+  const refused: { service: string; reason: string }[] = [];
+  if (refusedIds.length) {
+    const byId = new Map(Object.entries(table.ids).map(([k, id]) => [id, splitServicePortKey(k)]));
+    const gone = new Set(refusedIds.map((r) => r.serviceId));
+    frontends.forEach((l, i) => {
+      if (!gone.has(l.serviceId)) return;
+      const x = shares.get(model!.frontends[i]!.service);
+      if (!x) return;
+      x.frontends--;
+      x.backends -= l.backends.length + l.terminating.length;
+    });
+    for (const r of refusedIds) {
+      const p = byId.get(r.serviceId);
+      if (!p) continue;
+      const entry = { service: p.service, reason: `port ${JSON.stringify(p.portName)} not programmed (what was programmed before stays): ${r.reason}` };
+      refused.push(entry);
+      shares.get(p.service)?.skipped.push(entry);
+    }
+  }
   context = { key, shares, external, devices };
   // Connected sockets translated to a backend that left are destroyed, in the host's and every
   // pod's namespace, so they reconnect through the hooks to a live backend.
@@ -244,7 +279,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);
-  return { record, attached, moved, destroyed, devices };
+  return { record, attached, moved, destroyed, devices, refused };
 }
 
 /**
@@ -310,6 +345,8 @@ export function servicesReconciler(cache: ClusterCache, networks: () => NetConf[
     if (!s) return true;
     log('info', first ? 'services synced' : 'services updated', {
       ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved,
+      ...(s.record.skipped.length ? { skipped: s.record.skipped.length } : {}),
+      ...(s.refused.length ? { refused: s.refused } : {}),
       ...(s.record.problems.length ? { problems: s.record.problems } : {}),
     });
     first = false;

@@ -42,6 +42,7 @@ const LABEL_HEADLESS = 'service.kubernetes.io/headless';
 const AFFINITY_DEFAULT_SECONDS = 10800;
 
 const policy = (x: unknown): 'Cluster' | 'Local' => (x === 'Local' ? 'Local' : 'Cluster');
+const isPort = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
 const num = (x: unknown): number => (typeof x === 'number' && Number.isInteger(x) && x > 0 ? x : 0);
 
 export function parseService(x: unknown): ServiceObj | undefined {
@@ -57,10 +58,11 @@ export function parseService(x: unknown): ServiceObj | undefined {
   return {
     namespace: str(m.namespace) || 'default', name, type: str(spec.type) || 'ClusterIP', clusterIPs: ips,
     ipFamilies: arr(spec.ipFamilies).map(str).filter(Boolean),
-    ports: arr(spec.ports).map(obj).filter((p) => typeof p.port === 'number').map((p) => ({
+    // The API server's ranges: a port outside them (a file or an unvalidated source) is dropped, never encoded.
+    ports: arr(spec.ports).map(obj).filter((p) => isPort(p.port)).map((p) => ({
       name: str(p.name), protocol: protocol(p.protocol), port: p.port as number,
-      ...(typeof p.targetPort === 'number' || (typeof p.targetPort === 'string' && p.targetPort) ? { targetPort: p.targetPort } : {}),
-      ...(typeof p.nodePort === 'number' ? { nodePort: p.nodePort } : {}),
+      ...(isPort(p.targetPort) || (typeof p.targetPort === 'string' && p.targetPort) ? { targetPort: p.targetPort as number | string } : {}),
+      ...(isPort(p.nodePort) ? { nodePort: p.nodePort } : {}),
     })),
     sessionAffinity: spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None',
     affinityTimeoutSeconds: timeout || AFFINITY_DEFAULT_SECONDS,
@@ -72,6 +74,7 @@ export function parseService(x: unknown): ServiceObj | undefined {
     loadBalancerSourceRanges: arr(spec.loadBalancerSourceRanges).map((r) => str(r).trim()).filter(Boolean),
     ...(LABEL_PROXY_NAME in l ? { proxyName: l[LABEL_PROXY_NAME] } : {}),
     headlessLabel: LABEL_HEADLESS in l,
+    ...(str(m.creationTimestamp) ? { created: str(m.creationTimestamp) } : {}),
   };
 }
 
@@ -92,6 +95,6 @@ export function parseEndpointSlice(x: unknown): EndpointSliceObj | undefined {
         ...(str(e.nodeName) ? { nodeName: str(e.nodeName) } : {}),
       };
     }),
-    ports: arr(o.ports).map(obj).filter((p) => typeof p.port === 'number').map((p) => ({ name: str(p.name), protocol: protocol(p.protocol), port: p.port as number })),
+    ports: arr(o.ports).map(obj).filter((p) => isPort(p.port)).map((p) => ({ name: str(p.name), protocol: protocol(p.protocol), port: p.port as number })),
   };
 }

@@ -100,6 +100,10 @@ export const schema = {
           type: 'array', maxItems: 64, uniqueItems: true, items: { type: 'string', pattern: '^[a-zA-Z0-9_.-]{1,15}$' },
           description: 'The node\'s devices where traffic from outside arrives for NodePorts, external IPs and load-balancer IPs (translated per packet by a tcx program on each; the kernel\'s conntrack carries the flow). Default: the devices of the default routes and of the node\'s addresses. Attached only while some Service has such a frontend.',
         },
+        externalIPs: {
+          type: 'array', maxItems: 256, items: cidrString,
+          description: 'Where Services\' spec.externalIPs and status.loadBalancer.ingress[].ip may be: when set, only addresses inside these CIDRs are programmed ([] programs none); unset, any address is, as kube-proxy does, except those that are refused whatever this says: another Service\'s ClusterIP, an address of this node (its own ports and NodePorts live there), an endpoint (pod) address of any EndpointSlice, and unspecified, loopback, link-local, multicast or broadcast addresses (a refused one is reported by `twill sync`, never programmed). Whoever may write a Service\'s externalIPs (or its status) can still intercept traffic to any other address it names (CVE-2020-8554): set this, or enable Kubernetes\' DenyServiceExternalIPs admission plugin, the upstream mitigation.',
+        },
       },
     },
     cgroupRoot: { type: 'string', maxLength: 4096, pattern: ABS_PATH, description: 'The cgroup v2 directory whose sockets (and its descendants\') the Service translation serves (default: the host\'s cgroup v2 mount, from /proc/self/mountinfo; on hybrid hosts the unified mount, e.g. /sys/fs/cgroup/unified). Nodes simulated on one kernel each get their own directory. Must exist and be on cgroup2.' },

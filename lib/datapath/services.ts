@@ -19,7 +19,7 @@ import { closeFd } from '../bpf/sys.js';
 import type { MapReport, Step } from '../mirror/mirror.js';
 import type { MirrorRecord } from '../mirror/record.js';
 import type { LbFrontend, ServiceBackend } from '../services/model.js';
-import { backendKey, SlotAllocator, type BackendRef, type Placement, type WantedFrontend } from '../services/slots.js';
+import { backendKey, SlotAllocator, SlotsFull, type BackendRef, type Placement, type SlotRound, type WantedFrontend } from '../services/slots.js';
 import { beValue, feKey, feValue, parseBeValue, parseFeValue, u32 } from './services-encode.js';
 import { withNodeLock } from './netlock.js';
 
@@ -149,6 +149,12 @@ export interface ServicesReport {
    * backend.
    */
   retired: number;
+  /**
+   * Service ports (ids) left as they were because they do not fit (too many backends for one
+   * frontend, the slot array, the backend table or lb_fe full), with why: a new one is not
+   * programmed, one already there keeps what it had. Everything else is applied.
+   */
+  refused: { serviceId: number; reason: string }[];
 }
 
 export interface ApplyServicesOptions {
@@ -287,7 +293,10 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
   const wantFe = new Map<string, { f: LbFrontend; ready: number; term: number }>();
   const ready = new Set<string>();
   const beOf = new Map<string, { b: ServiceBackend; f: LbFrontend; terminating: boolean }>();
+  // One Service port that does not fit is left as it was, never the round: a tenant's object must not stop the others.
+  const refused = new Map<number, string>();
   for (const f of frontends) {
+    if (refused.has(f.serviceId)) continue;
     if (!Number.isInteger(f.serviceId) || f.serviceId < 1 || f.serviceId > 0xffffffff) throw new Error(`frontend ${f.address}:${f.port}: serviceId ${f.serviceId} out of range`);
     if (opts.only && !opts.only.has(f.serviceId)) throw new Error(`frontend ${f.address}:${f.port}: serviceId ${f.serviceId} not among the Service ports this update names`);
     const k = feKey(f).toString('hex');
@@ -295,7 +304,10 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     const seen = new Set<string>();
     const uniq = (l: ServiceBackend[]): ServiceBackend[] => l.filter((b) => !seen.has(`${b.address}|${b.port}`) && (seen.add(`${b.address}|${b.port}`), true));
     const r = uniq(f.backends), t = uniq(f.terminating);
-    if (r.length + t.length > MAX_FRONTEND_BACKENDS) throw new Error(`frontend ${f.address}:${f.port}: ${r.length + t.length} backends, at most ${MAX_FRONTEND_BACKENDS}`);
+    if (r.length + t.length > MAX_FRONTEND_BACKENDS) {
+      refused.set(f.serviceId, `frontend ${f.address}:${f.port}/${f.protocol}: ${r.length + t.length} backends, at most ${MAX_FRONTEND_BACKENDS}`);
+      continue;
+    }
     const ref = (b: ServiceBackend): BackendRef => ({ address: b.address, port: b.port, protocol: f.protocol, service: f.serviceId });
     const rr = r.map(ref), tr = t.map(ref);
     rr.forEach((x, i) => {
@@ -310,6 +322,20 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     want.set(k, { ready: rr, terminating: tr });
     wantFe.set(k, { f, ready: r.length, term: t.length });
   }
+  const keysOf = new Map<number, string[]>();
+  for (const [k, { f }] of wantFe) {
+    let l = keysOf.get(f.serviceId);
+    if (!l) keysOf.set(f.serviceId, (l = []));
+    l.push(k);
+  }
+  const unwant = (id: number): void => {
+    for (const k of keysOf.get(id) ?? []) {
+      want.delete(k);
+      wantFe.delete(k);
+    }
+    keysOf.delete(id);
+  };
+  for (const id of refused.keys()) unwant(id);
   // local (the endpoint's nodeName is this node): traffic from outside reaches it without SNAT.
   const beValues = new Map<string, Buffer>();
   for (const [bk, { b, f, terminating }] of beOf) {
@@ -329,6 +355,29 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     for (const id of opts.only) for (const k of st.svcFes.get(id) ?? []) if (!want.has(k)) changes.set(k, undefined);
   } else {
     for (const k of st.fe.keys()) if (!want.has(k)) changes.set(k, undefined);
+  }
+  // A refused Service port keeps what the maps hold for it (its frontends are neither rewritten nor deleted).
+  const keep = (id: number, reason: string): void => {
+    refused.set(id, reason);
+    for (const k of keysOf.get(id) ?? []) changes.delete(k);
+    unwant(id);
+    for (const k of st!.svcFes.get(id) ?? []) if (changes.has(k) && changes.get(k) === undefined) changes.delete(k);
+  };
+  for (const [id, reason] of refused) keep(id, reason);
+  // lb_fe has room for what stays and what comes: else the Service ports that add the most new
+  // frontends are refused, new ones before those already there (a newcomer never evicts them).
+  const feCount = (): number => {
+    let n = st!.fe.size;
+    for (const [k, w] of changes) n += w ? (st!.fe.has(k) ? 0 : 1) : st!.fe.has(k) ? -1 : 0;
+    return n;
+  };
+  if (feCount() > feIO.maxEntries) {
+    const adds = [...keysOf].map(([id, ks]) => ({ id, n: ks.filter((k) => !st!.fe.has(k)).length, old: st!.svcFes.has(id) })).filter((x) => x.n > 0)
+      .sort((a, b) => Number(a.old) - Number(b.old) || b.n - a.n || a.id - b.id);
+    for (const x of adds) {
+      if (feCount() <= feIO.maxEntries) break;
+      keep(x.id, `${x.n} new frontends do not fit: lb_fe holds ${feIO.maxEntries}`);
+    }
   }
 
   const reports = new Map<ServiceMapName, MapReport>((['lb_be', 'lb_slots', 'lb_fe'] as const).map((n) => [n, { put: 0, removed: 0, patched: 0, entries: 0 }]));
@@ -370,7 +419,24 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
     const p = s.alloc.placement(k);
     old.set(k, p && p.ids.length ? { base: p.base, n: p.ids.length } : undefined);
   }
-  const round = s.alloc.update(changes);
+  let round: SlotRound | undefined;
+  // The slot array or the backend table cannot hold the update: refuse Service ports until it
+  // fits, new ones before those already there, the hungriest first (the allocator changes
+  // nothing when it throws).
+  const hungry = [...keysOf].map(([id, ks]) => ({ id, n: ks.reduce((a, k) => a + (want.get(k)!.ready.length + want.get(k)!.terminating.length), 0), old: s.svcFes.has(id) }))
+    .sort((a, b) => Number(a.old) - Number(b.old) || b.n - a.n || a.id - b.id);
+  for (let tries = 0, next = 0; ; tries++) {
+    try {
+      round = s.alloc.update(changes);
+      break;
+    } catch (e) {
+      if (!(e instanceof SlotsFull) || next >= hungry.length) throw e;
+      // One at a time first; then in growing batches, so that exhaustion by many stays cheap.
+      const batch = tries < 16 ? 1 : 1 << Math.min(tries - 15, 16);
+      for (const x of hungry.slice(next, next + batch)) keep(x.id, `does not fit: ${e.message}`);
+      next += batch;
+    }
+  }
   s.left.gen = round.generation;
 
   // 5. Backends before any slot names them; flags of kept ones (terminating, local) in place.
@@ -478,5 +544,5 @@ export function applyServices(maps: ReadonlyMap<ServiceMapName, MapIO>, frontend
   rep('lb_fe').entries = s.fe.size;
   rep('lb_slots').entries = s.slotsLive;
   rep('lb_be').entries = s.be.size;
-  return { maps: reports, moved, retired };
+  return { maps: reports, moved, retired, refused: [...refused].map(([serviceId, reason]) => ({ serviceId, reason })).sort((a, b) => a.serviceId - b.serviceId) };
 }

@@ -75,6 +75,12 @@ export interface ServicesModel {
   health: ServiceHealth[];
   /** Services (or frontends) left alone, with why; sorted. */
   skipped: { service: string; reason: string }[];
+  /**
+   * Services that lost (part of) what they ask for to another (by: its "namespace/name"): a
+   * clash, or an address refused as that one's ClusterIP or endpoint. With `only`, also the
+   * Services outside it that an emitted one beat. A change of `by` may change `service`.
+   */
+  blocked?: { service: string; by: string }[];
 }
 
 /** A frontend's identity in the maps: two frontends never share one. */

@@ -38,6 +38,8 @@ export interface ServiceObj {
   proxyName?: string;
   /** The label service.kubernetes.io/headless is present. */
   headlessLabel: boolean;
+  /** metadata.creationTimestamp (RFC 3339, UTC): the oldest Service wins a clash of external claims. */
+  created?: string;
 }
 
 export interface SliceEndpoint {

@@ -153,6 +153,51 @@ describe('applyServices', () => {
     assert.throws(() => applyServices(m, [fe(81, 2, [])], record, { only: new Set([1]) }), /serviceId 2 not among/);
   });
 
+  // One tenant object must not stop Service programming for the node: what does not fit is
+  // refused (and reported by id), everything else is written.
+  const many = (n: number, net = 2): string[] => Array.from({ length: n }, (_, i) => `10.${net}.${i >> 8}.${(i & 255) + 1}`);
+
+  it('a Service too large for the slot array is refused; the normal one beside it is programmed', () => {
+    const { m } = maps(() => {}, 64, 256);
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.1', '10.1.0.2']), fe(81, 2, many(100))], memoryRecord());
+    assert.deepEqual(view(m), new Map([[80, ['10.1.0.1', '10.1.0.2']]]));
+    assert.deepEqual(r.refused.map((x) => x.serviceId), [2]);
+    assert.match(r.refused[0]!.reason, /does not fit: backend slot array full/);
+  });
+
+  it('a Service exhausting the backend table is refused; the normal one is programmed', () => {
+    const { m } = maps(() => {}, 256, 32);
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.1']), fe(81, 2, many(40))], memoryRecord());
+    assert.deepEqual(view(m), new Map([[80, ['10.1.0.1']]]));
+    assert.match(r.refused.find((x) => x.serviceId === 2)!.reason, /backend table full/);
+  });
+
+  it('more backends than one frontend can hold: refused before the allocator, the others programmed', () => {
+    const { m } = maps(() => {});
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.1']), fe(81, 2, many(1 << 15, 3).concat(['10.9.9.9']))], memoryRecord());
+    assert.deepEqual(view(m), new Map([[80, ['10.1.0.1']]]));
+    assert.match(r.refused[0]!.reason, /32769 backends, at most 32768/);
+  });
+
+  it('a Service whose frontends would overfill lb_fe is refused (a newcomer never evicts what is there)', () => {
+    const { m } = maps(() => {});
+    const record = memoryRecord();
+    applyServices(m, [fe(80, 1, ['10.1.0.1'])], record);
+    const huge = Array.from({ length: 20 }, (_, i) => fe(1000 + i, 2, ['10.1.0.2']));
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.1', '10.1.0.3']), ...huge], record);
+    assert.deepEqual(view(m), new Map([[80, ['10.1.0.1', '10.1.0.3']]]));
+    assert.match(r.refused[0]!.reason, /20 new frontends do not fit: lb_fe holds 16/);
+  });
+
+  it('a Service already programmed whose update does not fit keeps what it had; the others change', () => {
+    const { m } = maps(() => {});
+    const record = memoryRecord();
+    applyServices(m, [fe(80, 1, ['10.1.0.1']), fe(81, 2, ['10.1.0.2'])], record);
+    const r = applyServices(m, [fe(80, 1, ['10.1.0.5']), fe(81, 2, many(100))], record);
+    assert.deepEqual(view(m), new Map([[80, ['10.1.0.5']], [81, ['10.1.0.2']]]));
+    assert.deepEqual(r.refused.map((x) => x.serviceId), [2]);
+  });
+
   it('a restarted sync (another record: nothing known) re-adopts ids and ranges from the maps and rewrites nothing unchanged', () => {
     const { m } = maps(() => {});
     const want = [fe(80, 1, ['10.1.0.1', '10.1.0.2']), fe(81, 2, ['10.1.0.1']), fe(82, 3, [], { terminating: [{ address: '10.1.0.9', port: 8080 }] })];

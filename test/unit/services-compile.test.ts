@@ -11,8 +11,8 @@ import type { EndpointSliceObj, ServiceObj } from '../../lib/services/objects.js
 type Json = Record<string, unknown>;
 const NODE = { name: 'n1', addresses: ['192.0.2.1', '2001:db8::1'] };
 
-function svc(name: string, spec: Json, extra: { labels?: Record<string, string>; status?: Json; namespace?: string } = {}): ServiceObj {
-  const s = parseService({ metadata: { namespace: extra.namespace ?? 'x', name, labels: extra.labels ?? {} }, spec: { clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', port: 80, targetPort: 'web' }], ...spec }, status: extra.status ?? {} });
+function svc(name: string, spec: Json, extra: { labels?: Record<string, string>; status?: Json; namespace?: string; created?: string } = {}): ServiceObj {
+  const s = parseService({ metadata: { namespace: extra.namespace ?? 'x', name, labels: extra.labels ?? {}, ...(extra.created ? { creationTimestamp: extra.created } : {}) }, spec: { clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', port: 80, targetPort: 'web' }], ...spec }, status: extra.status ?? {} });
   assert.ok(s);
   return s;
 }
@@ -271,6 +271,103 @@ describe('services: frontends of a Service', () => {
     assert.deepEqual(only(m, { kind: 'externalIP' }).map((f) => f.service), ['x/a', 'x/a']);
     assert.deepEqual(m.skipped.map((s) => s.service), ['x/b', 'x/b']);
     assert.match(m.skipped[0]!.reason, /already served for x\/a/);
+  });
+
+  // A tenant's Service (CVE-2020-8554 class) cannot take a ClusterIP, the node's ports or a pod's
+  // address by naming it as an externalIP or LB IP, whatever its namespace sorts as.
+  it('an externalIP naming another Service\'s ClusterIP is refused: the ClusterIP keeps its frontends in both scopes', () => {
+    const dns = svc('kube-dns', { clusterIPs: ['10.96.0.10'], ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] }, { namespace: 'kube-system', created: '2020-01-01T00:00:00Z' });
+    const evil = svc('x', { clusterIPs: ['10.96.0.99'], externalIPs: ['10.96.0.10'], ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] }, { namespace: 'aaa', created: '2019-01-01T00:00:00Z' });
+    const m = compile([evil, dns], [slice('d', 'kube-dns', [{ ip: '10.244.0.53' }], [{ name: 'dns', port: 53, protocol: 'UDP' }], 'IPv4', 'kube-system'), slice('e', 'x', [{ ip: '10.244.9.9' }], [{ name: 'dns', port: 53, protocol: 'UDP' }], 'IPv4', 'aaa')]);
+    const at = only(m, { address: '10.96.0.10' });
+    assert.deepEqual(at.map((f) => [f.service, f.kind, f.scope]), [['kube-system/kube-dns', 'clusterIP', 'internal']]);
+    assert.deepEqual(addrs(at[0]!.backends.ready), ['10.244.0.53:53']);
+    assert.equal(only(m, { service: 'aaa/x', kind: 'externalIP' }).length, 0);
+    assert.ok(m.skipped.some((s) => s.service === 'aaa/x' && /externalIP 10\.96\.0\.10 refused: the ClusterIP of kube-system\/kube-dns/.test(s.reason)), JSON.stringify(m.skipped));
+  });
+
+  it('a ClusterIP wins a clash with another Service\'s external claim whatever the names and ages (two Services given one address)', () => {
+    const victim = svc('zzz', { clusterIPs: ['10.96.0.1'], ports: [{ name: 'https', port: 443 }] }, { namespace: 'zzz', created: '2024-01-01T00:00:00Z' });
+    // The LB IP path: the ClusterIP set is built from every Service, so the refusal names it; the clash rule is the backstop.
+    const evil = svc('a', { type: 'LoadBalancer', clusterIPs: ['10.96.0.2'], ports: [{ name: 'https', port: 443, nodePort: 30443 }] }, { namespace: 'aaa', created: '2000-01-01T00:00:00Z', status: { loadBalancer: { ingress: [{ ip: '10.96.0.1' }] } } });
+    const m = compile([evil, victim], []);
+    assert.deepEqual(only(m, { address: '10.96.0.1' }).map((f) => `${f.service} ${f.kind}`), ['zzz/zzz clusterIP']);
+    assert.ok(m.skipped.some((s) => s.service === 'aaa/a' && /load-balancer IP 10\.96\.0\.1 refused/.test(s.reason)));
+  });
+
+  it('two Services\' external claims of one address:port: the oldest wins (not the name), the other is skipped naming it', () => {
+    const old = svc('zzz', { externalIPs: ['198.51.100.7'] }, { namespace: 'zzz', created: '2020-01-01T00:00:00Z' });
+    const young = svc('aaa', { clusterIPs: ['10.96.0.11'], externalIPs: ['198.51.100.7'] }, { namespace: 'aaa', created: '2021-06-01T00:00:00Z' });
+    const m = compile([young, old], []);
+    assert.deepEqual(only(m, { kind: 'externalIP' }).map((f) => f.service), ['zzz/zzz', 'zzz/zzz']);
+    assert.ok(m.skipped.length > 0 && m.skipped.every((s) => s.service === 'aaa/aaa' && /already served for zzz\/zzz/.test(s.reason)), JSON.stringify(m.skipped));
+  });
+
+  it('externalIPs and LB IPs on this node\'s addresses, a pod\'s address or a special address are refused; others programmed', () => {
+    const special = ['0.0.0.0', '127.0.0.1', '169.254.169.254', '224.0.0.1', '255.255.255.255'];
+    const s = svc('t', { type: 'LoadBalancer', externalIPs: ['192.0.2.1', '10.244.5.5', ...special, '198.51.100.7'], ports: [{ name: 'ssh', port: 22, nodePort: 30022 }] },
+      { status: { loadBalancer: { ingress: [{ ip: '192.0.2.1' }, { ip: '198.51.100.8' }] } } });
+    const other = slice('o', 'other', [{ ip: '10.244.5.5' }], [{ name: 'ssh', port: 22 }], 'IPv4', 'y');
+    const m = compile([s], [other]);
+    assert.deepEqual([...new Set(only(m, { service: 'x/t' }).filter((f) => f.kind === 'externalIP' || f.kind === 'loadBalancer').map((f) => f.address))].sort(), ['198.51.100.7', '198.51.100.8']);
+    // The node's own port 22 is not taken; its NodePort is still served there.
+    assert.equal(only(m, { address: '192.0.2.1', port: 22 }).length, 0);
+    assert.equal(only(m, { address: '192.0.2.1', port: 30022, kind: 'nodePort' }).length, 2);
+    const reasons = m.skipped.map((x) => x.reason).join('\n');
+    assert.match(reasons, /externalIP 192\.0\.2\.1 refused: an address of this node/);
+    assert.match(reasons, /load-balancer IP 192\.0\.2\.1 refused: an address of this node/);
+    assert.match(reasons, /externalIP 10\.244\.5\.5 refused: an endpoint \(pod\) address of y\/other/);
+    for (const a of special) assert.match(reasons, new RegExp(`externalIP ${a.replace(/\./g, '\\.')} refused: `));
+  });
+
+  it('services.externalIPs: only addresses inside the allowlist are programmed', () => {
+    const s = svc('t', { externalIPs: ['198.51.100.7', '203.0.113.9'] });
+    const m = compileServices([s], [], NODE, { externalCIDRs: ['203.0.113.0/24'] });
+    assert.deepEqual([...new Set(only(m, { kind: 'externalIP' }).map((f) => f.address))], ['203.0.113.9']);
+    assert.match(m.skipped.map((x) => x.reason).join('\n'), /externalIP 198\.51\.100\.7 refused: outside services\.externalIPs/);
+    assert.deepEqual(only(compileServices([s], [], NODE, { externalCIDRs: [] }), { kind: 'externalIP' }), []);
+  });
+
+  it('endpoints that are unspecified, loopback, link-local or multicast are ignored with a reason (CVE-2021-25740 class)', () => {
+    const s = svc('web', { type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }] });
+    const bad = ['0.0.0.0', '127.0.0.1', '169.254.169.254', '224.0.0.5'];
+    const m = compile([s], [slice('w', 'web', [...bad.map((ip) => ({ ip })), { ip: '10.244.0.5' }]), slice('w6', 'web', [{ ip: '::1' }, { ip: 'fe80::1' }, { ip: 'ff02::1' }, { ip: '::ffff:127.0.0.1' }, { ip: '2001:db8:1::5' }], [{ name: 'http', port: 8080 }], 'IPv6')], NODE);
+    for (const f of only(m, { service: 'x/web' }).filter((x) => x.family === 4)) assert.deepEqual(addrs(f.backends.ready), ['10.244.0.5:8080']);
+    const reasons = m.skipped.map((x) => x.reason).join('\n');
+    for (const a of bad) assert.match(reasons, new RegExp(`endpoint ${a.replace(/\./g, '\\.')} of EndpointSlice x/w ignored`));
+  });
+
+  it('a Service with more than 256 external × port frontends is skipped with a reason; the others still compile', () => {
+    const ips = Array.from({ length: 300 }, (_, i) => `198.51.${100 + (i >> 8)}.${i & 255 || 1}`);
+    const huge = svc('huge', { clusterIPs: ['10.96.0.50'], externalIPs: ips }, { namespace: 'aaa' });
+    const normal = svc('web', { clusterIPs: ['10.96.0.10'] });
+    const m = compile([huge, normal], [slice('w', 'web', [{ ip: '10.244.0.5' }])]);
+    assert.equal(only(m, { service: 'aaa/huge' }).length, 0);
+    assert.match(m.skipped.find((x) => x.service === 'aaa/huge')!.reason, /does not fit: \d+ IPv4 \(externalIP or load-balancer IP\) × port frontends, at most 256/);
+    assert.equal(one(m, { service: 'x/web', kind: 'clusterIP' }).verdict, 'forward');
+  });
+
+  it('the parsers drop ports outside 1..65535 or not integers, and keep creationTimestamp', () => {
+    const s = parseService({ metadata: { name: 'p', creationTimestamp: '2024-01-01T00:00:00Z' }, spec: { clusterIP: '10.96.0.9', ports: [{ port: 70000 }, { port: 1.5 }, { name: 'ok', port: 80, nodePort: 99999 }] } })!;
+    assert.deepEqual(s.ports, [{ name: 'ok', protocol: 'TCP', port: 80 }]);
+    assert.equal(s.created, '2024-01-01T00:00:00Z');
+    const sl = parseEndpointSlice({ metadata: { name: 'e' }, addressType: 'IPv4', ports: [{ port: 0 }, { port: 65536 }, { port: 80 }], endpoints: [] })!;
+    assert.deepEqual(sl.ports.map((p) => p.port), [80]);
+  });
+
+  it('a partial compile (only) still sees the others: a changed Service cannot take an unchanged one\'s address', () => {
+    const old = svc('a', { externalIPs: ['198.51.100.7'] }, { created: '2020-01-01T00:00:00Z' });
+    const young = svc('b', { clusterIPs: ['10.96.0.11'], externalIPs: ['198.51.100.7', '10.96.0.10'] }, { created: '2021-01-01T00:00:00Z' });
+    const m = compileServices([old, young], [], NODE, { only: new Set(['x/b']) });
+    assert.deepEqual(m.frontends.map((f) => `${f.service} ${f.kind} ${f.address}`), ['x/b clusterIP 10.96.0.11']);
+    assert.ok(m.skipped.every((s) => s.service === 'x/b'));
+    // An older changed Service beats an unchanged younger one: the caller learns it must recompile that one.
+    const m2 = compileServices([old, young], [], NODE, { only: new Set(['x/a']) });
+    assert.deepEqual(m2.blocked, [{ service: 'x/b', by: 'x/a' }]);
+    // A changed slice whose pod takes an address an unchanged Service names as externalIP: that Service is named too.
+    const pod = slice('c-1', 'c', [{ ip: '198.51.100.7' }]);
+    const m3 = compileServices([old, svc('c', { clusterIPs: ['10.96.0.12'] })], [pod], NODE, { only: new Set(['x/c']) });
+    assert.deepEqual(m3.blocked, [{ service: 'x/a', by: 'x/c' }]);
   });
 
   it('deterministic: the same objects in any order give the same model', () => {
