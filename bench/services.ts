@@ -10,6 +10,7 @@
 // the other Services' endpoints are addresses nothing answers (they are never picked: only the
 // measured Service is connected to), and the measured one sits in the middle of kube-proxy's
 // KUBE-SERVICES chain (its expected place: kube-proxy writes Services in map order).
+import { removeCgroup } from '../testkit/cgroup.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -238,13 +239,7 @@ function testbed(dir: string): Bed {
       // never attached
     }
     for (const ns of [SERVER, ...Object.values(CLIENTS)]) run(['ip', 'netns', 'del', ns], { allowFail: true });
-    for (let i = 0; i < 50 && existsSync(cg); i++) {
-      try {
-        rmdirSync(cg);
-      } catch {
-        spawnSync('sleep', ['0.1']);
-      }
-    }
+    removeCgroup(cg);
     bpffs.release();
     removeDir(stateDir);
   };

@@ -147,9 +147,8 @@ static __always_inline enum np_outcome choose(const struct flow *f, struct lb_fe
 {
 	struct lb_fe_val *p, fe;
 	struct lb_aff_key ak = {};
-	struct lb_be *be = 0;
-	__u64 now = 0;
-	__u32 n, id = 0, slot;
+	struct lb_be *be;
+	__u32 n, id = 0;
 
 	k->scope = LB_SCOPE_EXT;
 	p = bpf_map_lookup_elem(&lb_fe, k);
@@ -162,36 +161,10 @@ static __always_inline enum np_outcome choose(const struct flow *f, struct lb_fe
 	n = fe.count ? fe.count : fe.term;
 	if ((fe.flags & (LB_F_REJECT | LB_F_DROP)) || n == 0)
 		return NP_DROP;
-	if (fe.flags & LB_F_AFFINITY) {
-		struct lb_aff_val *av;
-
-		ak.netns_cookie = client_key(f);
-		ak.svc_id = fe.svc_id;
-		now = bpf_ktime_get_ns();
-		av = bpf_map_lookup_elem(&lb_aff, &ak);
-		if (av && now - av->last_ns < (__u64)fe.affinity_timeout * 1000000000ULL) {
-			be = lb_backend_of(av->backend_id, fe.svc_id, k->family);
-			if (be && !(be->flags & LB_BE_RETIRED))
-				id = av->backend_id;
-			else
-				be = 0;
-		}
-	}
-	if (!be) {
-		slot = fe.base + bpf_get_prandom_u32() % n;
-		__u32 *idp = bpf_map_lookup_elem(&lb_slots, &slot);
-		if (!idp)
-			return NP_DROP;
-		id = *idp;
-		be = lb_backend_of(id, fe.svc_id, k->family);
-		if (!be)
-			return NP_DROP;
-	}
-	if (fe.flags & LB_F_AFFINITY) {
-		struct lb_aff_val nv = { .last_ns = now, .backend_id = id };
-
-		bpf_map_update_elem(&lb_aff, &ak, &nv, BPF_ANY);
-	}
+	ak.netns_cookie = client_key(f);
+	be = lb_pick(&fe, &ak, k->family, bpf_get_prandom_u32(), n, &id);
+	if (!be)
+		return NP_DROP;
 	__builtin_memcpy(out, be, sizeof(*out));
 	return NP_NAT;
 }

@@ -98,6 +98,50 @@ static __always_inline struct lb_be *lb_backend_of(__u32 id, __u32 svc_id, __u32
 }
 
 /*
+ * A backend of fe for a client whose affinity key is ak (its netns cookie at the socket, its
+ * address from outside): the one its affinity names while fresh and not retired, else slot
+ * r % n of the live range; the affinity is renewed. 0: none (a slot or backend gone under a
+ * racing update).
+ */
+static __always_inline struct lb_be *lb_pick(const struct lb_fe_val *fe, struct lb_aff_key *ak, __u32 family, __u32 r, __u32 n, __u32 *id)
+{
+	struct lb_be *be = 0;
+	__u64 now = 0;
+
+	if (fe->flags & LB_F_AFFINITY) {
+		struct lb_aff_val *av;
+
+		ak->svc_id = fe->svc_id;
+		now = bpf_ktime_get_ns();
+		av = bpf_map_lookup_elem(&lb_aff, ak);
+		if (av && now - av->last_ns < (__u64)fe->affinity_timeout * 1000000000ULL) {
+			be = lb_backend_of(av->backend_id, fe->svc_id, family);
+			if (be && !(be->flags & LB_BE_RETIRED))
+				*id = av->backend_id;
+			else
+				be = 0;
+		}
+	}
+	if (!be) {
+		__u32 slot = fe->base + r % n;
+		__u32 *idp = bpf_map_lookup_elem(&lb_slots, &slot);
+
+		if (!idp)
+			return 0;
+		*id = *idp;
+		be = lb_backend_of(*id, fe->svc_id, family);
+		if (!be)
+			return 0;
+	}
+	if (fe->flags & LB_F_AFFINITY) {
+		struct lb_aff_val nv = { .last_ns = now, .backend_id = *id };
+
+		bpf_map_update_elem(&lb_aff, ak, &nv, BPF_ANY);
+	}
+	return be;
+}
+
+/*
  * Chooses the backend of the frontend k names (family, addr, port, proto filled; the scope is
  * looked up). On LB_TRANSLATED *out holds it and the reverse entry is written.
  */
@@ -106,9 +150,8 @@ static __always_inline enum lb_outcome lb_choose(void *ctx, struct lb_fe_key *k,
 	struct lb_fe_val *p = lb_frontend(k);
 	struct lb_fe_val fe;
 	struct lb_aff_key ak = {};
-	struct lb_be *be = 0;
-	__u64 now = 0;
-	__u32 n, id, slot;
+	struct lb_be *be;
+	__u32 n, id = 0;
 
 	if (!p)
 		return LB_NOT_SERVICE;
@@ -120,38 +163,10 @@ static __always_inline enum lb_outcome lb_choose(void *ctx, struct lb_fe_key *k,
 	if (n == 0)
 		return LB_REFUSE;
 
-	if (fe.flags & LB_F_AFFINITY) {
-		struct lb_aff_val *av;
-
-		ak.netns_cookie = bpf_get_netns_cookie(ctx);
-		ak.svc_id = fe.svc_id;
-		now = bpf_ktime_get_ns();
-		av = bpf_map_lookup_elem(&lb_aff, &ak);
-		if (av && now - av->last_ns < (__u64)fe.affinity_timeout * 1000000000ULL) {
-			be = lb_backend_of(av->backend_id, fe.svc_id, k->family);
-			if (be && !(be->flags & LB_BE_RETIRED))
-				id = av->backend_id;
-			else
-				be = 0;
-		}
-	}
-	if (!be) {
-		__u32 r = k->proto == IPPROTO_UDP ? (__u32)bpf_get_socket_cookie(ctx) : bpf_get_prandom_u32();
-
-		slot = fe.base + r % n;
-		__u32 *idp = bpf_map_lookup_elem(&lb_slots, &slot);
-		if (!idp)
-			return LB_REFUSE;
-		id = *idp;
-		be = lb_backend_of(id, fe.svc_id, k->family);
-		if (!be)
-			return LB_REFUSE;
-	}
-	if (fe.flags & LB_F_AFFINITY) {
-		struct lb_aff_val nv = { .last_ns = now, .backend_id = id };
-
-		bpf_map_update_elem(&lb_aff, &ak, &nv, BPF_ANY);
-	}
+	ak.netns_cookie = bpf_get_netns_cookie(ctx);
+	be = lb_pick(&fe, &ak, k->family, k->proto == IPPROTO_UDP ? (__u32)bpf_get_socket_cookie(ctx) : bpf_get_prandom_u32(), n, &id);
+	if (!be)
+		return LB_REFUSE;
 	__builtin_memcpy(out, be, sizeof(*out));
 
 	/* What recvmsg/getpeername give back; rewritten only when it changed. */

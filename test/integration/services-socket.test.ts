@@ -1,6 +1,7 @@
 // Services at the socket, in the kernel: the cgroup hooks of bpf/twill_sock.c attached to a
 // cgroup this test makes, frontends written by applyServices, and real traffic from "pods"
 // (network namespaces on one bridge) whose client runs inside that cgroup.
+import { removeCgroup } from '../../testkit/cgroup.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -166,13 +167,7 @@ describe('Services at the socket (cgroup hooks, real traffic)', { skip: !haveMou
     }
     for (const p of Object.keys(PODS) as Pod[]) sh('ip', ['netns', 'del', ns(p)], { allowFail: true });
     sh('ip', ['netns', 'del', HUB], { allowFail: true });
-    for (let i = 0; i < 50 && existsSync(cg); i++) {
-      try {
-        rmdirSync(cg);
-      } catch {
-        spawnSync('sleep', ['0.1']);
-      }
-    }
+    removeCgroup(cg);
     bpffs.release();
     removeDir(stateDir);
   });

@@ -3,6 +3,7 @@
 // EndpointSlice from a file and then from the API server's watch; a client in the network's
 // cgroupRoot connects to the ClusterIP and reaches a backend, and `twill services`, `status`,
 // `metrics` and `sync --cleanup` say and undo what the sync did.
+import { removeCgroup } from '../../testkit/cgroup.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -113,13 +114,7 @@ describe('twill sync programs Services', { skip: !mount && 'no cgroup v2 mount' 
     run(['sync', '--cleanup']);
     for (const p of Object.values(pods)) twill({ CNI_COMMAND: 'DEL', CNI_CONTAINERID: p.id, CNI_NETNS: netnsPath(p.ns), CNI_IFNAME: 'eth0' }, conf);
     cleanupNetns();
-    for (let i = 0; i < 50 && existsSync(cg); i++) {
-      try {
-        rmdirSync(cg);
-      } catch {
-        spawnSync('sleep', ['0.1']);
-      }
-    }
+    removeCgroup(cg);
     bpffs.release();
     for (const d of [confDir, net.stateDir, net.dataDir]) removeDir(d);
   });

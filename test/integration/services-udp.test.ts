@@ -8,6 +8,7 @@
 // that translates its own sockets to the leaving backend's exact address and port cannot get
 // another pod's socket to that address destroyed: the iterator judges a socket by the entry the
 // hooks wrote under its kernel-assigned cookie, never by its destination alone.
+import { removeCgroup } from '../../testkit/cgroup.js';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -140,13 +141,7 @@ describe('UDP across a backend replacement (socket iterators, real traffic)', { 
     }
     for (const p of Object.keys(PODS) as Pod[]) sh('ip', ['netns', 'del', ns(p)], { allowFail: true });
     sh('ip', ['netns', 'del', HUB], { allowFail: true });
-    for (let i = 0; i < 50 && existsSync(cg); i++) {
-      try {
-        rmdirSync(cg);
-      } catch {
-        spawnSync('sleep', ['0.1']);
-      }
-    }
+    removeCgroup(cg);
     bpffs.release();
     removeDir(stateDir);
     removeDir(stopDir);
