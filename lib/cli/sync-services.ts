@@ -93,6 +93,8 @@ export interface ServicesSync {
   attached: string[];
   /** Frontends whose slot range moved. */
   moved: number;
+  /** Map entries written or removed (0: the kernel already held this state, as after a restart). */
+  written: number;
   /** Connected sockets destroyed because their backend left (they reconnect to a live one). */
   destroyed: number;
   /** Devices the per-packet program serves (NodePorts, external and load-balancer IPs from outside). */
@@ -126,7 +128,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   } else {
     removeNodePortPrograms({ bpffsRoot: t.hooks.bpffsRoot, stateDir: t.stateDir });
   }
-  const { moved, retired } = withNodeLock(t.stateDir, () => {
+  const { moved, retired, maps: written } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
     try {
@@ -151,7 +153,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);
-  return { record, attached, moved, destroyed, devices };
+  return { record, attached, moved, written: [...written.values()].reduce((n, m) => n + m.put + m.removed + m.patched, 0), destroyed, devices };
 }
 
 /**
@@ -212,7 +214,7 @@ export function servicesReconciler(cache: ClusterCache, networks: () => NetConf[
     const s = syncServices(servicesNetworks(networks()), cacheServicesView(cache), source);
     if (!s) return true;
     log('info', first ? 'services synced' : 'services updated', {
-      ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved,
+      ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved, written: s.written,
       ...(s.record.problems.length ? { problems: s.record.problems } : {}),
     });
     first = false;
