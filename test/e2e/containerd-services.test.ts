@@ -110,13 +110,9 @@ describe('containerd CRI: a pod reaches a Service by its ClusterIP', { skip }, (
       .find((l) => l.msg === 'attached' && l.ips?.some((a) => a.startsWith(`${st.ip}/`)))?.netns;
     assert.ok(netns, 'twill attached the sandbox');
     // The pod's process (pause) and where containerd put it.
-    const pid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('/pause') && readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(sandbox);
-      } catch {
-        return false;
-      }
-    });
+    const pids = spawnSync('ip', ['netns', 'pids', netns.split('/').pop()!], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+    t.diagnostic(`processes in the sandbox's netns: ${pids.map((p) => `${p} ${readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ')}`).join('; ')}`);
+    const pid = pids[0];
     assert.ok(pid, 'the sandbox\'s pause process');
     const cgroups = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
     t.diagnostic(`pause ${pid} /proc/pid/cgroup:\n${cgroups}`);
