@@ -402,6 +402,9 @@ describe('Kubernetes Service semantics through twill sync', { skip: !mount && 'n
       const hold = background<Hold>('d', { kind: 'hold', addr: VIP(13), port: 80, want: 'b2:8080', stop });
       await hold.ready;
       const loop = background<Result[]>('c', { kind: 'loop', addr: VIP(13), port: 80, stop });
+      // b2 stays throughout; b1 and b3 take turns. (A TCP connection to the one that left lives on
+      // too, as kube-proxy leaves established TCP alone: the held one proves no apply disturbs
+      // the flow, the loop that no new connection meets an empty or half-written Service.)
       const sets: Ep[][] = [[{ pod: 'b2' }, { pod: 'b3' }], [{ pod: 'b1' }, { pod: 'b2' }]];
       for (let round = 0; round < 8; round++) {
         sync(simple('upd', VIP(13), sets[round % 2]!));
