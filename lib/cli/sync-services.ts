@@ -98,6 +98,8 @@ export interface ServicesSync {
   attached: string[];
   /** Frontends whose slot range moved. */
   moved: number;
+  /** Map entries written or removed (0: the kernel already held this state, as after a restart). */
+  written: number;
   /** Connected sockets destroyed because their backend left (they reconnect to a live one). */
   destroyed: number;
   /** Devices the per-packet program serves (NodePorts, external and load-balancer IPs from outside). */
@@ -220,7 +222,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   }
   // Forgotten while the maps change: a failure half-way makes the next sync a full one.
   context = undefined;
-  const { moved, retired, refused: refusedIds } = withNodeLock(t.stateDir, () => {
+  const { moved, retired, refused: refusedIds, maps: written } = withNodeLock(t.stateDir, () => {
     const maps = openServiceMaps(t.hooks.bpffsRoot);
     if (!maps) throw new Error(`Service maps not found under ${t.hooks.bpffsRoot} after loading the hooks`);
     // loadBalancerSourceRanges: added before a frontend is flagged, stale ones removed after.
@@ -279,7 +281,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);
-  return { record, attached, moved, destroyed, devices, refused };
+  return { record, attached, moved, written: [...written.values()].reduce((n, m) => n + m.put + m.removed + m.patched, 0), destroyed, devices, refused };
 }
 
 /**
@@ -344,7 +346,7 @@ export function servicesReconciler(cache: ClusterCache, networks: () => NetConf[
     const s = syncServices(servicesNetworks(networks()), cacheServicesView(cache), source, full ? undefined : changed);
     if (!s) return true;
     log('info', first ? 'services synced' : 'services updated', {
-      ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved,
+      ms: clock.now() - started, services: s.record.services, frontends: s.record.frontends, backends: s.record.backends, moved: s.moved, written: s.written,
       ...(s.record.skipped.length ? { skipped: s.record.skipped.length } : {}),
       ...(s.refused.length ? { refused: s.refused } : {}),
       ...(s.record.problems.length ? { problems: s.record.problems } : {}),

@@ -79,6 +79,8 @@ export interface SandboxSpec {
   annotations?: Record<string, string>;
   portMappings?: { containerPort: number; hostPort: number; protocol?: 'tcp' | 'udp'; hostIp?: string }[];
   logDirectory: string;
+  /** LinuxPodSandboxConfig.cgroup_parent, as kubelet sets it (its kubepods tree); unset: the runtime's default. */
+  cgroupParent?: string;
 }
 
 export class Cri {
@@ -103,7 +105,7 @@ export class Cri {
   async runPodSandbox(s: SandboxSpec): Promise<string> {
     const metadata = msg([[1, s.name], [2, s.uid], [3, s.namespace], [4, 0]]);
     const ports: Field[] = (s.portMappings ?? []).map((p) => [5, msg([[1, p.protocol === 'udp' ? 1 : 0], [2, p.containerPort], [3, p.hostPort], [4, p.hostIp]])]);
-    const config = msg([[1, metadata], [2, s.name], [3, s.logDirectory], ...ports, ...mapEntries(7, s.annotations ?? {}), [8, msg([])]]);
+    const config = msg([[1, metadata], [2, s.name], [3, s.logDirectory], ...ports, ...mapEntries(7, s.annotations ?? {}), [8, msg([[1, s.cgroupParent]])]]);
     return str(decode(await this.call('RunPodSandbox', msg([[1, config]]), 120_000)), 1);
   }
 
