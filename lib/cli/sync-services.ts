@@ -28,6 +28,7 @@ import type { EndpointSliceObj, ServiceObj } from '../services/objects.js';
 import { readServiceIds, readServicesSync, serviceIdsPath, servicesDir, servicesRecordDir, servicesSyncPath, type ServicesSyncRecord } from '../state/files.js';
 import { localAddresses } from '../sys/podlink.js';
 import { logLine, type Log } from './sync-watch.js';
+import { healthServers } from './services-health.js';
 
 export const SERVICE_KINDS: readonly KindName[] = ['Service', 'EndpointSlice'];
 
@@ -162,8 +163,23 @@ function sharesOf(model: ServicesModel, frontends: ReturnType<typeof toLbFronten
  * others need; else everything.
  */
 export function syncServices(confs: readonly NetConf[], view: ServicesView, source: string, changed?: ReadonlySet<string>): ServicesSync | undefined {
+  // healthCheckNodePorts answer serviceProxyHealthy: false while syncs fail.
+  try {
+    const s = syncServicesOnce(confs, view, source, changed);
+    healthServers.healthy = true;
+    return s;
+  } catch (e) {
+    healthServers.healthy = false;
+    throw e;
+  }
+}
+
+function syncServicesOnce(confs: readonly NetConf[], view: ServicesView, source: string, changed?: ReadonlySet<string>): ServicesSync | undefined {
   const t = servicesTarget(confs);
-  if (!t) return undefined;
+  if (!t) {
+    healthServers.update([], []);
+    return undefined;
+  }
   const addresses = nodeAddresses(t.nodeName, view.nodes);
   const key = JSON.stringify([servicesNetworks(confs), t.nodeName, addresses]);
   let partial = changed !== undefined && context?.key === key ? context : undefined;
@@ -277,7 +293,7 @@ export function syncServices(confs: readonly NetConf[], view: ServicesView, sour
   skipped.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
   const record: ServicesSyncRecord = {
     time: new Date().toISOString(), source, bpffsRoot: t.hooks.bpffsRoot, cgroupRoot: t.hooks.cgroupRoot,
-    services, frontends: nFrontends, backends, skipped, problems: t.problems,
+    services, frontends: nFrontends, backends, skipped, problems: [...t.problems, ...healthServers.update(model.health, addresses, partial ? changed : undefined)],
   };
   mkdirs(servicesDir(st), 0o700);
   writeAtomic(servicesSyncPath(st), `${JSON.stringify(record, null, 2)}\n`);

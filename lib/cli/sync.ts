@@ -211,6 +211,7 @@ function policyLine(p: PolicySync): string {
 export async function runSync(o: SyncOpts): Promise<number> {
   const interval = o.watch;
   if (!interval) return once(o);
+  if (!o.cleanup) (await import('./services-health.js')).serveHealthChecks();
   const policyNets = (): NetConf[] => twillNetworks(o.confDir).flatMap((n) => (n.conf?.policy && (!o.network || n.conf.name === o.network) ? [n.conf] : []));
   /** Ends the wait between rounds early (the node table changed). */
   let wake: (() => void) | undefined;
